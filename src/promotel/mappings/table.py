@@ -1,0 +1,556 @@
+"""Data-first mapping tables and the engine that runs them.
+
+A ``Table`` says, per Prometheus family, what OTel metric it becomes (``Row``) and, per label, what
+attribute it becomes (``LabelRule``). The same rows drive the mapper and ``promotel mappings NAME``,
+so the documentation printed for users cannot drift from what runs.
+
+Code exists only where a table cannot say it, as named label specials:
+
+* ``http_status`` — an integer code 100–599 becomes an int attribute, anything else a string under
+  the rule's ``fallback`` key; with ``error_type`` the code as a string also goes to ``error.type``
+  when it is ≥ 500 (semconv: server errors are errors, client errors are not).
+* ``hw_gpu`` — the GPU id becomes ``hw.id`` and ``hw.type="gpu"`` is added (the ``hw.gpu.*``
+  metrics require ``hw.type``).
+* ``user`` — end-user ids follow the source's ``users`` policy: keep (``enduser.id``), pseudonymize
+  (``enduser.pseudo.id`` = keyed HMAC-SHA256 of the id, stable across restarts) or drop.
+
+Per source, the mapper (``TableMapper``) keeps one cache per row: ``Labels`` → ``Attributes``. One
+exposition repeats the same label set for every bucket and every scrape repeats the series, so the
+translation runs once per series; each cache is bounded and simply cleared when full.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple
+
+from promotel.errors import MappingError
+from promotel.mappings import MapResult, RowDescription
+from promotel.model import (
+    Attributes,
+    AttrValue,
+    Kind,
+    Labels,
+    Metric,
+    MetricFamily,
+    Point,
+)
+from promotel.secrets import reveal
+
+log = logging.getLogger("promotel.mappings")
+
+AttrType = Literal["str", "int", "bool"]
+Special = Literal["", "http_status", "hw_gpu", "user"]
+
+# Per-row attribute cache bound: well above the series count of a large scrape of one family.
+CACHE_MAX = 200_000
+
+
+class Instrument(enum.Enum):
+    """The OTel instrument a row produces (``DISTRIBUTION`` = histogram or summary, as exposed)."""
+
+    COUNTER = "Counter"
+    UPDOWNCOUNTER = "UpDownCounter"
+    GAUGE = "Gauge"
+    HISTOGRAM = "Histogram"
+    SUMMARY = "Summary"
+    DISTRIBUTION = "Histogram or Summary"
+    AS_EXPOSED = "as exposed"
+
+
+class LabelRule(NamedTuple):
+    """Label key(s) → one attribute. With several keys (aliases), the first present, non-empty one wins."""
+
+    labels: tuple[str, ...]
+    attribute: str
+    type: AttrType = "str"
+    special: Special = ""
+    fallback: str = ""            # http_status: the string attribute for values that are not a code
+    error_type: bool = False      # http_status: add error.type for codes ≥ 500
+    note: str = ""
+
+
+class Row(NamedTuple):
+    family: str                   # as documented (counters with ``_total``); looked up with/without it
+    name: str
+    instrument: Instrument
+    unit: str
+    description: str = ""
+    scale: float = 1.0
+    conversion: str = ""          # for people: "MiB × 1048576"
+    constants: Attributes = ()
+    labels: tuple[str, ...] = ()  # the documented labels (for ``describe``; any label is translated)
+
+
+class Table(NamedTuple):
+    name: str
+    rows: tuple[Row, ...]
+    label_rules: tuple[LabelRule, ...]
+
+
+def family_keys(name: str) -> tuple[str, str]:
+    """A family's name and its counterpart with ``_total`` appended or stripped.
+
+    OpenMetrics declares counters without ``_total`` (``# TYPE x counter`` / ``x_total 1``), the
+    Prometheus text format usually with it; both must find the same row."""
+    if name.endswith("_total"):
+        return name, name[: -len("_total")]
+    return name, name + "_total"
+
+
+def _kind_of(instrument: Instrument) -> tuple[Kind | None, bool]:
+    return {
+        Instrument.COUNTER: (Kind.SUM, True),
+        Instrument.UPDOWNCOUNTER: (Kind.SUM, False),
+        Instrument.GAUGE: (Kind.GAUGE, False),
+        Instrument.HISTOGRAM: (Kind.HISTOGRAM, False),
+        Instrument.SUMMARY: (Kind.SUMMARY, False),
+    }.get(instrument, (None, False))
+
+
+def _compatible(instrument: Instrument, exposed: Kind) -> bool:
+    """Whether a family exposed as ``exposed`` can become ``instrument`` (numbers stay numbers, …)."""
+    if instrument in (Instrument.AS_EXPOSED,):
+        return True
+    if instrument is Instrument.DISTRIBUTION:
+        return exposed in (Kind.HISTOGRAM, Kind.SUMMARY)
+    kind, _ = _kind_of(instrument)
+    if kind in (Kind.SUM, Kind.GAUGE):
+        return exposed in (Kind.SUM, Kind.GAUGE)
+    return kind is exposed
+
+
+def pseudonymize(key: bytes, value: str) -> str:
+    """The pseudonym of an end-user id: HMAC-SHA256 under the source's secret key, 128 bits in hex.
+
+    Keyed (not a bare hash) so nobody without the key can test guesses; deterministic so the same
+    user keeps the same pseudonym across scrapes and restarts."""
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+# ─── overrides ───────────────────────────────────────────────────────────────────────────────
+
+
+class Override(NamedTuple):
+    """A validated per-family override (from any object with FamilyOverride's fields)."""
+
+    name: str | None = None
+    unit: str | None = None
+    scale: float | None = None
+    description: str | None = None
+    attributes: Attributes = ()
+    drop_attributes: frozenset[str] = frozenset()
+    rename_attributes: tuple[tuple[str, str], ...] = ()
+    drop: bool = False
+
+
+def _field(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def validate_override(family: str, obj: Any, source: str) -> Override:
+    where = f"source {source!r}, override for family {family!r}"
+    name = _field(obj, "name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise MappingError(f"{where}: 'name' must be a non-empty string; remove it to keep the mapped name")
+    unit = _field(obj, "unit")
+    if unit is not None and not isinstance(unit, str):
+        raise MappingError(f"{where}: 'unit' must be a UCUM string such as 's', 'By' or '1'")
+    scale = _field(obj, "scale")
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+            raise MappingError(f"{where}: 'scale' must be a finite number greater than 0 (got {scale!r}); "
+                               "e.g. 0.001 turns milliseconds into seconds")
+        scale = float(scale)
+    description = _field(obj, "description")
+    attrs_in = _field(obj, "attributes") or {}
+    attrs: list[tuple[str, AttrValue]] = []
+    for k, v in dict(attrs_in).items():
+        if not isinstance(v, (str, int, float, bool)):
+            raise MappingError(f"{where}: attribute {k!r} must be a string, number or boolean")
+        attrs.append((str(k), v))
+    drop_attrs = frozenset(str(k) for k in (_field(obj, "drop_attributes") or ()))
+    rename = tuple((str(k), str(v)) for k, v in dict(_field(obj, "rename_attributes") or {}).items())
+    for old, new in rename:
+        if not new:
+            raise MappingError(f"{where}: rename_attributes maps {old!r} to an empty name")
+    return Override(name=name, unit=unit, scale=scale, description=description, attributes=tuple(attrs),
+                    drop_attributes=drop_attrs, rename_attributes=rename, drop=bool(_field(obj, "drop")))
+
+
+# ─── label translation ───────────────────────────────────────────────────────────────────────
+
+
+class LabelTranslator:
+    """Labels → Attributes by a table's label rules and one source's user policy (no caching here)."""
+
+    def __init__(self, rules: Sequence[LabelRule], users: str, key: bytes | None) -> None:
+        self._rules = tuple(rules)
+        self._known = frozenset(k for r in rules for k in r.labels)
+        self._users = users
+        self._key = key
+
+    def translate(self, labels: Labels) -> dict[str, AttrValue]:
+        out: dict[str, AttrValue] = {}
+        for rule in self._rules:
+            for key in rule.labels:
+                value = labels.get(key)
+                if value:            # Prometheus: an empty value is the same as no label
+                    self._apply(rule, value, out)
+                    break
+        known = self._known
+        for key, value in labels.pairs():
+            if value and key not in known:
+                out[key] = value     # labels no rule knows pass as string attributes, under their name
+        return out
+
+    def _apply(self, rule: LabelRule, value: str, out: dict[str, AttrValue]) -> None:
+        special = rule.special
+        if special == "http_status":
+            code = int(value) if value.isascii() and value.isdigit() else -1
+            if 100 <= code <= 599:
+                out[rule.attribute] = code
+                if rule.error_type and code >= 500:
+                    out["error.type"] = str(code)
+            else:
+                out[rule.fallback or rule.attribute] = value
+        elif special == "hw_gpu":
+            out[rule.attribute] = value
+            out["hw.type"] = "gpu"
+        elif special == "user":
+            if self._users == "keep":
+                out[rule.attribute] = value
+            elif self._users == "pseudonymize" and self._key is not None:
+                out["enduser.pseudo.id"] = pseudonymize(self._key, value)
+            # "drop": the id never leaves the bridge
+        elif rule.type == "int":
+            try:
+                out[rule.attribute] = int(value)
+            except ValueError:
+                out[rule.attribute] = value
+        elif rule.type == "bool":
+            low = value.lower()
+            out[rule.attribute] = True if low == "true" else False if low == "false" else value
+        else:
+            out[rule.attribute] = value
+
+
+class _Bound(NamedTuple):
+    """A row with the source's override applied, ready to run."""
+
+    row: Row
+    kind: Kind | None
+    monotonic: bool
+    scale: float
+    attributes: Callable[[Labels], Attributes]
+    drop: bool
+
+
+def _finish(base: dict[str, AttrValue], constants: Attributes, ov: Override | None) -> Attributes:
+    attrs = dict(base)
+    attrs.update(constants)
+    if ov is not None:
+        attrs.update(ov.attributes)
+        for old, new in ov.rename_attributes:
+            if old in attrs:
+                attrs[new] = attrs.pop(old)
+        for key in ov.drop_attributes:
+            attrs.pop(key, None)
+    return tuple(sorted(attrs.items()))
+
+
+def _cached(func: Callable[[Labels], Attributes]) -> Callable[[Labels], Attributes]:
+    cache: dict[Labels, Attributes] = {}
+
+    def lookup(labels: Labels) -> Attributes:
+        attrs = cache.get(labels)
+        if attrs is None:
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
+            attrs = cache[labels] = func(labels)
+        return attrs
+
+    return lookup
+
+
+# ─── the engine ──────────────────────────────────────────────────────────────────────────────
+
+
+class TableMapper:
+    """One source's mapper: a table plus that source's overrides, users policy and caches."""
+
+    def __init__(self, table: Table, source: Any, default_service_name: str) -> None:
+        self.table = table
+        self.source_name = str(getattr(source, "name", "") or table.name)
+        users = getattr(source, "users", None) or "keep"
+        if users not in ("keep", "pseudonymize", "drop"):
+            raise MappingError(f"source {self.source_name!r}: users must be keep, pseudonymize or drop (got {users!r})")
+        key = getattr(source, "pseudonymize_key", None)
+        if users == "pseudonymize" and not key:
+            raise MappingError(f"source {self.source_name!r}: users: pseudonymize needs a secret pseudonymize_key "
+                               "(e.g. pseudonymize_key: ${PROMOTEL_PSEUDONYMIZE_KEY}); keep it stable so "
+                               "pseudonyms stay stable across restarts")
+        # The key may be a promotel.secrets.Secret, whose str() is masked: reveal the real value.
+        self._translator = LabelTranslator(table.label_rules, users,
+                                           reveal(key).encode("utf-8") if key else None)
+        # ``unmapped: drop`` means "only what the table lists"; a table with no rows (passthrough) lists
+        # nothing, so there it would drop everything: passthrough always keeps.
+        self._keep_unmapped = not table.rows or (getattr(source, "unmapped", None) or "keep") != "drop"
+        service = getattr(source, "service_name", None) or default_service_name or self.source_name
+        self.service_name = str(service)
+
+        overrides: dict[str, Override] = {}
+        for fam, obj in dict(getattr(source, "overrides", None) or {}).items():
+            ov = validate_override(str(fam), obj, self.source_name)
+            for k in family_keys(str(fam)):
+                overrides.setdefault(k, ov)
+        self._overrides = overrides
+
+        self._rows: dict[str, _Bound] = {}
+        self._patterns: list[tuple[re.Pattern[str], Row]] = []
+        for row in table.rows:
+            if "*" in row.family:
+                # A pattern row: "*" in the family stands for the same text in the OTel name.
+                head, _, tail = row.family.partition("*")
+                self._patterns.append((re.compile(re.escape(head) + "(.+)" + re.escape(tail)), row))
+                continue
+            bound = self._bind_row(row, overrides.get(row.family))
+            for k in family_keys(row.family):
+                self._rows.setdefault(k, bound)
+        self._matched: dict[str, _Bound | None] = {}
+        documented = {k for row in table.rows for k in family_keys(row.family)}
+        for fam in dict(getattr(source, "overrides", None) or {}):
+            matches_pattern = any(p.fullmatch(k) for k in family_keys(str(fam)) for p, _ in self._patterns)
+            if table.rows and str(fam) not in documented and not matches_pattern:
+                log.warning("Source %s has an override for family %s, which mapping %s does not list; "
+                            "it applies when that family appears (passed through).",
+                            self.source_name, fam, table.name)
+        # Bound passthrough rows for unlisted families that have an override, made on first sight.
+        self._passthrough_rows: dict[str, _Bound] = {}
+        self._warned: set[str] = set()
+
+    def _bind_row(self, row: Row, ov: Override | None) -> _Bound:
+        translate = self._translator.translate
+        constants = row.constants
+        if ov is not None:
+            row = row._replace(name=ov.name or row.name,
+                               unit=row.unit if ov.unit is None else ov.unit,
+                               description=ov.description or row.description)
+        scale = row.scale if ov is None or ov.scale is None else ov.scale
+        kind, monotonic = _kind_of(row.instrument)
+
+        def attributes(labels: Labels) -> Attributes:
+            return _finish(translate(labels), constants, ov)
+
+        return _Bound(row, kind, monotonic, scale, _cached(attributes), bool(ov and ov.drop))
+
+    def _match(self, name: str) -> _Bound | None:
+        if name in self._matched:
+            return self._matched[name]
+        found: _Bound | None = None
+        for key in family_keys(name):
+            for pattern, row in self._patterns:
+                m = pattern.fullmatch(key)
+                if m is not None:
+                    concrete = row._replace(family=key, name=row.name.replace("*", m.group(1)))
+                    found = self._bind_row(concrete, self._overrides.get(key))
+                    break
+            if found is not None:
+                break
+        if len(self._matched) < 10_000:
+            self._matched[name] = found
+        return found
+
+    def _passthrough_row(self, family: MetricFamily, ov: Override) -> _Bound:
+        bound = self._passthrough_rows.get(family.name)
+        if bound is None:
+            from promotel.assemble import default_attributes
+
+            # An override of an unlisted family keeps the passthrough's attributes (labels as strings).
+            def attributes(labels: Labels) -> Attributes:
+                return _finish(dict(default_attributes(labels)), (), ov)
+
+            row = Row(family.name, ov.name or family.name, Instrument.AS_EXPOSED, ov.unit or "",
+                      ov.description or "")
+            bound = _Bound(row, None, False, ov.scale or 1.0, _cached(attributes), ov.drop)
+            if len(self._passthrough_rows) < 10_000:
+                self._passthrough_rows[family.name] = bound
+        return bound
+
+    def map(self, families: Sequence[MetricFamily]) -> MapResult:
+        from promotel.assemble import (
+            assemble,
+            attach_created,
+            passthrough_metrics,
+            split_target_info,
+            ucum_unit,
+        )
+
+        resource_extra, rest = split_target_info(families)
+        families = attach_created(rest)    # prometheus_client's X_created gauges give X its start time
+        out: dict[tuple[str, str, str], Metric] = {}     # merged by (name, scope), in order of first sight
+        passthrough: list[MetricFamily] = []
+        dropped = 0
+        reasons: dict[str, int] = {}
+
+        def add(metric: Metric) -> None:
+            key = (metric.name, metric.scope_name, metric.scope_version)
+            prev = out.get(key)
+            out[key] = metric if prev is None else prev._replace(points=prev.points + metric.points)
+
+        for family in families:
+            bound = self._rows.get(family.name)
+            if bound is None and self._patterns:
+                bound = self._match(family.name)
+            if bound is None:
+                ov = self._overrides.get(family.name)
+                if ov is None:
+                    if self._keep_unmapped:
+                        passthrough.append(family)
+                    continue
+                bound = self._passthrough_row(family, ov)
+            if bound.drop:
+                continue
+            assembled = assemble(family, bound.attributes, bound.scale)
+            dropped += assembled.dropped
+            for reason in assembled.reasons:
+                reasons[reason] = reasons.get(reason, 0) + 1
+            if assembled.kind is None:
+                continue
+            row = bound.row
+            if not _compatible(row.instrument, assembled.kind):
+                self._warn_once(family, row)
+                if self._keep_unmapped:
+                    passthrough.append(family)
+                continue
+            kind = bound.kind or assembled.kind
+            monotonic = bound.monotonic if bound.kind is not None else assembled.monotonic
+            unit = row.unit
+            if row.instrument is Instrument.AS_EXPOSED and not unit:
+                unit = ucum_unit(family.unit)
+            for scope_name, scope_version, points in assembled.groups:
+                add(Metric(name=row.name, description=row.description or family.help or "", unit=unit,
+                           kind=kind, points=_points(points), monotonic=monotonic and kind is Kind.SUM,
+                           prom_type=family.type, scope_name=scope_name, scope_version=scope_version))
+        if passthrough:
+            metrics, n = passthrough_metrics(passthrough)
+            dropped += n
+            if n:
+                reasons["passthrough"] = reasons.get("passthrough", 0) + n
+            for metric in metrics:
+                add(metric)
+        resource: dict[str, AttrValue] = {"service.name": self.service_name}
+        resource.update(resource_extra)
+        return MapResult(tuple(out.values()), tuple(sorted(resource.items())), dropped, reasons)
+
+    def _warn_once(self, family: MetricFamily, row: Row) -> None:
+        if family.name in self._warned or len(self._warned) > 1000:
+            return
+        self._warned.add(family.name)
+        log.warning("Source %s exposes family %s as a %s, but mapping %s expects a %s; "
+                    "it is passed through unmapped. Check the exposition or override the family.",
+                    self.source_name, family.name, family.type, self.table.name, row.instrument.value)
+
+
+def _points(points: Iterable[Point]) -> tuple[Point, ...]:
+    return points if isinstance(points, tuple) else tuple(points)
+
+
+# ─── the plugin and its description ──────────────────────────────────────────────────────────
+
+
+class TablePlugin:
+    """A mapping plugin defined by a table (what Baseten and SambaNova are)."""
+
+    def __init__(self, table: Table, default_service_name: str) -> None:
+        self.table = table
+        self.name = table.name
+        self.default_service_name = default_service_name
+
+    def bind(self, source: Any) -> TableMapper:
+        return TableMapper(self.table, source, self.default_service_name)
+
+    def describe(self) -> list[RowDescription]:
+        by_label = {k: r for r in self.table.label_rules for k in r.labels}
+        out: list[RowDescription] = []
+        for row in self.table.rows:
+            attrs: list[str] = []
+            seen: set[int] = set()
+            for label in row.labels:
+                rule = by_label.get(label)
+                if rule is None:
+                    attrs.append(f"{label} (as is)")
+                    continue
+                if id(rule) in seen:
+                    continue
+                seen.add(id(rule))
+                attrs.append(f"{label}→{describe_rule(rule)}")
+            attrs.extend(f"{k}={v!r}" if not isinstance(v, str) else f"{k}={v}" for k, v in row.constants)
+            out.append(RowDescription(row.family, row.name, _instrument_text(row.instrument), row.unit,
+                                      row.conversion or "–", ", ".join(attrs)))
+        return out
+
+    def describe_labels(self) -> list[tuple[str, str, str]]:
+        """(label keys, attribute, note) per label rule, for the labels section of ``promotel mappings``."""
+        return [(", ".join(r.labels), describe_rule(r), r.note) for r in self.table.label_rules]
+
+
+def describe_rule(rule: LabelRule) -> str:
+    if rule.special == "http_status":
+        text = f"{rule.attribute} (int when 100–599, else {rule.fallback or rule.attribute} string)"
+        return text + (" + error.type when ≥ 500" if rule.error_type else "")
+    if rule.special == "hw_gpu":
+        return f"{rule.attribute} + hw.type=gpu"
+    if rule.special == "user":
+        return f"{rule.attribute} | enduser.pseudo.id | dropped (per 'users')"
+    return rule.attribute if rule.type == "str" else f"{rule.attribute} ({rule.type})"
+
+
+def _instrument_text(instrument: Instrument) -> str:
+    return {
+        Instrument.COUNTER: "Counter (monotonic Sum)",
+        Instrument.UPDOWNCOUNTER: "UpDownCounter (non-monotonic Sum)",
+        Instrument.GAUGE: "Gauge",
+        Instrument.HISTOGRAM: "Histogram",
+        Instrument.SUMMARY: "Summary",
+        Instrument.DISTRIBUTION: "Histogram or Summary (as exposed)",
+        Instrument.AS_EXPOSED: "as exposed",
+    }[instrument]
+
+
+def check_table(table: Table) -> Table:
+    """Validate a table at import time: rows merged into one metric must agree on shape and unit."""
+    shapes: dict[str, tuple[Instrument, str]] = {}
+    for row in table.rows:
+        if row.scale <= 0 or not math.isfinite(row.scale):
+            raise MappingError(f"mapping {table.name}: row {row.family} has an invalid scale {row.scale!r}")
+        shape = (row.instrument, row.unit)
+        if shapes.setdefault(row.name, shape) != shape:
+            raise MappingError(f"mapping {table.name}: rows merged into {row.name} disagree on instrument or unit")
+    return table
+
+
+__all__ = [
+    "CACHE_MAX",
+    "Instrument",
+    "LabelRule",
+    "LabelTranslator",
+    "Override",
+    "Row",
+    "Table",
+    "TableMapper",
+    "TablePlugin",
+    "check_table",
+    "describe_rule",
+    "family_keys",
+    "pseudonymize",
+    "validate_override",
+]
