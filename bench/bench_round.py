@@ -1,0 +1,125 @@
+"""One full promotel round over loopback vs prometheus_client's parser alone, on the same ~150k-sample text.
+
+Round = HTTP GET (httpx, 127.0.0.1) → parse (promotel.exposition) → assemble (passthrough) →
+convert (series store) → encode (OTLP protobuf, split at 4 MiB). Measured in one process, median of
+``--repeat`` steady-state rounds (the first scrape warms the caches and the series store, as a running
+bridge is warm). Also reports the series store's memory per series (tracemalloc) and the RSS.
+
+    .venv/bin/python bench/bench_round.py [--repeat 5] [--deployments 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import resource
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gen_baseten import generate  # noqa: E402
+
+from promotel.assemble import passthrough_metrics  # noqa: E402
+from promotel.convert import SeriesStore  # noqa: E402
+from promotel.encode import encode_requests  # noqa: E402
+from promotel.exposition import ExpositionParser  # noqa: E402
+from promotel.model import TargetBatch  # noqa: E402
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def serve(bodies: list[bytes]) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """A loopback server returning the next body on each GET (the last one repeats)."""
+    state = {"i": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            body = bodies[min(state["i"], len(bodies) - 1)]
+            state["i"] += 1
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/metrics"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--deployments", type=int, default=200)
+    args = ap.parse_args()
+
+    texts = [generate(seed=1, scrape=k, deployments=args.deployments) for k in range(args.repeat + 1)]
+    bodies = [t.encode() for t in texts]
+    server, url = serve(bodies)
+    parser = ExpositionParser()
+    store = SeriesStore("bench", max_series=1_000_000)
+    stages: dict[str, list[float]] = {k: [] for k in ("get", "parse", "assemble", "convert", "encode", "round")}
+    samples = points = 0
+    with httpx.Client(timeout=30.0) as client:
+        for k in range(args.repeat + 1):
+            t0 = time.perf_counter()
+            resp = client.get(url)
+            resp.raise_for_status()
+            t1 = time.perf_counter()
+            families = parser.parse(resp.content, resp.headers.get("content-type"))
+            t2 = time.perf_counter()
+            metrics, _ = passthrough_metrics(families)
+            t3 = time.perf_counter()
+            converted = store.convert(metrics, time.time_ns())
+            t4 = time.perf_counter()
+            batch = TargetBatch("bench", (("service.name", "bench"),), converted.metrics, time.time_ns())
+            encoded = encode_requests(batch)
+            t5 = time.perf_counter()
+            if k == 0:
+                samples = sum(len(f.samples) for f in families)
+                points = encoded.points
+                continue        # warm-up round
+            for name, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0)):
+                stages[name].append(dt)
+    server.shutdown()
+
+    ref = []
+    for text in texts[1:]:
+        t0 = time.perf_counter()
+        for _family in text_string_to_metric_families(text):
+            pass
+        ref.append(time.perf_counter() - t0)
+
+    # The series store's own memory per series, measured on a fresh store.
+    metrics, _ = passthrough_metrics(parser.parse(bodies[0], CONTENT_TYPE))
+    tracemalloc.start()
+    fresh = SeriesStore("mem", max_series=1_000_000)
+    before = tracemalloc.get_traced_memory()[0]
+    fresh.convert(metrics, time.time_ns())
+    per_series = (tracemalloc.get_traced_memory()[0] - before) / max(1, len(fresh))
+    tracemalloc.stop()
+
+    med = {k: statistics.median(v) for k, v in stages.items()}
+    ref_med = statistics.median(ref)
+    print(f"exposition: {samples} samples, {len(bodies[0]) / 1e6:.1f} MB, {points} OTLP points, {len(fresh)} series")
+    for name in ("get", "parse", "assemble", "convert", "encode"):
+        print(f"  {name:<9} {med[name] * 1000:8.1f} ms")
+    print(f"  {'round':<9} {med['round'] * 1000:8.1f} ms   (median of {args.repeat})")
+    print(f"prometheus_client text_string_to_metric_families alone: {ref_med * 1000:.1f} ms")
+    print(f"ratio: promotel full round is {ref_med / med['round']:.1f}x faster than prometheus_client's parse")
+    print(f"series store: {per_series:.0f} bytes per series; process max RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

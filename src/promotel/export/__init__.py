@@ -1,0 +1,49 @@
+"""The export stage: per exporter, temporality → encode → send (OTLP/gRPC or OTLP/HTTP) with retries and a spool.
+
+    presets      a backend preset (datadog, honeycomb, grafana-cloud, newrelic, otlp) → ResolvedExporter
+    sender       the Sender protocol; http_sender and grpc_sender implement it
+    pipeline     ExporterPipeline: the bounded queue, retries with backoff, spool replay, counters
+    spool        the SQLite spool that keeps requests across backend outages and restarts
+    probe        ``promotel check``: one empty request per exporter
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promotel.errors import ConfigError
+from promotel.export.pipeline import ExporterPipeline
+from promotel.export.presets import ResolvedExporter, preset_problems, resolve_exporter
+from promotel.export.probe import ProbeResult, probe_exporter
+from promotel.export.sender import Sender, SendOutcome, make_sender
+from promotel.export.spool import Spool
+
+
+def build_pipelines(config: Any) -> list[ExporterPipeline]:
+    """One pipeline per configured exporter; every preset problem of every exporter is reported at once."""
+    problems: list[tuple[str, str]] = []
+    resolved: list[ResolvedExporter] = []
+    for index, exporter in enumerate(getattr(config, "exporters", ())):
+        try:
+            resolved.append(resolve_exporter(exporter, index=index))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    state_dir = getattr(config, "state_dir", None)
+    return [ExporterPipeline(r, state_dir=str(state_dir) if state_dir else None) for r in resolved]
+
+
+__all__ = [
+    "ExporterPipeline",
+    "ProbeResult",
+    "ResolvedExporter",
+    "SendOutcome",
+    "Sender",
+    "Spool",
+    "build_pipelines",
+    "make_sender",
+    "preset_problems",
+    "probe_exporter",
+    "resolve_exporter",
+]

@@ -1,0 +1,154 @@
+"""OTLP/HTTP (protobuf) sender: one ``httpx.AsyncClient`` per exporter.
+
+Protocol facts (OTLP specification, "OTLP/HTTP"):
+
+* ``POST`` the binary protobuf with ``Content-Type: application/x-protobuf``; gzip is announced
+  with ``Content-Encoding: gzip``.
+* 2xx is success; the body is an ``ExportMetricsServiceResponse`` whose ``partial_success`` says how
+  many points were rejected anyway.
+* 429, 502, 503 and 504 are retryable, honouring ``Retry-After`` (delay-seconds or an HTTP-date);
+  every other 4xx/5xx is permanent. Error bodies are a ``google.rpc.Status`` when the content type
+  is protobuf. A connection that fails is retryable.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import ssl
+import time
+from typing import Any
+
+import httpx
+
+from promotel.errors import ExportError
+from promotel.export.presets import ResolvedExporter, safe_url
+from promotel.export.sender import SendOutcome, parse_partial_success, truncate
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
+
+
+def ssl_context(tls: Any) -> ssl.SSLContext | bool:
+    """httpx's ``verify``: the system CAs, or a context with the configured CA, client cert and checks."""
+    if tls is None:
+        return True
+    ca_file = getattr(tls, "ca_file", None)
+    cert_file = getattr(tls, "cert_file", None)
+    key_file = getattr(tls, "key_file", None)
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file or None)
+        if cert_file:
+            ctx.load_cert_chain(cert_file, key_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ExportError(f"cannot load the TLS files (ca_file, cert_file, key_file): {exc}; "
+                          "check the paths and that the files are PEM.", kind="tls") from exc
+    if getattr(tls, "insecure_skip_verify", False):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After``: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_message(response: httpx.Response) -> str:
+    """The server's own words: a ``google.rpc.Status`` message for protobuf bodies, else the text."""
+    ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = response.content
+    if ctype in PROTOBUF_TYPES and body:
+        from google.protobuf.message import DecodeError
+        from google.rpc import status_pb2  # type: ignore[import-untyped]
+
+        try:
+            status = status_pb2.Status.FromString(body)
+            if status.message:
+                return truncate(status.message)
+        except DecodeError:
+            pass
+    text = body.decode("utf-8", errors="replace").strip()
+    return truncate(text) if text else response.reason_phrase
+
+
+def describe_transport_error(exc: BaseException) -> tuple[str, str]:
+    """``(kind, message)`` for a failed connection, from the innermost cause (refused, TLS, DNS, timeout)."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 10:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for e in chain:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return "tls", f"TLS certificate verification failed: {e.verify_message or e.reason}"
+        if isinstance(e, ssl.SSLError):
+            return "tls", f"TLS handshake failed: {e.reason or e}"
+    for e in chain:
+        if isinstance(e, ConnectionRefusedError) or "connection refused" in str(e).lower():
+            return "connect", "connection refused"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout", f"no answer within the timeout ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect", f"cannot connect: {truncate(str(exc), 200) or type(exc).__name__}"
+    return "transport", f"{type(exc).__name__}: {truncate(str(exc), 200)}"
+
+
+class HttpSender:
+    """Sends to one OTLP/HTTP endpoint; ``client`` may be passed in (tests, shared transports)."""
+
+    def __init__(self, resolved: ResolvedExporter, *, client: httpx.AsyncClient | None = None) -> None:
+        self.resolved = resolved
+        self.url = resolved.url
+        self.shown_url = safe_url(resolved.url)
+        self.gzip = resolved.compression == "gzip"
+        from promotel import __version__
+
+        self.headers = {"content-type": "application/x-protobuf", "user-agent": f"promotel/{__version__}"}
+        if self.gzip:
+            self.headers["content-encoding"] = "gzip"
+        self.headers.update(resolved.headers)
+        server_name = getattr(resolved.tls, "server_name", None) if resolved.tls is not None else None
+        self.extensions = {"sni_hostname": server_name} if server_name else {}
+        self._own_client = client is None
+        self.client = client or httpx.AsyncClient(verify=ssl_context(resolved.tls), timeout=resolved.timeout,
+                                                  follow_redirects=False)
+
+    async def send(self, request: bytes) -> SendOutcome:
+        # Level 6 is gzip's own default: most of the ratio of level 9 for a fraction of the CPU.
+        body = gzip.compress(request, compresslevel=6) if self.gzip else request
+        try:
+            response = await self.client.post(self.url, content=body, headers=self.headers,
+                                              timeout=self.resolved.timeout, extensions=self.extensions)
+        except httpx.TransportError as exc:
+            kind, message = describe_transport_error(exc)
+            raise ExportError(f"sending to {self.shown_url} failed: {message}", exporter=self.resolved.name,
+                              retryable=True, kind=kind) from exc
+        code = response.status_code
+        if 200 <= code < 300:
+            return parse_partial_success(response.content)
+        message = error_message(response)
+        retryable = code in RETRYABLE_STATUS
+        retry_after = parse_retry_after(response.headers.get("retry-after")) if retryable else None
+        raise ExportError(f"{self.shown_url} answered HTTP {code}: {message}", exporter=self.resolved.name,
+                          retryable=retryable, retry_after=retry_after, kind=f"http_{code}")
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self.client.aclose()
+
+
+__all__ = ["HttpSender", "parse_retry_after"]

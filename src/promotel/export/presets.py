@@ -1,0 +1,324 @@
+"""Backend presets: one ``preset:`` line becomes the endpoint, auth headers, temporality and limits.
+
+Every fact here comes from the vendors' public documentation, summarised with sources in
+``shared/design/backends.md``. Whatever the user sets explicitly wins over a preset's default,
+except where the backend is documented to refuse the result (Grafana Cloud and delta, Datadog and
+cumulative or gRPC): those are configuration errors, reported before anything is sent.
+
+``resolve_exporter`` returns a ``ResolvedExporter``: everything the sender and the queue need, with
+secrets revealed into ``headers``. Never log or print a ``ResolvedExporter``'s headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from promotel.errors import ConfigError
+from promotel.model import Temporality
+from promotel.secrets import register_secret, reveal
+
+log = logging.getLogger("promotel.export")
+
+PRESETS = ("otlp", "datadog", "honeycomb", "grafana-cloud", "newrelic")
+PROTOCOLS = ("grpc", "http/protobuf")
+DATADOG_SITES = ("datadoghq.com", "us3.datadoghq.com", "us5.datadoghq.com", "datadoghq.eu",
+                 "ap1.datadoghq.com", "ap2.datadoghq.com")
+HONEYCOMB_HOSTS = {"us": "api.honeycomb.io", "eu": "api.eu1.honeycomb.io"}
+NEWRELIC_HOSTS = {"us": "otlp.nr-data.net", "eu": "otlp.eu01.nr-data.net", "fedramp": "gov-otlp.nr-data.net"}
+
+MIB = 1024 * 1024
+# gRPC servers (the collector included) refuse messages over 4 MiB unless configured otherwise.
+GRPC_DEFAULT_MAX = 4 * MIB
+DATADOG_MAX = 500_000          # "500 KB uncompressed" per request
+NEWRELIC_MAX = 1_000_000       # "1 MB" per request
+NEWRELIC_MAX_ATTRIBUTES = 100  # attributes per point
+# Honeycomb turns metrics of one request that share a second-truncated timestamp and attributes into
+# one event. Points of one scrape already share the scrape time, so the preset only has to keep a
+# scrape in one request: a large limit (no documented one exists) makes splitting the exception.
+HONEYCOMB_HTTP_MAX = 8 * MIB
+
+
+class ResolvedExporter(NamedTuple):
+    """An exporter with its preset applied. ``headers`` holds secrets: never log it."""
+
+    name: str
+    protocol: str                      # "grpc" | "http/protobuf"
+    url: str                           # full URL for HTTP; "host:port" for gRPC
+    headers: dict[str, str]
+    compression: str                   # "gzip" | "none"
+    timeout: float                     # seconds per request
+    tls: Any                           # TLSConfig | None (ca_file, cert_file, key_file, insecure_skip_verify, server_name)
+    insecure: bool                     # gRPC: plaintext channel; HTTP: the URL is http://
+    temporality: Temporality
+    max_request_bytes: int             # uncompressed serialized request size
+    summaries: str                     # "keep" | "convert" | "drop"
+    max_attributes: int | None
+    queue_size: int
+    retry: Any                         # initial_interval, max_interval, max_elapsed (seconds)
+    spool: Any                         # enabled, max_bytes
+    preset: str = "otlp"
+
+
+def _field(cfg: Any, name: str, default: Any = None) -> Any:
+    return getattr(cfg, name, default)
+
+
+def _secret(cfg: Any, name: str) -> str:
+    value = _field(cfg, name)
+    return reveal(value) if value is not None else ""
+
+
+def preset_problems(cfg: Any, index: int) -> list[tuple[str, str]]:
+    """Every problem with one exporter's preset settings, as ``(path, message)`` pairs (for ``check``)."""
+    try:
+        resolve_exporter(cfg, env={}, index=index)
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
+
+
+def resolve_exporter(cfg: Any, env: Mapping[str, str] | None = None, *, index: int | None = None) -> ResolvedExporter:
+    """Apply the exporter's preset; raise ``ConfigError`` listing every problem (paths like ``exporters[2].dataset``)."""
+    env = os.environ if env is None else env
+    where = f"exporters[{index}]" if index is not None else f"exporters[{_field(cfg, 'name', '?')}]"
+    problems: list[tuple[str, str]] = []
+
+    def problem(fieldname: str, message: str) -> None:
+        problems.append((f"{where}.{fieldname}", message))
+
+    preset = _field(cfg, "preset") or "otlp"
+    if preset not in PRESETS:
+        problem("preset", f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}.")
+        raise ConfigError(problems)
+    protocol = _field(cfg, "protocol")
+    if protocol is not None and protocol not in PROTOCOLS:
+        problem("protocol", f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}.")
+    temporality_set = _field(cfg, "temporality")
+    user_headers = {str(k).lower(): reveal(v) for k, v in (_field(cfg, "headers") or {}).items()}
+    headers: dict[str, str] = {}
+    temporality = Temporality.CUMULATIVE
+    max_bytes = GRPC_DEFAULT_MAX
+    summaries = "keep"
+    max_attributes: int | None = None
+    compression = "none"
+    default_endpoint: str
+    endpoint = _field(cfg, "endpoint")
+
+    if preset == "otlp":
+        if protocol is None:
+            protocol = _guess_protocol(endpoint)
+        default_endpoint = "http://127.0.0.1:4317" if protocol == "grpc" else "http://127.0.0.1:4318/v1/metrics"
+        if temporality_set is None:
+            temporality = _temporality_from_env(env)
+    elif preset == "datadog":
+        site = _field(cfg, "site") or "datadoghq.com"
+        if site not in DATADOG_SITES:
+            problem("site", f"unknown Datadog site {site!r}; expected one of {', '.join(DATADOG_SITES)}.")
+        if protocol == "grpc":
+            problem("protocol", "Datadog's OTLP intake accepts OTLP/HTTP protobuf only; "
+                                "remove 'protocol' or set it to http/protobuf.")
+        protocol = "http/protobuf"
+        default_endpoint = f"https://otlp.{site}/v1/metrics"
+        api_key = _secret(cfg, "api_key")
+        if not api_key and "dd-api-key" not in user_headers:
+            problem("api_key", "the Datadog preset needs an API key (api_key: \"${DD_API_KEY}\").")
+        headers["dd-api-key"] = api_key
+        temporality, max_bytes, summaries, compression = Temporality.DELTA, DATADOG_MAX, "convert", "gzip"
+        if temporality_set == "cumulative":
+            problem("temporality", "Datadog's OTLP intake refuses cumulative sums and histograms; "
+                                   "remove 'temporality' (the preset sends delta).")
+        if _field(cfg, "summaries") == "keep":
+            problem("summaries", "Datadog's OTLP intake does not take summaries; use 'convert' or 'drop'.")
+        limit = _field(cfg, "max_request_bytes")
+        if limit is not None and limit > DATADOG_MAX:
+            problem("max_request_bytes", f"Datadog refuses requests over {DATADOG_MAX} bytes uncompressed; "
+                                         f"use at most {DATADOG_MAX}.")
+    elif preset == "honeycomb":
+        region = _field(cfg, "region") or "us"
+        host = HONEYCOMB_HOSTS.get(region)
+        if host is None:
+            problem("region", f"Honeycomb has no region {region!r}; expected one of {', '.join(HONEYCOMB_HOSTS)}.")
+            host = HONEYCOMB_HOSTS["us"]
+        protocol = protocol or "http/protobuf"
+        default_endpoint = f"https://{host}:443" if protocol == "grpc" else f"https://{host}/v1/metrics"
+        api_key = _secret(cfg, "api_key")
+        if not api_key and "x-honeycomb-team" not in user_headers:
+            problem("api_key", "the Honeycomb preset needs an API key (api_key: \"${HONEYCOMB_API_KEY}\").")
+        dataset = _field(cfg, "dataset")
+        if not dataset and "x-honeycomb-dataset" not in user_headers:
+            problem("dataset", "the Honeycomb preset needs a metrics dataset (dataset: my-metrics); "
+                               "without it Honeycomb files the data under 'unknown_metrics'.")
+        headers["x-honeycomb-team"] = api_key
+        headers["x-honeycomb-dataset"] = reveal(dataset)
+        compression = "gzip"
+        max_bytes = GRPC_DEFAULT_MAX if protocol == "grpc" else HONEYCOMB_HTTP_MAX
+    elif preset == "grafana-cloud":
+        zone = _field(cfg, "zone")
+        if not zone and not endpoint:
+            problem("zone", "the Grafana Cloud preset needs the stack's zone (zone: prod-us-east-0).")
+        if protocol == "grpc":
+            problem("protocol", "Grafana Cloud's OTLP gateway accepts OTLP/HTTP only; "
+                                "remove 'protocol' or set it to http/protobuf.")
+        protocol = "http/protobuf"
+        default_endpoint = f"https://otlp-gateway-{zone}.grafana.net/otlp/v1/metrics"
+        instance_id = reveal(_field(cfg, "instance_id") or "")
+        token = _secret(cfg, "token")
+        if "authorization" not in user_headers:
+            if not instance_id:
+                problem("instance_id", "the Grafana Cloud preset needs the stack's instance id (a number).")
+            if not token:
+                problem("token", "the Grafana Cloud preset needs an access-policy token with metrics:write.")
+        basic = base64.b64encode(f"{instance_id}:{token}".encode()).decode("ascii")
+        headers["authorization"] = f"Basic {basic}"
+        register_secret(basic)     # the encoded pair is as secret as the token: mask it in any output
+        compression = "gzip"
+        if temporality_set == "delta":
+            problem("temporality", "Grafana Cloud refuses delta sums and histograms (HTTP 400 \"invalid "
+                                   "temporality and type combination\"); remove 'temporality' (the preset "
+                                   "sends cumulative).")
+    else:  # newrelic
+        region = _field(cfg, "region") or "us"
+        host = NEWRELIC_HOSTS.get(region)
+        if host is None:
+            problem("region", f"New Relic has no region {region!r}; expected one of {', '.join(NEWRELIC_HOSTS)}.")
+            host = NEWRELIC_HOSTS["us"]
+        protocol = protocol or "http/protobuf"
+        default_endpoint = f"https://{host}:4317" if protocol == "grpc" else f"https://{host}:4318/v1/metrics"
+        api_key = _secret(cfg, "api_key")
+        if not api_key and "api-key" not in user_headers:
+            problem("api_key", "the New Relic preset needs a license key (api_key: \"${NEW_RELIC_LICENSE_KEY}\").")
+        headers["api-key"] = api_key
+        temporality, max_bytes, summaries, compression = Temporality.DELTA, NEWRELIC_MAX, "convert", "gzip"
+        max_attributes = NEWRELIC_MAX_ATTRIBUTES
+        limit = _field(cfg, "max_request_bytes")
+        if limit is not None and limit > NEWRELIC_MAX:
+            problem("max_request_bytes", f"New Relic refuses requests over {NEWRELIC_MAX} bytes; "
+                                         f"use at most {NEWRELIC_MAX}.")
+
+    assert protocol is not None
+    headers.update(user_headers)   # explicit headers win over the preset's
+    url, insecure = _endpoint_url(endpoint or default_endpoint, protocol, _field(cfg, "insecure"),
+                                  lambda msg: problem("endpoint", msg))
+    tls = _field(cfg, "tls")
+    if tls is not None and protocol == "grpc" and getattr(tls, "insecure_skip_verify", False):
+        problem("tls.insecure_skip_verify", "gRPC (grpcio) cannot skip certificate verification; give the "
+                                            "server's CA in tls.ca_file instead, or use http/protobuf.")
+    if temporality_set is not None:
+        temporality = Temporality(temporality_set)
+    if problems:
+        raise ConfigError(problems)
+    explicit_compression = _field(cfg, "compression")
+    user_max = _field(cfg, "max_request_bytes")
+    user_summaries = _field(cfg, "summaries")
+    user_max_attrs = _field(cfg, "max_attributes")
+    return ResolvedExporter(
+        name=str(_field(cfg, "name", preset)),
+        protocol=protocol,
+        url=url,
+        headers=headers,
+        compression=explicit_compression or compression,
+        timeout=float(_field(cfg, "timeout", 10.0) or 10.0),
+        tls=tls,
+        insecure=insecure,
+        temporality=temporality,
+        max_request_bytes=int(user_max) if user_max is not None else max_bytes,
+        summaries=user_summaries or summaries,
+        max_attributes=user_max_attrs if user_max_attrs is not None else max_attributes,
+        queue_size=int(_field(cfg, "queue_size", 100) or 100),
+        retry=_field(cfg, "retry"),
+        spool=_field(cfg, "spool"),
+        preset=preset,
+    )
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for logs and messages: no user-info, query or fragment (they may carry credentials)."""
+    if "://" not in url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port:
+        netloc += f":{port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _guess_protocol(endpoint: str | None) -> str:
+    """``otlp`` without ``protocol``: an endpoint with a path (gRPC has none) or on port 4318 is OTLP/HTTP, else gRPC."""
+    if endpoint:
+        parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"//{endpoint}")
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.path not in ("", "/") or port == 4318:
+            return "http/protobuf"
+    return "grpc"
+
+
+def _endpoint_url(endpoint: str, protocol: str, insecure: bool | None,
+                  problem: Callable[[str], None]) -> tuple[str, bool]:
+    """The URL the sender uses, and whether the connection is plaintext.
+
+    OTLP/HTTP: the full URL; an endpoint without a path gets ``/v1/metrics`` (the OTLP default).
+    OTLP/gRPC: ``host:port``; ``http://`` means plaintext, ``https://`` TLS; an endpoint without a
+    scheme is TLS unless ``insecure: true`` (the OTLP exporter spec's rule for
+    ``OTEL_EXPORTER_OTLP_INSECURE``).
+    """
+    has_scheme = "://" in endpoint
+    parts = urllib.parse.urlsplit(endpoint if has_scheme else f"//{endpoint}")
+    scheme = parts.scheme.lower() if has_scheme else ""
+    try:
+        port = parts.port
+    except ValueError:
+        problem(f"invalid port in {endpoint!r}.")
+        return endpoint, False
+    host = parts.hostname or ""
+    if not host:
+        problem(f"{endpoint!r} has no host; write it like https://collector.example:4318.")
+        return endpoint, False
+    if scheme not in ("", "http", "https"):
+        problem(f"{endpoint!r}: the scheme must be http:// or https://.")
+        return endpoint, False
+    if protocol == "grpc":
+        if parts.path not in ("", "/"):
+            problem(f"{endpoint!r}: a gRPC endpoint has no path (the OTLP/gRPC service name is fixed); "
+                    "for OTLP/HTTP set protocol: http/protobuf.")
+        plaintext = (scheme == "http") if scheme else bool(insecure)
+        port = port or (80 if scheme == "http" else 443 if scheme == "https" else 4317)
+        shown = f"[{host}]" if ":" in host else host
+        return f"{shown}:{port}", plaintext
+    if not scheme:
+        problem(f"{endpoint!r}: an OTLP/HTTP endpoint needs http:// or https://.")
+        return endpoint, False
+    path = parts.path if parts.path not in ("", "/") else "/v1/metrics"
+    url = urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+    return url, scheme == "http"
+
+
+def _temporality_from_env(env: Mapping[str, str]) -> Temporality:
+    """``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE``: cumulative (default), delta, lowmemory.
+
+    ``lowmemory`` means delta for synchronous counters and histograms, cumulative for the rest; a
+    scraped counter or histogram is the closest thing, so it resolves to delta here.
+    """
+    value = env.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "").strip().lower()
+    if value in ("", "cumulative"):
+        return Temporality.CUMULATIVE
+    if value in ("delta", "lowmemory"):
+        return Temporality.DELTA
+    log.warning("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=%r is not one of cumulative, delta, "
+                "lowmemory; using cumulative.", value)
+    return Temporality.CUMULATIVE
+
+
+__all__ = ["DATADOG_SITES", "PRESETS", "ResolvedExporter", "preset_problems", "resolve_exporter", "safe_url"]

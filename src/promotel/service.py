@@ -1,0 +1,390 @@
+"""The service: one scrape loop per source, one export pipeline per exporter (``promotel run``).
+
+    Source loop (per target, own interval, random start offset)
+        scrape (httpx) → parse (cached parser per target) → map (plugin) → convert (series store)
+        → TargetBatch ──submit──▶ every ExporterPipeline (own queue and task each)
+
+State lives in two places only, both owned by objects created here: the per-target ``SeriesStore``
+(start times, resets, staleness) inside each ``SourceRunner``, and the per-exporter queue, spool and
+delta state inside each ``ExporterPipeline``. ``BridgeStats`` is a read-only view of both for
+``/status`` and the bridge's own telemetry.
+
+Signals: SIGTERM/SIGINT stop scraping, flush what is queued within ``GRACE_S``, exit 0; SIGHUP reloads
+the config (an invalid new config is logged and the old one keeps running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from promotel.errors import ConfigError, ExpositionError, PromotelError, ScrapeError
+from promotel.model import Attributes, AttrValue, Kind, Metric, NumberPoint, TargetBatch
+
+log = logging.getLogger("promotel.service")
+
+GRACE_S = 10.0          # how long shutdown waits for queued batches to be delivered
+
+
+class ScrapeStatus(NamedTuple):
+    """What ``/status`` shows per target (immutable snapshot, replaced after every scrape)."""
+
+    last_scrape_unix: float
+    duration_s: float
+    samples: int
+    series: int
+    error: str | None
+
+
+def target_resource(url: str, service_name: str, extra: Sequence[tuple[str, AttrValue]]) -> Attributes:
+    """The Resource of one target: who was scraped (OTel Prometheus-compatibility rules)."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme or "http"
+    port = parts.port or (443 if scheme == "https" else 80)
+    host = parts.hostname or ""
+    attrs: dict[str, AttrValue] = {
+        "service.name": service_name,
+        "service.instance.id": f"{host}:{port}",
+        "server.address": host,
+        "server.port": port,
+        "url.scheme": scheme,
+    }
+    for k, v in extra:
+        attrs[k] = v
+    return tuple(sorted(attrs.items()))
+
+
+def _gauge(name: str, value: float, unit: str, description: str, time_ns: int) -> Metric:
+    point = NumberPoint(attributes=(), value=float(value), time_ns=time_ns)
+    return Metric(name=name, description=description, unit=unit, kind=Kind.GAUGE, points=(point,),
+                  prom_type="gauge")
+
+
+def scrape_metrics(up: bool, duration_s: float, samples: int, series_added: int, time_ns: int) -> tuple[Metric, ...]:
+    """The synthetic per-target series Prometheus users expect, named as Prometheus names them."""
+    return (
+        _gauge("up", 1.0 if up else 0.0, "", "The scraping was successful (1) or failed (0).", time_ns),
+        _gauge("scrape_duration_seconds", duration_s, "s", "Duration of the scrape.", time_ns),
+        _gauge("scrape_samples_scraped", samples, "{sample}", "The number of samples the target exposed.", time_ns),
+        _gauge("scrape_series_added", series_added, "{series}",
+               "The approximate number of new series in this scrape.", time_ns),
+    )
+
+
+class SourceRunner:
+    """Scrapes one source on its interval and hands each result to the exporters."""
+
+    def __init__(self, source: Any, config: Any, submit: Callable[[TargetBatch], None],
+                 stats: BridgeStats) -> None:
+        from promotel.convert import SeriesStore
+        from promotel.exposition import ExpositionParser
+        from promotel.mappings import load_mapping
+        from promotel.scrape import Scraper
+
+        self.source = source
+        self.name: str = source.name
+        self._submit = submit
+        self._stats = stats
+        self.plugin = load_mapping(source.mapping)
+        self.mapper = self.plugin.bind(source)
+        self.scraper = Scraper(source)
+        self.parser = ExpositionParser()
+        self.store = SeriesStore(source.name, max_series=source.max_series,
+                                 expire_after_scrapes=source.expire_after_scrapes)
+        service_name = source.service_name or self.plugin.default_service_name or source.name
+        extra: dict[str, AttrValue] = dict(config.resource_attributes)
+        extra.update(source.resource_attributes)
+        self._service_name = service_name
+        self._extra = tuple(extra.items())
+        self.resource = target_resource(str(source.url), service_name, self._extra)
+
+    async def scrape_once(self) -> bool:
+        """One scrape → batch → submit. Returns True when the scrape succeeded."""
+        now_ns = time.time_ns()
+        t0 = time.perf_counter()
+        samples = 0
+        error: str | None = None
+        try:
+            result = await self.scraper.scrape()
+            families = await asyncio.to_thread(self.parser.parse, result.body, result.content_type)
+            samples = sum(len(f.samples) for f in families)
+            mapped = self.mapper.map(families)
+            converted = self.store.convert(mapped.metrics, now_ns)
+            resource = self.resource
+            if mapped.resource:
+                merged = dict(self.resource)
+                merged.update(mapped.resource)       # target_info labels join the target's resource
+                merged.update(dict(self._extra))     # configured attributes win
+                resource = tuple(sorted(merged.items()))
+            metrics = converted.metrics
+            series_added = converted.series_added
+            self._stats.count(self.name, "dropped_points", mapped.dropped + converted.dropped_over_cap)
+            ok = True
+        except (ScrapeError, ExpositionError) as exc:
+            error = str(exc)
+            kind = exc.kind if isinstance(exc, ScrapeError) else "format"
+            log.warning("Scrape of source %s failed: %s", self.name, error,
+                        extra={"fields": {"source": self.name, "error.type": kind}})
+            self._stats.count(self.name, f"scrape_errors.{kind}", 1)
+            metrics = self.store.fail(now_ns).metrics
+            resource = self.resource
+            series_added = 0
+            ok = False
+        duration = time.perf_counter() - t0
+        all_metrics = tuple(metrics) + scrape_metrics(ok, duration, samples, series_added, now_ns)
+        batch = TargetBatch(target=self.name, resource=resource, metrics=all_metrics, scrape_time_ns=now_ns)
+        self._submit(batch)
+        self._stats.scraped(self.name, ScrapeStatus(time.time(), duration, samples, len(self.store), error))
+        return ok
+
+    def next_delay(self) -> float:
+        """Seconds until the next scrape may start: the interval, stretched by Retry-After / rate limits."""
+        wait = self.scraper.next_allowed_at() - time.monotonic()
+        return max(0.0, wait)
+
+    async def loop(self, stop: asyncio.Event) -> None:
+        interval = float(self.source.interval)
+        # A random start offset spreads targets over the interval so they never scrape in lockstep.
+        offset = random.uniform(0, min(interval, 5.0))
+        if await _sleep_or_stop(stop, offset):
+            return
+        next_at = time.monotonic()
+        while not stop.is_set():
+            try:
+                await self.scrape_once()
+            except PromotelError as exc:   # a bug-free stage never raises here; log and keep the loop alive
+                log.error("Source %s failed unexpectedly: %s", self.name, exc)
+            next_at = max(next_at + interval, time.monotonic() + self.next_delay())
+            if await _sleep_or_stop(stop, max(0.0, next_at - time.monotonic())):
+                return
+
+    async def aclose(self) -> None:
+        await self.scraper.aclose()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep, waking early when ``stop`` is set. True when stopping."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+class BridgeStats:
+    """Counters and last-scrape snapshots for ``/status`` and the bridge's own telemetry.
+
+    Written only from the event loop; readers on other threads (the health server) take the
+    immutable snapshots it holds, so no lock is needed.
+    """
+
+    def __init__(self) -> None:
+        self.targets: dict[str, ScrapeStatus] = {}
+        self.counters: dict[tuple[str, str], int] = {}
+        self.started_unix = time.time()
+        self.config_loaded = False
+
+    def scraped(self, target: str, status: ScrapeStatus) -> None:
+        self.targets = {**self.targets, target: status}
+        self.count(target, "scrapes", 1)
+        self.count(target, "samples", status.samples)
+
+    def count(self, target: str, what: str, n: int) -> None:
+        if n:
+            key = (target, what)
+            self.counters[key] = self.counters.get(key, 0) + n
+
+
+class Bridge:
+    """The whole running bridge for one config."""
+
+    def __init__(self, config: Any, *, shard: tuple[int, int] | None = None) -> None:
+        from promotel.export import build_pipelines
+
+        self.config = config
+        self.stats = BridgeStats()
+        self.pipelines = build_pipelines(config)
+        sources = list(config.sources)
+        if shard is not None:
+            from promotel.shard import owns
+
+            index, count = shard
+            mine = [s for s in sources if owns(str(s.url), index, count)]
+            log.info("Shard %d/%d scrapes %d of %d sources.", index, count, len(mine), len(sources))
+            sources = mine
+        self.runners = [SourceRunner(s, config, self.submit, self.stats) for s in sources]
+        self.stats.config_loaded = True
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def submit(self, batch: TargetBatch) -> None:
+        for p in self.pipelines:
+            p.submit(batch)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "started": self.stats.started_unix,
+            "targets": {
+                name: {"last_scrape": st.last_scrape_unix, "duration_s": round(st.duration_s, 6),
+                       "samples": st.samples, "series": st.series, "error": st.error}
+                for name, st in self.stats.targets.items()
+            },
+            "exporters": {p.name: p.status() for p in self.pipelines},
+        }
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.stats.config_loaded:
+            return False, "config not loaded"
+        for p in self.pipelines:
+            ok, why = p.ready()
+            if not ok:
+                return False, f"exporter {p.name}: {why}"
+        return True, "ready"
+
+    async def start_exporters(self) -> None:
+        for p in self.pipelines:
+            self._tasks.append(asyncio.create_task(p.run(), name=f"export:{p.name}"))
+
+    async def run_once(self) -> bool:
+        """One round of every source, then deliver everything. True when nothing failed."""
+        await self.start_exporters()
+        results = await asyncio.gather(*(r.scrape_once() for r in self.runners))
+        delivered = await self.flush(GRACE_S * 3)
+        await self.aclose()
+        return all(results) and delivered
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start_exporters()
+        loops = [asyncio.create_task(r.loop(stop), name=f"scrape:{r.name}") for r in self.runners]
+        await stop.wait()
+        await asyncio.gather(*loops, return_exceptions=True)
+
+    async def flush(self, timeout: float) -> bool:
+        results = await asyncio.gather(*(p.flush(timeout) for p in self.pipelines))
+        return all(results)
+
+    async def aclose(self) -> None:
+        for r in self.runners:
+            await r.aclose()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for p in self.pipelines:
+            await p.aclose()
+
+
+def load(config_path: str | None, allow_insecure: bool = False) -> Any:
+    from promotel.config import check_file_permissions, config_from_env, load_config
+
+    if config_path:
+        check_file_permissions(config_path, allow_insecure)
+        return load_config(config_path)
+    import os
+
+    return config_from_env(os.environ)
+
+
+def resolve_shard(spec: str | None) -> tuple[int, int] | None:
+    import os
+    import socket
+
+    from promotel.shard import parse_shard, shard_from_env
+
+    if spec:
+        return parse_shard(spec)
+    return shard_from_env(os.environ, socket.gethostname())
+
+
+async def serve(config_path: str | None, *, shard_spec: str | None = None, allow_insecure: bool = False) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads. Returns the exit code."""
+    config = load(config_path, allow_insecure)
+    shard = resolve_shard(shard_spec)
+    loop = asyncio.get_running_loop()
+    stop_all = asyncio.Event()
+    reload_requested = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop_all.set)
+    loop.add_signal_handler(signal.SIGINT, stop_all.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+
+    health = None
+    telemetry = None
+    bridge = Bridge(config, shard=shard)
+    try:
+        while True:
+            if config.health is not None and health is None:
+                from promotel.health import HealthServer
+
+                health = HealthServer(config.health.listen)
+                health.start()
+            if health is not None:
+                health.attach(bridge)
+            if telemetry is None:
+                from promotel.selftelemetry import start_self_telemetry
+
+                telemetry = start_self_telemetry(config, bridge)
+            else:
+                telemetry.attach(bridge)
+            log.info("promotel is running: %d sources, %d exporters.", len(bridge.runners), len(bridge.pipelines),
+                     extra={"fields": {"sources": len(bridge.runners), "exporters": len(bridge.pipelines)}})
+            round_stop = asyncio.Event()
+            runner = asyncio.create_task(bridge.run(round_stop))
+            new_config = None
+            while new_config is None and not stop_all.is_set():
+                waiters = [asyncio.create_task(stop_all.wait()), asyncio.create_task(reload_requested.wait())]
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for w in waiters:
+                    w.cancel()
+                if reload_requested.is_set() and not stop_all.is_set():
+                    # SIGHUP: load the new config first; an invalid one is logged and the old one keeps running.
+                    reload_requested.clear()
+                    try:
+                        new_config = load(config_path, allow_insecure)
+                    except ConfigError as exc:
+                        log.error("Reloading the config failed; the previous config keeps running.\n%s", exc)
+            round_stop.set()
+            await runner
+            if stop_all.is_set():
+                log.info("Stopping: delivering what is queued (up to %.0f s).", GRACE_S)
+                if not await bridge.flush(GRACE_S):
+                    log.warning("Some batches were not delivered within the grace period; "
+                                "they stay in the spool when a state_dir is configured.")
+                await bridge.aclose()
+                return 0
+            await bridge.flush(GRACE_S)
+            await bridge.aclose()
+            config = new_config
+            bridge = Bridge(config, shard=shard)
+            log.info("Config reloaded.")
+    finally:
+        if health is not None:
+            health.stop()
+        if telemetry is not None:
+            telemetry.shutdown()
+
+
+def cli_run(args: Any) -> int:
+    try:
+        if args.once:
+            config = load(args.config, args.allow_insecure_config_permissions)
+            shard = resolve_shard(args.shard)
+
+            async def once() -> bool:
+                bridge = Bridge(config, shard=shard)
+                return await bridge.run_once()
+
+            ok = asyncio.run(once())
+            return 0 if ok else 1
+        return asyncio.run(serve(args.config, shard_spec=args.shard,
+                                 allow_insecure=args.allow_insecure_config_permissions))
+    except ConfigError as exc:
+        print(f"promotel: invalid configuration:\n{exc}", file=__import__("sys").stderr)
+        return 2
+    except PromotelError as exc:
+        print(f"promotel: {exc}", file=__import__("sys").stderr)
+        return 1

@@ -1,0 +1,72 @@
+"""A scrape target on loopback whose exposition (and misbehaviour) a test controls."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class ExpositionServer:
+    """Serves ``self.body`` at /metrics; ``mode`` makes it fail: "ok", "500", "garbage", "slow"."""
+
+    def __init__(self, body: str = "", content_type: str = "text/plain; version=0.0.4") -> None:
+        self.body = body
+        self.content_type = content_type
+        self.mode = "ok"
+        self.slow_s = 5.0
+        self.hits = 0
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/metrics"
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    def start(self) -> ExpositionServer:
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                with target.lock:
+                    target.hits += 1
+                    mode, body, ctype = target.mode, target.body, target.content_type
+                if mode == "500":
+                    self._reply(500, "text/plain", b"internal error\n")
+                elif mode == "garbage":
+                    self._reply(200, "text/plain; version=0.0.4", b"this is {not an exposition\n\x00\x01")
+                elif mode == "slow":
+                    time.sleep(target.slow_s)
+                    self._reply(200, ctype, body.encode())
+                else:
+                    self._reply(200, ctype, body.encode())
+
+            def _reply(self, code: int, ctype: str, data: bytes) -> None:
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -1,0 +1,183 @@
+"""The service as operators run it: health endpoints, SIGHUP reload, JSON logs, no leaked secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support.collector import free_port
+from support.sink import OTLPSink
+from support.target import ExpositionServer
+
+PROMOTEL = [sys.executable, "-m", "promotel.cli"]
+SECRET = "sk-live-7f3a9c1e5b2d4f60a8e1"   # looks like a real key; must never be printed anywhere
+
+BODY = "# TYPE jobs_total counter\njobs_total{queue=\"a\"} 5\n"
+
+
+@pytest.fixture()
+def sink() -> Iterator[OTLPSink]:
+    s = OTLPSink().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def target() -> Iterator[ExpositionServer]:
+    t = ExpositionServer(BODY).start()
+    yield t
+    t.stop()
+
+
+def config_text(target_url: str, sink_port: int, health_port: int, extra_sources: str = "") -> str:
+    return f"""
+sources:
+  - name: jobs
+    url: "{target_url}"
+    interval: 1s
+    timeout: 0.8s
+    auth: {{bearer_token: "{SECRET}"}}
+{extra_sources}
+exporters:
+  - name: sink
+    endpoint: "http://127.0.0.1:{sink_port}"
+    headers: {{authorization: "Bearer {SECRET}"}}
+health: {{listen: "127.0.0.1:{health_port}"}}
+self_telemetry: {{enabled: false}}
+"""
+
+
+def wait_http(url: str, timeout: float = 20.0, status: int = 200) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(url, timeout=1.0)
+            if last.status_code == status:
+                return last
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer {status}: {last!r}")
+
+
+def start(cfg: Path, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    log = open(log_path, "wb")  # noqa: SIM115
+    return subprocess.Popen([*PROMOTEL, *extra, "run", "-c", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+        raise
+
+
+def test_health_status_reload_and_no_secret_anywhere(sink: OTLPSink, target: ExpositionServer,
+                                                    tmp_path: Path) -> None:
+    health_port = free_port()
+    cfg = tmp_path / "promotel.yaml"
+    cfg.write_text(config_text(target.url, sink.grpc_port, health_port))
+    cfg.chmod(0o600)
+    log_path = tmp_path / "out.log"
+    proc = start(cfg, log_path, "--log-format", "json")
+    base = f"http://127.0.0.1:{health_port}"
+    outputs: list[str] = []
+    try:
+        assert wait_http(base + "/healthz").text.strip() == "ok"
+        wait_http(base + "/readyz")
+        status = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status = wait_http(base + "/status").json()
+            if status["targets"].get("jobs", {}).get("samples"):
+                break
+            time.sleep(0.2)
+        outputs.append(json.dumps(status))
+        assert status["targets"]["jobs"]["samples"] == 1
+        assert status["targets"]["jobs"]["error"] is None
+        assert "sink" in status["exporters"]
+        assert httpx.get(base + "/nope").status_code == 404
+
+        # An invalid new config is refused; the old one keeps running.
+        cfg.write_text("sources: [{name: jobs}]\nexporters: []\n")
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "previous config keeps running" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "previous config keeps running" in log_path.read_text()
+        hits = target.hits
+        time.sleep(2.5)
+        assert target.hits > hits                      # still scraping with the old config
+
+        # A valid new config with a second source is picked up.
+        second = ExpositionServer("# TYPE other gauge\nother 1\n").start()
+        try:
+            cfg.write_text(config_text(target.url, sink.grpc_port, health_port,
+                                       f"  - name: second\n    url: \"{second.url}\"\n    interval: 1s\n"
+                                       "    timeout: 0.8s\n"))
+            proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                status = wait_http(base + "/status").json()
+                if "second" in status["targets"]:
+                    break
+                time.sleep(0.2)
+            outputs.append(json.dumps(status))
+            assert "second" in status["targets"]
+            assert sink.wait_for(lambda s: "other" in s.metric_names(), 20)
+        finally:
+            second.stop()
+        outputs.append(wait_http(base + "/readyz").text)
+    finally:
+        code = stop(proc)
+    assert code == 0
+    log_text = log_path.read_text()
+    outputs.append(log_text)
+    # Every log line is one JSON object with a message.
+    lines = [ln for ln in log_text.splitlines() if ln.strip()]
+    assert lines
+    for ln in lines:
+        assert "message" in json.loads(ln)
+    for out in outputs:
+        assert SECRET not in out
+    # The target did receive the secret (it was used), proving the grep is meaningful.
+    assert sink.headers and any(SECRET in " ".join(h.values()) for h in sink.headers)
+
+
+def test_once_exit_codes(sink: OTLPSink, target: ExpositionServer, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_text(target.url, sink.grpc_port, free_port()).replace("health:", "#health:"))
+    cfg.chmod(0o600)
+    ok = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert sink.wait_for(lambda s: "jobs_total" in s.metric_names(), 10)
+    target.mode = "500"
+    bad = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert "jobs" in bad.stderr and "500" in bad.stderr
+    assert SECRET not in bad.stderr + bad.stdout
+
+
+def test_invalid_config_exits_2_with_every_problem(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("sources:\n  - name: a\n    url: ftp://x\n    intervall: 5s\nexporters: []\n")
+    cfg.chmod(0o600)
+    proc = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "sources[0]" in proc.stderr
+    assert "intervall" in proc.stderr
