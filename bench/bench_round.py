@@ -24,13 +24,13 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gen_baseten import generate  # noqa: E402
+from gen_baseten import generate
 
-from promotel.assemble import passthrough_metrics  # noqa: E402
-from promotel.convert import SeriesStore  # noqa: E402
-from promotel.encode import encode_requests  # noqa: E402
-from promotel.exposition import ExpositionParser  # noqa: E402
-from promotel.model import TargetBatch  # noqa: E402
+from promotel.assemble import passthrough_metrics
+from promotel.convert import SeriesStore
+from promotel.encode import encode_requests
+from promotel.exposition import ExpositionParser
+from promotel.model import TargetBatch
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -40,7 +40,7 @@ def serve(bodies: list[bytes]) -> tuple[http.server.ThreadingHTTPServer, str]:
     state = {"i": 0}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             body = bodies[min(state["i"], len(bodies) - 1)]
             state["i"] += 1
             self.send_response(200)

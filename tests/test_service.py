@@ -181,3 +181,33 @@ def test_invalid_config_exits_2_with_every_problem(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "sources[0]" in proc.stderr
     assert "intervall" in proc.stderr
+
+
+def test_readyz_turns_503_when_an_exporter_is_unreachable_without_spool(target: ExpositionServer,
+                                                                       tmp_path: Path) -> None:
+    health_port = free_port()
+    dead = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+sources:
+  - {{name: jobs, url: "{target.url}", interval: 1s, timeout: 0.8s}}
+exporters:
+  - name: nowhere
+    endpoint: "http://127.0.0.1:{dead}"
+    retry: {{initial_interval: 0.05s, max_interval: 0.1s, max_elapsed: 0.5s}}
+    spool: {{enabled: false}}
+health: {{listen: "127.0.0.1:{health_port}"}}
+self_telemetry: {{enabled: false}}
+""")
+    cfg.chmod(0o600)
+    proc = start(cfg, tmp_path / "out.log")
+    try:
+        wait_http(f"http://127.0.0.1:{health_port}/healthz")
+        resp = wait_http(f"http://127.0.0.1:{health_port}/readyz", status=503)
+        assert "nowhere" in resp.text and "unreachable" in resp.text
+        # Liveness stays green: the process is fine, only its backend is not.
+        assert httpx.get(f"http://127.0.0.1:{health_port}/healthz", timeout=2).status_code == 200
+        status = httpx.get(f"http://127.0.0.1:{health_port}/status", timeout=2).json()
+        assert status["exporters"]["nowhere"]["last_error"]
+    finally:
+        assert stop(proc) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -9,11 +10,20 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from promotel.errors import ConfigError, StateError
-from promotel.model import HistogramPoint, Kind, Metric, NumberPoint, SummaryPoint, TargetBatch, Temporality
+from promotel.model import (
+    HistogramPoint,
+    Kind,
+    Metric,
+    NumberPoint,
+    SummaryPoint,
+    TargetBatch,
+    Temporality,
+)
 from promotel.temporality import DeltaState, summaries_for_delta
 
 S = 1_000_000_000
@@ -185,22 +195,21 @@ CHILD = textwrap.dedent("""
         print("ok", r, flush=True)
 """)
 
-SCHEDULE = textwrap.dedent("""
-    def values(r):
-        counters = {"a": 10.0 * r if r < 5 else 3.0 * (r - 4)}      # resets at round 5
-        if r >= 3:
-            counters["b"] = 7.0 * (r - 2)                            # appears at round 3
-        return {"counters": counters, "hist": (5.0 * r, (2.0 * r, 3.0 * r), 1.5 * r)}
-""")
+def values(r: int) -> dict[str, object]:
+    counters = {"a": 10.0 * r if r < 5 else 3.0 * (r - 4)}      # resets at round 5
+    if r >= 3:
+        counters["b"] = 7.0 * (r - 2)                            # appears at round 3
+    return {"counters": counters, "hist": (5.0 * r, (2.0 * r, 3.0 * r), 1.5 * r)}
+
+
+SCHEDULE = inspect.getsource(values)
 
 
 def _expected(rounds: int) -> dict[str, float]:
-    ns: dict[str, object] = {}
-    exec(SCHEDULE, ns)
-    values = ns["values"]
     total: dict[str, float] = {}
     for r in range(2, rounds + 1):
-        cur, prev = values(r), values(r - 1)  # type: ignore[operator]
+        cur: dict[str, Any] = values(r)
+        prev: dict[str, Any] = values(r - 1)
         for name, v in cur["counters"].items():
             p = prev["counters"].get(name)
             total[name] = total.get(name, 0.0) + (v if p is None or v < p else v - p)

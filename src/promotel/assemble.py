@@ -149,7 +149,7 @@ def _split_scope(flat: tuple[str, ...]) -> tuple[tuple[str, ...], str, str]:
 class _Collector:
     """Points per scope, in order of first sight, and drop counts."""
 
-    __slots__ = ("attributes", "default", "scoped", "dropped", "reasons")
+    __slots__ = ("attributes", "default", "dropped", "reasons", "scoped")
 
     def __init__(self, attributes: AttributesFn) -> None:
         self.attributes = attributes
@@ -206,7 +206,7 @@ def _number_per_sample(family: MetricFamily, out: _Collector, scale: float, fixe
 
 def _counter(family: MetricFamily, out: _Collector, scale: float) -> None:
     fname = family.name
-    base = fname[:-6] if fname.endswith("_total") else fname
+    base = fname.removesuffix("_total")
     created_name = base + "_created"
     if created_name == fname:      # a counter genuinely named ``…_created`` (issue #30309)
         created_name = ""
@@ -244,13 +244,13 @@ def _parse_bound(text: str) -> float:
     v = _le_cache.get(text)
     if v is None:
         v = float(text)   # accepts 1, 1.0, 1e0, +Inf, Inf
-        if len(_le_cache) < 10_000 and v == v:
+        if len(_le_cache) < 10_000 and not math.isnan(v):
             _le_cache[text] = v
     return v
 
 
 class _Hist:
-    __slots__ = ("buckets", "count", "sum", "ts", "created", "exemplars", "bad")
+    __slots__ = ("bad", "buckets", "count", "created", "exemplars", "sum", "ts")
 
     def __init__(self) -> None:
         self.buckets: list[tuple[float, float]] = []
@@ -295,7 +295,7 @@ def _histogram(family: MetricFamily, out: _Collector, scale: float) -> None:
                     bound = _parse_bound(le) if le is not None else math.nan
                 except ValueError:
                     bound = math.nan
-                if bound != bound:
+                if math.isnan(bound):
                     h.bad = True
                     continue
             h.buckets.append((bound, value))
@@ -395,13 +395,13 @@ def _summary(family: MetricFamily, out: _Collector, scale: float) -> None:
             q = _parse_bound(q_text) if q_text is not None else math.nan
         except ValueError:
             q = math.nan
-        if q != q:
+        if math.isnan(q):
             entry[5] = True
             continue
         if s.timestamp_ns is not None:
             entry[3] = s.timestamp_ns
         v = s.value
-        if v == v:                  # NaN quantile values stay out of OTLP
+        if not math.isnan(v):       # NaN quantile values stay out of OTLP
             entry[0].append((q, v * scale if scale != 1.0 else float(v)))  # type: ignore[attr-defined]
     for key, (quantiles, count, sum_, ts, created, bad) in series.items():
         if bad:

@@ -86,13 +86,13 @@ async def _start_sink(view: SinkView) -> tuple[Any, int]:
     from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
     from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as ms_grpc
 
-    class Servicer(ms_grpc.MetricsServiceServicer):  # type: ignore[misc]
+    class Servicer(ms_grpc.MetricsServiceServicer):
         async def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (grpc naming)
             view.record(request)
             return ms.ExportMetricsServiceResponse()
 
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
-    ms_grpc.add_MetricsServiceServicer_to_server(Servicer(), server)
+    ms_grpc.add_MetricsServiceServicer_to_server(Servicer(), server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, port

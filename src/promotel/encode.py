@@ -21,8 +21,14 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.common.v1.common_pb2 import (
+    AnyValue,
+    InstrumentationScope,
+    KeyValue,
+)
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
@@ -298,7 +304,9 @@ _DATA_FIELD = {Kind.GAUGE: F_METRIC_GAUGE, Kind.SUM: F_METRIC_SUM,
 
 @functools.cache
 def _scope_version() -> str:
-    from promotel import __version__     # imported late: promotel/__init__ imports the parse stage
+    from promotel import (
+        __version__,  # imported late: promotel/__init__ imports the parse stage
+    )
 
     return __version__
 

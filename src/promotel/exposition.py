@@ -63,6 +63,7 @@ _PAIRS_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(' + _QUOTED_BODY + ')"', re.
 _PAIR_FULL_RE = _PAIRS_RE    # used with fullmatch on one "name=\"value\"" pair
 _OM_BODY_RE = re.compile(_PAIR + r"(?:," + _PAIR + r")*+", re.S)
 _PROM_BODY_RE = re.compile(_PAIR + r"(?:," + _PAIR + r")*+,?", re.S)
+_BLANKS_RE = re.compile(r"[ \t]+")       # Prometheus text separates tokens by blanks and tabs only
 _ESCAPE_RE = re.compile(r"\\(.)", re.S)
 _FLOAT_RE = re.compile(
     r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:[iI][nN][fF](?:[iI][nN][iI][tT][yY])?)"
@@ -117,7 +118,18 @@ def _show(text: str, pos: int) -> str:
 
 
 def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
+    """A token for a message: at most ``limit`` characters, control characters escaped."""
+    short = text if len(text) <= limit else text[:limit] + "…"
+    return short if short.isprintable() else repr(short)[1:-1]
+
+
+def _num(x: float) -> str:
+    """A value as the formats spell it, for messages."""
+    if x != x:
+        return "NaN"
+    if x - x != 0.0:
+        return "+Inf" if x > 0 else "-Inf"
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
 
 
 def _unescape(raw: str) -> str:
@@ -652,7 +664,7 @@ class ExpositionParser:
             fam.help = _unescape_prom_help(tail)
             fam.help_line = lineno
         else:
-            parts = tail.split()
+            parts = _BLANKS_RE.split(tail) if tail else []
             if len(parts) != 1:
                 raise ExpositionError(
                     f'TYPE line for "{name}" needs exactly one type after the name, found '
@@ -681,6 +693,8 @@ class ExpositionParser:
         while start < n and line[start] in " \t":
             start += 1
         m = _PROM_SERIES_RE.match(line, start)
+        if m is not None and m.group(2) is None and line[m.end():].lstrip(" \t")[:1] == "{":
+            m = None                              # 'name {labels}': blanks before the labels
         if m is not None and m.end() < n and line[m.end()] in " \t":
             name = self._intern(m.group(1))
             body = m.group(2)
@@ -693,7 +707,9 @@ class ExpositionParser:
         if start == 0:
             self._remember(line[:end], (name, labels))
         # The value and an optional timestamp, separated by blanks.
-        toks = line[end:].split()
+        toks = _BLANKS_RE.split(line[end:].strip(" \t"))
+        if toks == [""]:
+            toks = []
         if not toks:
             raise ExpositionError(f'missing value after the series "{_clip(line[:end])}"', lineno)
         x = _parse_value(toks[0])
@@ -1088,7 +1104,7 @@ class ExpositionParser:
                     f'unit "{_clip(fam.unit)}" does not match the metric name "{name}"; the name must '
                     f'end with "_{_clip(fam.unit)}"', fam.unit_line)
             if typ in ("info", "stateset"):
-                raise ExpositionError(f"a {typ} metric cannot have a unit", fam.unit_line)
+                raise ExpositionError(f"{'an' if typ == 'info' else 'a'} {typ} metric cannot have a unit; remove the UNIT line", fam.unit_line)
         if fam.samples:
             self._om_check_samples(fam)
         out.append(fam.freeze())
@@ -1127,16 +1143,16 @@ class ExpositionParser:
                         f'invalid "le" label value "{_clip(le)}"; expected a number or "+Inf"', lineno)
                 if not value.is_integer() or value < 0:
                     raise ExpositionError(
-                        f'bucket value {value!r} of "{sname}" must be a non-negative integer', lineno)
+                        f'bucket value {_num(value)} of "{sname}" must be a non-negative integer', lineno)
                 drop = "le"
             elif sfx in ("_count", "_gcount"):
                 if not value.is_integer() or value < 0:
                     raise ExpositionError(
-                        f'"{sname}" must be a non-negative integer, found {value!r}', lineno)
+                        f'"{sname}" must be a non-negative integer, found {_num(value)}', lineno)
             elif sfx in ("_total", "_sum"):
                 if value != value or value < 0:
                     raise ExpositionError(
-                        f'"{sname}" is a counter-like value and cannot be {value!r}', lineno)
+                        f'"{sname}" is a counter-like value and cannot be {_num(value)}', lineno)
             elif sfx == "_gsum":
                 if value != value:
                     raise ExpositionError(f'"{sname}" cannot be NaN', lineno)
@@ -1148,18 +1164,18 @@ class ExpositionParser:
                         f'summary quantile sample "{sname}" needs a "quantile" label between 0 and 1, '
                         f"found {q!r}", lineno)
                 if value < 0:
-                    raise ExpositionError(f"quantile values cannot be negative, found {value!r}", lineno)
+                    raise ExpositionError(f"quantile values cannot be negative, found {_num(value)}", lineno)
                 drop = "quantile"
             elif typ == "stateset":
                 if name not in labels:
                     raise ExpositionError(
                         f'stateset sample needs a label named after the metric ("{name}")', lineno)
                 if value != 0.0 and value != 1.0:
-                    raise ExpositionError(f"stateset values must be 0 or 1, found {value!r}", lineno)
+                    raise ExpositionError(f"stateset values must be 0 or 1, found {_num(value)}", lineno)
                 drop = name
             elif typ == "info":
                 if value != 1.0:
-                    raise ExpositionError(f"info values must be 1, found {value!r}", lineno)
+                    raise ExpositionError(f"info values must be 1, found {_num(value)}", lineno)
             if exemplar is not None and not ((is_hist and sfx == "_bucket")
                                              or (typ == "counter" and sfx == "_total")):
                 raise ExpositionError(
@@ -1197,19 +1213,19 @@ class ExpositionParser:
 
         def check(st: list[object]) -> None:
             last_le, last_val, count, has_sum, has_gsum, neg_b, neg_gsum, ln = st[2:]
-            assert isinstance(ln, int)
+            assert isinstance(ln, int) and isinstance(last_val, float)
             if last_le != _INF:
                 raise ExpositionError(f'histogram "{name}" is missing its le="+Inf" bucket', ln)
-            if count is not None and last_val != count:
+            if isinstance(count, float) and last_val != count:
                 raise ExpositionError(
-                    f'the _count of histogram "{name}" ({count!r}) differs from its +Inf bucket '
-                    f"({last_val!r})", ln)
+                    f'the _count of histogram "{name}" ({_num(count)}) differs from its +Inf bucket '
+                    f"({_num(last_val)})", ln)
             if has_sum and count is None:
                 raise ExpositionError(f'histogram "{name}" has a _sum but no _count', ln)
             if has_gsum and count is None:
                 raise ExpositionError(f'gauge histogram "{name}" has a _gsum but no _gcount', ln)
             if count is not None and not (has_sum or has_gsum):
-                raise ExpositionError(f'histogram "{name}" has a count but no sum', ln)
+                raise ExpositionError(f'histogram "{name}" has a _count/_gcount but no _sum/_gsum', ln)
             if neg_b and has_sum:
                 raise ExpositionError(
                     f'histogram "{name}" has negative buckets, so it cannot have a _sum', ln)

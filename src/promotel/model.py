@@ -201,7 +201,7 @@ class HistogramPoint(NamedTuple):
     attributes: Attributes
     bounds: tuple[float, ...]            # explicit bounds, ascending, without +Inf
     counts: tuple[float, ...]            # per bucket (not cumulative); len(bounds) + 1 entries
-    count: float
+    count: float  # type: ignore[assignment]  # shadows tuple.count on purpose: OTLP names it count
     sum: float | None = None             # None when the exposition has no _sum
     timestamp_ns: int | None = None
     created_ns: int | None = None
@@ -214,7 +214,7 @@ class HistogramPoint(NamedTuple):
 class SummaryPoint(NamedTuple):
     attributes: Attributes
     quantiles: tuple[tuple[float, float], ...]   # (quantile, value), quantile ascending, no NaN values
-    count: float
+    count: float  # type: ignore[assignment]  # as above
     sum: float
     timestamp_ns: int | None = None
     created_ns: int | None = None

@@ -11,7 +11,9 @@ import base64
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 
 _ID_KEYS = frozenset({"traceId", "spanId"})
 

@@ -111,7 +111,7 @@ def start_self_telemetry(config: Any, bridge: Any) -> SelfTelemetry | None:
 
     from promotel import __version__
 
-    preferred = None
+    preferred: dict[type, AggregationTemporality] | None = None
     if delta:
         preferred = {Counter: AggregationTemporality.DELTA, ObservableCounter: AggregationTemporality.DELTA,
                      Histogram: AggregationTemporality.DELTA, UpDownCounter: AggregationTemporality.CUMULATIVE}

@@ -112,10 +112,10 @@ class SourceRunner:
         error: str | None = None
         try:
             result = await self.scraper.scrape()
-            families = await asyncio.to_thread(self.parser.parse, result.body, result.content_type)
-            samples = sum(len(f.samples) for f in families)
-            mapped = self.mapper.map(families)
-            converted = self.store.convert(mapped.metrics, now_ns)
+            # Parse, map and convert are CPU work on objects only this runner touches, one scrape at a
+            # time: run them off the event loop so other targets and the exporters keep moving.
+            samples, mapped, converted = await asyncio.to_thread(self._process, result.body,
+                                                                 result.content_type, now_ns)
             resource = self.resource
             if mapped.resource:
                 merged = dict(self.resource)
@@ -142,6 +142,12 @@ class SourceRunner:
         self._submit(batch)
         self._stats.scraped(self.name, ScrapeStatus(time.time(), duration, samples, len(self.store), error))
         return ok
+
+    def _process(self, body: bytes, content_type: str | None, now_ns: int) -> tuple[int, Any, Any]:
+        families = self.parser.parse(body, content_type)
+        samples = sum(len(f.samples) for f in families)
+        mapped = self.mapper.map(families)
+        return samples, mapped, self.store.convert(mapped.metrics, now_ns)
 
     def next_delay(self) -> float:
         """Seconds until the next scrape may start: the interval, stretched by Retry-After / rate limits."""

@@ -29,7 +29,6 @@ import os
 import re
 import sqlite3
 import struct
-from collections.abc import Sequence
 from typing import NamedTuple
 
 from promotel.errors import ConfigError, StateError
@@ -73,7 +72,7 @@ class _Prev(NamedTuple):
 
 
 class _Target:
-    __slots__ = ("series", "last_export_ns", "round")
+    __slots__ = ("last_export_ns", "round", "series")
 
     def __init__(self, last_export_ns: int | None = None, round_: int = 0) -> None:
         self.series: dict[SeriesKey, _Prev] = {}

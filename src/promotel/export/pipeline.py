@@ -472,6 +472,9 @@ class ExporterPipeline:
         """Ready while the backend answers, or while it does not but the spool keeps the data."""
         if self._failing and self.spool is None:
             return False, f"unreachable: {self.last_error}"
+        # "Spooling within limits": once the spool is 90% full, the oldest data is about to be dropped.
+        if self._failing and self.spool is not None and self.spool.total_bytes >= 0.9 * self.spool.max_bytes:
+            return False, f"unreachable and the spool is {self.spool.total_bytes} of {self.spool.max_bytes} bytes full"
         return True, "ok"
 
     async def aclose(self) -> None:

@@ -1,0 +1,53 @@
+"""``promotel lint [--content-type CT] FILE...``: validate exposition files.
+
+Output goes to stdout, one line per invalid file: ``FILE:LINE: message`` (the first error of the
+file), or ``FILE: cannot read: reason`` when the file cannot be read. ``-`` reads stdin as bytes.
+Exit status: 0 when every file is valid, 1 when any file is invalid or unreadable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import BinaryIO
+
+from promotel.errors import ExpositionError
+from promotel.exposition import parse_exposition
+
+
+def lint_bytes(data: bytes, content_type: str | None = None) -> ExpositionError | None:
+    """The first error of one exposition, or None when it is valid."""
+    try:
+        parse_exposition(data, content_type)
+    except ExpositionError as exc:
+        return exc
+    return None
+
+
+def _read(path: str, stdin: BinaryIO) -> bytes:
+    if path == "-":
+        return stdin.read()
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def cli_lint(args: argparse.Namespace) -> int:
+    content_type: str | None = args.content_type
+    stdin = sys.stdin.buffer
+    failed = False
+    for path in args.files:
+        name = "<stdin>" if path == "-" else path
+        try:
+            data = _read(path, stdin)
+        except OSError as exc:
+            print(f"{name}: cannot read: {exc.strerror or exc}", flush=True)
+            failed = True
+            continue
+        err = lint_bytes(data, content_type)
+        if err is not None:
+            print(f"{name}:{err.line}: {err.message}", flush=True)
+            failed = True
+    return 1 if failed else 0
+
+
+__all__ = ["cli_lint", "lint_bytes"]

@@ -1,0 +1,85 @@
+"""``promotel lint``: exit 0 when valid, ``FILE:LINE: message`` on stdout and exit 1 otherwise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from promotel.cli import main
+
+PROMOTEL = Path(sys.executable).parent / "promotel"
+SUITE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openmetrics-parsers"
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    out = {
+        "good.prom": b"# TYPE a counter\na_total 1\n",
+        "good.om": b"# TYPE a counter\na_total 1\n# EOF\n",
+        "bad.prom": b"a 1\nb{x=1} 2\n",
+        "bad.om": b"# TYPE a counter\na_total -1\n# EOF\n",
+        "utf8.prom": b"a 1\n\xff 2\n",
+    }
+    paths = {}
+    for name, data in out.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        paths[name] = p
+    return paths
+
+
+def test_valid_files_exit_0(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", str(files["good.prom"]), str(files["good.om"])]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_invalid_files_are_reported_with_their_line(files: dict[str, Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["lint", str(files["good.prom"]), str(files["bad.prom"]), str(files["bad.om"]),
+                 str(files["utf8.prom"])])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out == [
+        f"{files['bad.prom']}:2: expected '\"' to open the value of label \"x\", found '1'",
+        f"{files['bad.om']}:2: \"a_total\" is a counter-like value and cannot be -1",
+        f"{files['utf8.prom']}:2: invalid UTF-8 (byte 0xff at column 1); expositions must be UTF-8 encoded",
+    ]
+
+
+def test_content_type_overrides_detection(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    # Without '# EOF' the text is Prometheus text unless the content type says OpenMetrics.
+    assert main(["lint", "--content-type", "application/openmetrics-text", str(files["good.prom"])]) == 1
+    assert "missing '# EOF'" in capsys.readouterr().out
+
+
+def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.txt"
+    assert main(["lint", str(missing)]) == 1
+    assert capsys.readouterr().out == f"{missing}: cannot read: No such file or directory\n"
+    assert main(["lint", str(tmp_path)]) == 1                         # a directory
+    assert capsys.readouterr().out.startswith(f"{tmp_path}: cannot read: ")
+
+
+def test_subprocess_with_stdin(files: dict[str, Path]) -> None:
+    ok = subprocess.run([str(PROMOTEL), "lint", "-"], input=files["good.om"].read_bytes(),
+                        capture_output=True, timeout=60)
+    assert (ok.returncode, ok.stdout) == (0, b"")
+    bad = subprocess.run([str(PROMOTEL), "lint", str(files["good.prom"]), "-"],
+                         input=files["bad.prom"].read_bytes(), capture_output=True, timeout=60)
+    assert bad.returncode == 1
+    assert bad.stdout.decode() == "<stdin>:2: expected '\"' to open the value of label \"x\", found '1'\n"
+
+
+def test_subprocess_on_the_conformance_suite() -> None:
+    good = [str(p / "metrics") for p in sorted(SUITE.iterdir()) if '"shouldParse": true' in (p / "test.json").read_text()]
+    bad = [str(p / "metrics") for p in sorted(SUITE.iterdir()) if '"shouldParse": false' in (p / "test.json").read_text()]
+    ct = ["--content-type", "application/openmetrics-text; version=1.0.0"]
+    ok = subprocess.run([str(PROMOTEL), "lint", *ct, *good], capture_output=True, timeout=60)
+    assert (ok.returncode, ok.stdout) == (0, b"")
+    res = subprocess.run([str(PROMOTEL), "lint", *ct, *bad], capture_output=True, timeout=60)
+    lines = res.stdout.decode().splitlines()
+    assert res.returncode == 1 and len(lines) == len(bad) == 167
+    assert all(line.split(":")[1].isdigit() for line in lines)
