@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from gen_baseten import scrapes  # noqa: E402
+from gen_baseten import scrapes
 
-from promotel.exposition import ExpositionParser, parse_exposition  # noqa: E402
+from promotel.exposition import ExpositionParser, parse_exposition
 
 
 def best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
@@ -42,7 +42,9 @@ def bench(fmt: str, repeat: int, deployments: int) -> list[str]:
     n = sum(1 for line in first.split("\n") if line and not line.startswith("#"))
     ct = "application/openmetrics-text; version=1.0.0" if fmt == "openmetrics" else "text/plain; version=0.0.4"
     if fmt == "openmetrics":
-        from prometheus_client.openmetrics.parser import text_string_to_metric_families as baseline
+        from prometheus_client.openmetrics.parser import (
+            text_string_to_metric_families as baseline,
+        )
     else:
         from prometheus_client.parser import text_string_to_metric_families as baseline
 

@@ -53,13 +53,13 @@ def _fmt(x: float) -> str:
         return "+Inf"
     if x == -math.inf:
         return "-Inf"
-    if x != x:
+    if math.isnan(x):
         return "NaN"
     return repr(float(x))
 
 
 class _Histogram:
-    __slots__ = ("buckets", "sum", "count")
+    __slots__ = ("buckets", "count", "sum")
 
     def __init__(self, n: int) -> None:
         self.buckets = [0] * (n + 1)       # per bucket, not cumulative; last is +Inf

@@ -8,6 +8,7 @@ the parsed values of the valid cases are asserted in ``test_exposition.py``.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ OM = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 def comparable(families: list[MetricFamily]) -> list[object]:
     """Families with NaN spelled out, so equal results compare equal."""
     def num(x: float) -> object:
-        return "NaN" if x != x else x
+        return "NaN" if math.isnan(x) else x
     return [(f.name, f.type, f.help, f.unit,
              [(s.name, s.labels.pairs(), num(s.value), s.timestamp_ns,
                None if s.exemplar is None else (s.exemplar.labels.pairs(), num(s.exemplar.value),

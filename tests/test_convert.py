@@ -163,3 +163,36 @@ def test_memory_per_series_under_one_kib() -> None:
     per_series = (after - before) / n
     assert len(st) == n
     assert per_series < 1024, per_series
+
+
+def test_timestamps_otlp_cannot_carry_drop_the_point_not_the_batch() -> None:
+    """Negative or ≥ 2^64 ns sample timestamps parse (the formats allow them) but cannot be encoded:
+    such points are dropped and counted; a bad _created or exemplar time is ignored; the rest encodes."""
+    from promotel.assemble import passthrough_metrics
+    from promotel.encode import encode_requests
+    from promotel.exposition import parse_exposition
+    from promotel.model import TargetBatch
+
+    text = ("# TYPE a gauge\na{i=\"huge\"} 1 12345678901234567890.5\na{i=\"neg\"} 2 -5\na{i=\"ok\"} 3 1700000000\n"
+            "# TYPE c counter\nc_total 4 # {trace_id=\"ab\"} 1 99999999999999999999\nc_created -7\n# EOF\n")
+    metrics, _ = passthrough_metrics(parse_exposition(text))
+    result = SeriesStore("t").convert(metrics, 1_800_000_000_000_000_000)
+    assert result.dropped_invalid == 2
+    points = {m.name: m.points for m in result.metrics}
+    assert [p.attributes for p in points["a"]] == [(("i", "ok"),)]
+    assert points["a"][0].time_ns == 1_700_000_000_000_000_000
+    (c,) = points["c"]
+    assert c.value == 4.0 and c.created_ns is None and c.start_ns == 1_800_000_000_000_000_000
+    assert c.exemplars[0].timestamp_ns is None
+    encoded = encode_requests(TargetBatch("t", (), result.metrics, 1), 1 << 22)
+    assert encoded.points == 2
+
+
+def test_honor_timestamps_false_uses_the_scrape_time() -> None:
+    from promotel.assemble import passthrough_metrics
+    from promotel.exposition import parse_exposition
+
+    metrics, _ = passthrough_metrics(parse_exposition("# TYPE a gauge\na 1 -5\n# TYPE b gauge\nb 2 1000\n"))
+    result = SeriesStore("t", honor_timestamps=False).convert(metrics, 42)
+    assert result.dropped_invalid == 0
+    assert sorted(p.time_ns for m in result.metrics for p in m.points) == [42, 42]

@@ -14,7 +14,7 @@ from promotel.exposition import ExpositionParser, detect_format, parse_expositio
 from promotel.model import Labels, MetricFamily, Sample
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from gen_baseten import BasetenTarget  # noqa: E402
+from gen_baseten import BasetenTarget
 
 SUITE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openmetrics-parsers"
 OM = "application/openmetrics-text; version=1.0.0"
@@ -23,7 +23,7 @@ PROM = "text/plain; version=0.0.4"
 
 def comparable(families: list[MetricFamily]) -> list[object]:
     def num(x: float) -> object:
-        return "NaN" if x != x else x
+        return "NaN" if math.isnan(x) else x
     return [(f.name, f.type, f.help, f.unit,
              [(s.name, s.labels.pairs(), num(s.value), s.timestamp_ns,
                None if s.exemplar is None else (s.exemplar.labels.pairs(), num(s.exemplar.value),

@@ -14,7 +14,7 @@ from promotel.exposition import ExpositionParser, parse_exposition
 from promotel.model import MetricFamily
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from gen_baseten import generate  # noqa: E402
+from gen_baseten import generate
 
 SUITE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openmetrics-parsers"
 CORPUS = [p.read_bytes() for p in sorted(SUITE.glob("*/metrics"))]

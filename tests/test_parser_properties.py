@@ -8,7 +8,15 @@ from collections import Counter as Multiset
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    Summary,
+)
 from prometheus_client.exposition import generate_latest as generate_004
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OM_CT
 from prometheus_client.openmetrics.exposition import generate_latest as generate_om

@@ -250,14 +250,23 @@ def test_outages_and_restart_lose_nothing_duplicate_nothing(world: tuple[Sequenc
     seq_instance = target.url.split("/")[2]
     sn_instance = sim.url.split("/")[2]
     bridge = Bridge(config, tmp_path / "promotel.log", health_port)
-    rotels: list[Rotel] = []
+    rotels: list[Rotel | None] = []
+
+    mode = os.environ.get("SOAK_COLLECTOR", "rotel")
 
     def collector_up() -> None:
+        if mode == "sink":
+            sink.start(port=grpc_port)
+            rotels.append(None)
+            return
         rotel = Rotel(sink.grpc_port, tmp_path / f"rotel{len(rotels)}")
         rotel.grpc_port = grpc_port         # back on the same port the bridge sends to
         rotels.append(rotel.start())
 
     def collector_down() -> None:
+        if mode == "sink":
+            sink.stop(grace=1.0)
+            return
         rotels[-1].stop()                   # SIGTERM: rotel flushes what it accepted, then exits
 
     def all_served_arrived() -> bool:
@@ -296,7 +305,8 @@ def test_outages_and_restart_lose_nothing_duplicate_nothing(world: tuple[Sequenc
             bridge.proc.kill()
             bridge.proc.wait(timeout=5)
         for r in rotels:
-            r.stop()                  # the last one flushes to the sink before exiting
+            if r is not None:
+                r.stop()                  # the last one flushes to the sink before exiting
 
     served = target.served
     pts = collect(sink, seq_instance)

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 from promotel.model import (
     Attributes,
+    Exemplar,
     HistogramPoint,
     Kind,
     Metric,
@@ -45,12 +46,23 @@ log = logging.getLogger("promotel.convert")
 
 _SUM, _GAUGE, _HISTOGRAM, _SUMMARY = Kind.SUM, Kind.GAUGE, Kind.HISTOGRAM, Kind.SUMMARY
 
+# OTLP times are fixed64 nanoseconds since the epoch. The exposition formats allow more (negative
+# Prometheus milliseconds; OpenMetrics seconds of any size): a sample outside [0, 2^64) is dropped and
+# counted, as Prometheus rejects out-of-bounds samples; a bad _created or exemplar time is ignored.
+_U64 = 1 << 64
+
+
+def _clean_exemplars(exemplars: tuple[Exemplar, ...]) -> tuple[Exemplar, ...]:
+    return tuple(e if e.timestamp_ns is None or 0 <= e.timestamp_ns < _U64 else e._replace(timestamp_ns=None)
+                 for e in exemplars)
+
 
 class ConvertResult(NamedTuple):
     metrics: tuple[Metric, ...]        # points with start_ns/time_ns set, plus staleness markers
     series: int                        # live series after this scrape
     series_added: int                  # new series this scrape (scrape_series_added)
     dropped_over_cap: int              # points dropped because the target hit max_series
+    dropped_invalid: int = 0           # points dropped for a timestamp OTLP cannot carry
 
 
 _MetricKey = tuple[str, Kind, str, str]
@@ -76,7 +88,8 @@ def _stale_point(kind: Kind, attrs: Attributes, start: int, time_ns: int) -> Poi
 class SeriesStore:
     """Start times, resets and staleness markers for the series of one target (see module docstring)."""
 
-    def __init__(self, target: str, *, max_series: int = 200_000, expire_after_scrapes: int = 5) -> None:
+    def __init__(self, target: str, *, max_series: int = 200_000, expire_after_scrapes: int = 5,
+                 honor_timestamps: bool = True) -> None:
         if max_series < 1:
             raise ValueError(f"max_series must be at least 1 for target {target}, got {max_series}.")
         if expire_after_scrapes < 1:
@@ -85,6 +98,7 @@ class SeriesStore:
         self.target = target
         self.max_series = max_series
         self.expire_after_scrapes = expire_after_scrapes
+        self.honor_timestamps = honor_timestamps   # False: exposition timestamps are replaced by the scrape time
         self._metrics: dict[_MetricKey, _MetricState] = {}
         self._count = 0
         self._round = 0
@@ -99,6 +113,8 @@ class SeriesStore:
         seen = 0                       # distinct known series seen this round (to skip the vanish scan)
         added = 0
         over_cap = 0
+        invalid = 0
+        honor = self.honor_timestamps
         count = self._count
         cap = self.max_series
         states = self._metrics
@@ -121,6 +137,12 @@ class SeriesStore:
             if kind is _GAUGE:
                 for p in metric.points:
                     attrs = p.attributes
+                    ts = p.timestamp_ns
+                    if ts is not None and not (honor and 0 <= ts < _U64):
+                        if honor:
+                            invalid += 1
+                            continue
+                        ts = None
                     s = series.get(attrs)
                     if s is None:
                         if count >= cap:
@@ -132,8 +154,10 @@ class SeriesStore:
                     elif s[3] != rnd:
                         s[3] = rnd
                         seen += 1
-                    ts = p.timestamp_ns
-                    append(NumberPoint(attrs, p.value, ts, p.created_ns, p.exemplars,  # type: ignore[union-attr]
+                    exemplars = p.exemplars  # type: ignore[union-attr]
+                    if exemplars:
+                        exemplars = _clean_exemplars(exemplars)
+                    append(NumberPoint(attrs, p.value, ts, p.created_ns, exemplars,  # type: ignore[union-attr]
                                        0, ts if ts is not None else scrape_time_ns, False))
             elif kind is _SUM:
                 monotonic = metric.monotonic
@@ -141,8 +165,18 @@ class SeriesStore:
                     attrs = p.attributes
                     value: float = p.value  # type: ignore[union-attr]
                     ts = p.timestamp_ns
+                    if ts is not None and not (honor and 0 <= ts < _U64):
+                        if honor:
+                            invalid += 1
+                            continue
+                        ts = None
                     t = ts if ts is not None else scrape_time_ns
                     created = p.created_ns
+                    if created is not None and not 0 <= created < _U64:
+                        created = None
+                    exemplars = p.exemplars  # type: ignore[union-attr]
+                    if exemplars:
+                        exemplars = _clean_exemplars(exemplars)
                     s = series.get(attrs)
                     if s is None:
                         if count >= cap:
@@ -162,8 +196,7 @@ class SeriesStore:
                             s[0] = t          # reset: the counter restarted since the last scrape
                         s[1] = value
                         start = int(s[0])
-                    append(NumberPoint(attrs, value, ts, created, p.exemplars,  # type: ignore[union-attr]
-                                       start, t, False))
+                    append(NumberPoint(attrs, value, ts, created, exemplars, start, t, False))
             elif kind is _HISTOGRAM or kind is _SUMMARY:
                 for p in metric.points:
                     attrs = p.attributes
@@ -171,8 +204,15 @@ class SeriesStore:
                     sm = p.sum  # type: ignore[union-attr]
                     total = sm if sm is not None else 0.0
                     ts = p.timestamp_ns
+                    if ts is not None and not (honor and 0 <= ts < _U64):
+                        if honor:
+                            invalid += 1
+                            continue
+                        ts = None
                     t = ts if ts is not None else scrape_time_ns
                     created = p.created_ns
+                    if created is not None and not 0 <= created < _U64:
+                        created = None
                     s = series.get(attrs)
                     if s is None:
                         if count >= cap:
@@ -193,7 +233,10 @@ class SeriesStore:
                         s[1] = cnt
                         s[2] = total
                         start = int(s[0])
-                    append(p._replace(start_ns=start, time_ns=t, no_recorded_value=False))
+                    if kind is _HISTOGRAM and p.exemplars:  # type: ignore[union-attr]
+                        p = p._replace(exemplars=_clean_exemplars(p.exemplars))  # type: ignore[union-attr,call-arg]
+                    append(p._replace(start_ns=start, time_ns=t, timestamp_ns=ts, created_ns=created,
+                                      no_recorded_value=False))
             if points:
                 index[mkey] = len(out)
                 out.append(metric._replace(points=tuple(points)))
@@ -208,7 +251,7 @@ class SeriesStore:
                         "Raise max_series for this source or drop high-cardinality labels.",
                         self.target, cap, over_cap,
                         extra={"fields": {"source": self.target, "max_series": cap, "dropped": over_cap}})
-        return ConvertResult(tuple(out), self._count, added, over_cap)
+        return ConvertResult(tuple(out), self._count, added, over_cap, invalid)
 
     def _expire(self, out: list[Metric], index: dict[_MetricKey, int], rnd: float, now_ns: int) -> None:
         empty: list[_MetricKey] = []

@@ -52,19 +52,19 @@ _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # The body of a quoted string, without its quotes. Possessive repeats keep this linear and
 # free of backtracking state on a 10 MB value.
 _QUOTED_BODY = r'[^"\\]*+(?:\\.[^"\\]*+)*+'
-_QUOTED_BODY_RE = re.compile(_QUOTED_BODY, re.S)
+_QUOTED_BODY_RE = re.compile(_QUOTED_BODY, re.DOTALL)
 _PAIR = r'[a-zA-Z_][a-zA-Z0-9_]*="' + _QUOTED_BODY + '"'
 # The common series shapes, matched in one call: name, optional {pairs} with no blanks.
 _OM_SERIES_RE = re.compile(
-    r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:" + _PAIR + r"(?:," + _PAIR + r")*+)?)\})?", re.S)
+    r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:" + _PAIR + r"(?:," + _PAIR + r")*+)?)\})?", re.DOTALL)
 _PROM_SERIES_RE = re.compile(
-    r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:" + _PAIR + r"(?:," + _PAIR + r")*+,?)?)\})?", re.S)
-_PAIRS_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(' + _QUOTED_BODY + ')"', re.S)
+    r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:" + _PAIR + r"(?:," + _PAIR + r")*+,?)?)\})?", re.DOTALL)
+_PAIRS_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(' + _QUOTED_BODY + ')"', re.DOTALL)
 _PAIR_FULL_RE = _PAIRS_RE    # used with fullmatch on one "name=\"value\"" pair
-_OM_BODY_RE = re.compile(_PAIR + r"(?:," + _PAIR + r")*+", re.S)
-_PROM_BODY_RE = re.compile(_PAIR + r"(?:," + _PAIR + r")*+,?", re.S)
+_OM_BODY_RE = re.compile(_PAIR + r"(?:," + _PAIR + r")*+", re.DOTALL)
+_PROM_BODY_RE = re.compile(_PAIR + r"(?:," + _PAIR + r")*+,?", re.DOTALL)
 _BLANKS_RE = re.compile(r"[ \t]+")       # Prometheus text separates tokens by blanks and tabs only
-_ESCAPE_RE = re.compile(r"\\(.)", re.S)
+_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 _FLOAT_RE = re.compile(
     r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:[iI][nN][fF](?:[iI][nN][iI][tT][yY])?)"
     r"|[nN][aA][nN]")
@@ -125,7 +125,7 @@ def _clip(text: str, limit: int = 40) -> str:
 
 def _num(x: float) -> str:
     """A value as the formats spell it, for messages."""
-    if x != x:
+    if math.isnan(x):
         return "NaN"
     if x - x != 0.0:
         return "+Inf" if x > 0 else "-Inf"
@@ -249,8 +249,19 @@ class _Family:
     """A family being built. ``first_line`` is the line of its first sample (OpenMetrics keeps a
     family's samples on consecutive lines, so sample i is on line ``first_line + i``)."""
 
-    __slots__ = ("name", "type", "help", "unit", "samples", "allowed", "first_line",
-                 "type_line", "help_line", "unit_line", "declared")
+    __slots__ = (
+        "allowed",
+        "declared",
+        "first_line",
+        "help",
+        "help_line",
+        "name",
+        "samples",
+        "type",
+        "type_line",
+        "unit",
+        "unit_line",
+    )
 
     def __init__(self, name: str, typ: str) -> None:
         self.name = name
@@ -544,11 +555,11 @@ class ExpositionParser:
         for idx, s in enumerate(got):
             if s is None:
                 line = lines[idx]
-                if not line or line[0] in "# \t":
-                    if self._prom_meta_or_blank(line, idx + 1, fams, quoted_names):
-                        resolved.clear()
-                        last_name = None
-                        continue
+                if (not line or line[0] in "# \t") and self._prom_meta_or_blank(
+                        line, idx + 1, fams, quoted_names):
+                    resolved.clear()
+                    last_name = None
+                    continue
                 # Inlined fast path: a known series and a value seen before (or a plain one).
                 head, _, v = line.rpartition(" ")
                 ent = series_get(head)
@@ -1138,7 +1149,7 @@ class ExpositionParser:
                 if le is None or le == "NaN":
                     raise ExpositionError(f'histogram bucket "{sname}" needs an "le" label', lineno)
                 b = _parse_value(le)
-                if b is None or b != b or (b - b != 0.0 and le not in ("+Inf", "-Inf")):
+                if b is None or math.isnan(b) or (b - b != 0.0 and le not in ("+Inf", "-Inf")):
                     raise ExpositionError(
                         f'invalid "le" label value "{_clip(le)}"; expected a number or "+Inf"', lineno)
                 if not value.is_integer() or value < 0:
@@ -1150,11 +1161,11 @@ class ExpositionParser:
                     raise ExpositionError(
                         f'"{sname}" must be a non-negative integer, found {_num(value)}', lineno)
             elif sfx in ("_total", "_sum"):
-                if value != value or value < 0:
+                if math.isnan(value) or value < 0:
                     raise ExpositionError(
                         f'"{sname}" is a counter-like value and cannot be {_num(value)}', lineno)
             elif sfx == "_gsum":
-                if value != value:
+                if math.isnan(value):
                     raise ExpositionError(f'"{sname}" cannot be NaN', lineno)
             elif typ == "summary" and sfx == "":
                 q = labels.get("quantile")
@@ -1173,9 +1184,8 @@ class ExpositionParser:
                 if value != 0.0 and value != 1.0:
                     raise ExpositionError(f"stateset values must be 0 or 1, found {_num(value)}", lineno)
                 drop = name
-            elif typ == "info":
-                if value != 1.0:
-                    raise ExpositionError(f"info values must be 1, found {_num(value)}", lineno)
+            elif typ == "info" and value != 1.0:
+                raise ExpositionError(f"info values must be 1, found {_num(value)}", lineno)
             if exemplar is not None and not ((is_hist and sfx == "_bucket")
                                              or (typ == "counter" and sfx == "_total")):
                 raise ExpositionError(

@@ -96,7 +96,8 @@ class SourceRunner:
         self.scraper = Scraper(source)
         self.parser = ExpositionParser()
         self.store = SeriesStore(source.name, max_series=source.max_series,
-                                 expire_after_scrapes=source.expire_after_scrapes)
+                                 expire_after_scrapes=source.expire_after_scrapes,
+                                 honor_timestamps=source.honor_timestamps)
         service_name = source.service_name or self.plugin.default_service_name or source.name
         extra: dict[str, AttrValue] = dict(config.resource_attributes)
         extra.update(source.resource_attributes)
@@ -124,7 +125,8 @@ class SourceRunner:
                 resource = tuple(sorted(merged.items()))
             metrics = converted.metrics
             series_added = converted.series_added
-            self._stats.count(self.name, "dropped_points", mapped.dropped + converted.dropped_over_cap)
+            self._stats.count(self.name, "dropped_points",
+                              mapped.dropped + converted.dropped_over_cap + converted.dropped_invalid)
             ok = True
         except (ScrapeError, ExpositionError) as exc:
             error = str(exc)

@@ -11,13 +11,14 @@ Rules (conversion.md, "Cumulative → delta"):
 
 * Monotonic Sums and Histograms become DELTA; gauges, non-monotonic sums and summaries pass untouched.
 * Delta = current − previous; the delta point starts at the previous point's time (contiguous).
-* A first sighting is the baseline and emits nothing, unless its start time is after the target's
+* A first sighting is the baseline and emits nothing, unless its ``_created`` start time is after the target's
   previous export (it started counting since then): then the whole value is the delta. A target whose
   previous export was only staleness markers (a failed scrape) has no previous export in this sense.
 * Reset — value, count, sum or a bucket went down, the bounds changed, or the start time changed —
   the new cumulative value is the delta. After a restart of the bridge the converter's first-seen start
   times are new, so for series reloaded from disk only ``_created`` start times are compared.
-* Never a negative delta. A staleness marker passes through and clears the series' state.
+* Never a negative delta. A staleness marker passes through; the series' previous value is kept (until
+  expiry), so a series that returns after a gap or a failed scrape continues from it (lower → reset).
 * Series not seen for ``expire_after_rounds`` rounds of their target are deleted (bounded state).
 """
 
@@ -218,9 +219,11 @@ class DeltaState:
                 key: SeriesKey = (*prefix, p.attributes)
                 prev = series.get(key)
                 if p.no_recorded_value:
-                    if prev is not None:
-                        del series[key]
-                        dirty[(tname, key)] = None
+                    if prev is not None and not prev.restored:
+                        # Keep the previous value (until expiry): a series that returns continues from it,
+                        # as rate() does, so a failed scrape or a gap loses nothing. Its converter start
+                        # time will be new, so from here on only ``_created`` can prove a reset.
+                        series[key] = prev._replace(restored=True)
                     points.append(p._replace(start_ns=prev.time_ns if prev is not None else p.start_ns))
                     continue
                 live += 1
@@ -262,7 +265,9 @@ class DeltaState:
     def _sum_delta(self, p: NumberPoint, prev: _Prev | None, last_export: int | None) -> Point | None:
         value = p.value
         if prev is None:
-            if last_export is not None and p.start_ns > last_export and math.isfinite(value) and value >= 0:
+            created = p.created_ns       # only ``_created`` proves a start; a first-seen time always looks new
+            if last_export is not None and created is not None and created > last_export \
+                    and math.isfinite(value) and value >= 0:
                 return p._replace(start_ns=p.start_ns)          # started since the last export: all of it
             return None                                          # baseline
         if value < prev.value or self._is_reset_start(p.start_ns, p.created_ns, prev):
@@ -275,7 +280,7 @@ class DeltaState:
 
     def _hist_delta(self, p: HistogramPoint, prev: _Prev | None, last_export: int | None) -> Point | None:
         if prev is None:
-            if last_export is not None and p.start_ns > last_export:
+            if last_export is not None and p.created_ns is not None and p.created_ns > last_export:
                 return p
             return None
         prev_sum = prev.sum if prev.sum is not None else 0.0

@@ -34,7 +34,8 @@ class OTLPSink:
         self.grpc_fail_with: grpc.StatusCode | None = None
 
     # ── lifecycle ──
-    def start(self) -> OTLPSink:
+    def start(self, port: int = 0, http_port: int = 0) -> OTLPSink:
+        """Serve on the given loopback ports (0 = a free one); a stopped sink can come back on its old ports."""
         sink = self
 
         class Servicer(ms_grpc.MetricsServiceServicer):  # type: ignore[misc]
@@ -47,7 +48,7 @@ class OTLPSink:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
                              options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
         ms_grpc.add_MetricsServiceServicer_to_server(Servicer(), server)
-        self.grpc_port = server.add_insecure_port("127.0.0.1:0")
+        self.grpc_port = server.add_insecure_port(f"127.0.0.1:{port}")
         server.start()
         self._grpc_server = server
 
@@ -76,16 +77,19 @@ class OTLPSink:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        http_server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        http_server = ThreadingHTTPServer(("127.0.0.1", http_port), Handler)
         http_server.daemon_threads = True
         self.http_port = http_server.server_address[1]
         threading.Thread(target=http_server.serve_forever, daemon=True).start()
         self._http_server = http_server
         return self
 
-    def stop(self) -> None:
+    def stop(self, grace: float | None = None) -> None:
+        """Stop serving; with ``grace``, RPCs in progress get that many seconds to finish first."""
         if self._grpc_server is not None:
-            self._grpc_server.stop(grace=None)
+            stopped = self._grpc_server.stop(grace=grace)
+            if grace is not None:
+                stopped.wait(timeout=grace + 5)
         if self._http_server is not None:
             self._http_server.shutdown()
             self._http_server.server_close()
