@@ -16,8 +16,11 @@ proof reads only what arrived on the wire:
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -26,7 +29,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-
 from support.collector import Rotel
 from support.sink import OTLPSink, attrs
 from support.target import ExpositionServer
@@ -58,8 +60,8 @@ def exposition(phase: Phase) -> str:
 BEFORE_KILL = [
     Phase({"a": 10, "b": 5, "c": 7}, ((1, 3, 4), 3.5)),
     Phase({"a": 17, "b": 9, "c": 8}, ((2, 5, 7), 6.0)),
-    Phase({"a": 3, "b": 12, "c": 11}, ((2, 6, 9), 8.5)),        # a reset (17 → 3)
-    Phase({"a": 8, "c": 13}, ((4, 8, 11), 10.0)),                # b vanished
+    Phase({"a": 3, "b": 12}, ((2, 6, 9), 8.5)),                 # a reset (17 → 3); c vanished
+    Phase({"a": 8, "c": 13}, ((4, 8, 11), 10.0)),                # b vanished; c returns higher: continues 8 → 13
     Phase({"a": 9, "b": 2, "c": 15}, ((1, 1, 2), 1.5)),           # b returns restarted (2 < 12); histogram reset
 ]
 AFTER_KILL = [
@@ -113,7 +115,7 @@ def cumulative_growth(series: list[Pt]) -> tuple[float, ...] | None:
     if not live:
         return None
     total = [0.0] * len(live[0].values)
-    for prev, cur in zip(live, live[1:]):
+    for prev, cur in itertools.pairwise(live):
         reset = cur.bounds != prev.bounds or any(c < q for c, q in zip(cur.values, prev.values))
         for i, c in enumerate(cur.values):
             total[i] += c if reset else c - prev.values[i]
@@ -150,11 +152,10 @@ def check_streams(delta_sink: OTLPSink, cumulative_sink: OTLPSink, instances: se
         nonzero += any(growth)
         if got != growth:
             mismatches.append((key, growth, got))
-            if os.environ.get("H7DEBUG") and len(mismatches) < 3:
-                print("CUM", key, [(p.start, p.time, p.values, p.stale) for p in cum])
-                print("DLT", key, [(p.start, p.time, p.values, p.stale) for p in deltas.get(key, [])])
     assert not mismatches, "delta sums differ from the cumulative growth:\n" + "\n".join(
-        f"  {k}: cumulative grew {g}, deltas add up to {d}" for k, g, d in mismatches[:10])
+        f"  {k}: cumulative grew {g}, deltas add up to {d}\n    cumulative (start, time, values): "
+        f"{[(p.start, p.time, p.values) for p in cumulative[k]]}\n    deltas: "
+        f"{[(p.start, p.time, p.values) for p in deltas.get(k, [])]}" for k, g, d in mismatches[:3])
     # Every delta series also exists in the cumulative stream (nothing invented).
     extra = [k for k in deltas if k[0] in instances and k not in cumulative]
     assert not extra, extra[:5]
@@ -167,7 +168,7 @@ def check_streams(delta_sink: OTLPSink, cumulative_sink: OTLPSink, instances: se
             assert all(v >= 0 for v in p.values), (key, p)
             assert p.start <= p.time, (key, p)
         live = [p for p in series if not p.stale]       # a staleness marker carries no value
-        for prev, cur in zip(live, live[1:]):
+        for prev, cur in itertools.pairwise(live):
             if cur.start != prev.time:
                 gaps.append((key, prev, cur))
     assert not gaps, "deltas are not contiguous:\n" + "\n".join(f"  {k}: {p} then {c}" for k, p, c in gaps[:10])
@@ -251,13 +252,13 @@ def wait(predicate: Callable[[], bool], timeout: float, what: str, log: Callable
 
 
 def play(phases: list[Phase], target: ExpositionServer, delta_sink: OTLPSink, cumulative_sink: OTLPSink,
-         instance: str, bridge: Bridge, scrapes: int = 2) -> None:
+         instance: str, bridge: Bridge, scrapes: int = 1) -> None:
     """Serve each phase until both sinks received ``scrapes`` rounds of it (same scrape times at both)."""
     for phase in phases:
         target.body = exposition(phase)
         changed_ns = time.time_ns()
 
-        def arrived() -> bool:
+        def arrived(changed_ns: int = changed_ns) -> bool:
             cum = [t for t in latest_times(cumulative_sink, CUMULATIVE, instance, "wait_seconds") if t > changed_ns]
             dlt = set(latest_times(delta_sink, DELTA, instance, "wait_seconds"))
             # A scrape that started before the body changed may still see the old phase: skip the first one.
@@ -269,19 +270,35 @@ def play(phases: list[Phase], target: ExpositionServer, delta_sink: OTLPSink, cu
         assert got and got[-1][1] == phase.jobs["a"], (got[-3:], phase)
 
 
-def kill_between_rounds(bridge: Bridge, delta_sink: OTLPSink, cumulative_sink: OTLPSink,
-                        keys: list[tuple[str, str]]) -> None:
-    """SIGKILL when every target's latest round reached both sinks (so the delta exporter delivered it and
-    committed its state right after, see ExporterPipeline._send_batch) and no target's next round has
-    started: between 0.3 s and 0.85 s after each target's last scrape (interval 1 s)."""
+def committed_exports(db: Path) -> dict[str, int]:
+    """Per target, the scrape time of the last round the delta exporter committed to its state database."""
+    if not db.exists():
+        return {}
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
+    try:
+        rows = conn.execute("SELECT target, last_export_ns FROM delta_targets WHERE exporter = 'delta'").fetchall()
+    except sqlite3.OperationalError:      # schema not created yet
+        return {}
+    finally:
+        conn.close()
+    return {str(t): int(ns) for t, ns in rows if ns is not None}
+
+
+def kill_between_rounds(bridge: Bridge, delta_sink: OTLPSink, cumulative_sink: OTLPSink, db: Path,
+                        keys: list[tuple[str, str, str]]) -> None:
+    """SIGKILL between rounds: every target's latest round reached both sinks AND its delta state was committed
+    (ExporterPipeline._send_batch commits right after delivering), and no target's next round (1 s interval)
+    has started yet. Anything else would be a kill mid-round, which no design can make exactly-once."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
+        committed = committed_exports(db)
         now = time.time_ns()
         ok = True
-        for instance, metric in keys:
+        for instance, metric, source in keys:
             cum = latest_times(cumulative_sink, CUMULATIVE, instance, metric)
             dlt = latest_times(delta_sink, DELTA, instance, metric)
-            if not cum or not dlt or cum[-1] != dlt[-1] or not 0.3e9 <= now - cum[-1] <= 0.85e9:
+            if not cum or not dlt or cum[-1] != dlt[-1] or committed.get(source) != dlt[-1] \
+                    or not 0.1e9 <= now - dlt[-1] <= 0.85e9:
                 ok = False
                 break
         if ok:
@@ -324,12 +341,10 @@ def run_scenario(tmp_path: Path, target: ExpositionServer, sambanova: Any, delta
         sn_metric = "sambanova.router.request.duration"
         wait(lambda: len(latest_times(delta_sink, DELTA, sn_instance, sn_metric)) >= 2, 15,
              "simulator deltas", bridge.log)
-        kill_between_rounds(bridge, delta_sink, cumulative_sink, [(instance, "wait_seconds"), (sn_instance, sn_metric)])
-        killed_at = time.time_ns()
-        if os.environ.get("H7DEBUG"):
-            print("KILLED", killed_at)
         db = tmp_path / "state" / "delta-delta.db"
-        assert db.exists(), sorted(p.name for p in (tmp_path / "state").iterdir())
+        kill_between_rounds(bridge, delta_sink, cumulative_sink, db,
+                            [(instance, "wait_seconds", "jobs"), (sn_instance, sn_metric, "sn")])
+        killed_at = time.time_ns()
         time.sleep(1.5)            # the target and the simulator keep counting while the bridge is down
         bridge.start()
         play(AFTER_KILL, target, delta_sink, cumulative_sink, instance, bridge)
@@ -357,7 +372,7 @@ def check_target_series(delta_sink: OTLPSink, cumulative_sink: OTLPSink, figures
     assert total("a") == 37.0
     # b: 5→9 (+4), →12 (+3), vanished, returned restarted at 2 (+2), →6 (+4), →6 (+0)
     assert total("b") == 13.0
-    # c: 7 → 26 without a reset
+    # c: 7 → 26 without a reset, across its gap
     assert total("c") == 19.0
     hist = delta_total(deltas[(instance, "wait_seconds", ())])
     # count: 4→7→9→11, reset to 2, →6→12 = 7 + 2 + 4 + 6; sum 3.5→10 (+6.5), reset 1.5, →12.5 (+11)
@@ -411,3 +426,47 @@ def test_same_pair_through_rotel(tmp_path: Path, target: ExpositionServer, samba
         rotel_cumulative.stop()
         delta_sink.stop()
         cumulative_sink.stop()
+
+
+def test_map_delta_across_three_scrape_files_with_a_reset(tmp_path: Path) -> None:
+    """``promotel map --temporality delta`` (the real CLI) over three files: baseline, growth, reset — and a
+    series that is missing from the second file continues from its last value in the third."""
+    from promotel.maptool import MAP_EPOCH_NS, SCRAPE_STEP_NS
+
+    files = []
+    for i, phase in enumerate([Phase({"a": 10, "b": 5}, ((1, 3, 4), 3.5)),
+                               Phase({"a": 15}, ((2, 5, 7), 6.0)),
+                               Phase({"a": 4, "b": 9}, ((1, 1, 2), 1.5))], start=1):
+        f = tmp_path / f"scrape{i}.prom"
+        f.write_text(exposition(phase))
+        files.append(str(f))
+    proc = subprocess.run([*PROMOTEL, "map", "--mapping", "passthrough", "--temporality", "delta", *files],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    docs = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(docs) == 3
+
+    def metrics(doc: dict[str, Any]) -> dict[str, Any]:
+        return {m["name"]: m for rm in doc.get("resourceMetrics", []) for sm in rm["scopeMetrics"]
+                for m in sm["metrics"]}
+
+    t = [MAP_EPOCH_NS + i * SCRAPE_STEP_NS for i in range(3)]
+    first, second, third = (metrics(d) for d in docs)
+    assert first == {}                                # baselines emit nothing (and passthrough adds nothing)
+
+    def live(m: dict[str, Any]) -> dict[str, tuple[float, int, int]]:
+        return {p["attributes"][0]["value"]["stringValue"]: (p["asDouble"], int(p["startTimeUnixNano"]),
+                                                             int(p["timeUnixNano"]))
+                for p in m["sum"]["dataPoints"] if not p.get("flags", 0) & 1}
+
+    assert second["jobs_total"]["sum"]["aggregationTemporality"] == DELTA
+    assert live(second["jobs_total"]) == {"a": (5.0, t[0], t[1])}
+    # Third: a went down (reset: the new value); b was missing from the second file and continues (9 − 5).
+    assert live(third["jobs_total"]) == {"a": (4.0, t[1], t[2]), "b": (4.0, t[0], t[2])}
+    h2 = second["wait_seconds"]["histogram"]
+    assert h2["aggregationTemporality"] == DELTA
+    (p2,) = h2["dataPoints"]
+    assert [int(c) for c in p2["bucketCounts"]] == [1, 1, 1] and int(p2["count"]) == 3 and p2["sum"] == 2.5
+    (p3,) = third["wait_seconds"]["histogram"]["dataPoints"]            # reset: the whole new histogram
+    assert [int(c) for c in p3["bucketCounts"]] == [1, 0, 1] and int(p3["count"]) == 2 and p3["sum"] == 1.5
+    assert int(p3["startTimeUnixNano"]) == t[1]

@@ -98,15 +98,29 @@ def test_histogram_bucket_by_bucket_and_bounds_change() -> None:
     assert (r.counts, r.count) == ((3, 8), 11)                          # a bucket went down: reset  # type: ignore[union-attr]
 
 
-def test_staleness_marker_passes_and_clears_state() -> None:
+def test_staleness_marker_passes_and_the_returning_series_continues() -> None:
     d = DeltaState("e", None)
     d.to_delta(batch(10 * S, counter(cp(A, 5, S, 10 * S))))
     (m,) = d.to_delta(batch(20 * S, counter(cp(A, 0, S, 20 * S, no_recorded_value=True)))).metrics
     assert m.points[0].no_recorded_value and m.temporality is Temporality.DELTA
-    # The failed round is not a "previous export": the series returning is a baseline again.
-    assert d.to_delta(batch(30 * S, counter(cp(A, 9, 30 * S, 30 * S)))).metrics == ()
+    # Back after the gap (new first-seen start time from the converter): continues from 5, as rate() does.
+    (m,) = d.to_delta(batch(30 * S, counter(cp(A, 9, 30 * S, 30 * S)))).metrics
+    assert (m.points[0].value, m.points[0].start_ns) == (4.0, 10 * S)  # type: ignore[union-attr]
     (m,) = d.to_delta(batch(40 * S, counter(cp(A, 12, 30 * S, 40 * S)))).metrics
     assert m.points[0].value == 3.0  # type: ignore[union-attr]
+    # Gone again and back lower: it restarted, the new value is the delta.
+    d.to_delta(batch(50 * S, counter(cp(A, 0, 30 * S, 50 * S, no_recorded_value=True))))
+    (m,) = d.to_delta(batch(60 * S, counter(cp(A, 2, 60 * S, 60 * S)))).metrics
+    assert (m.points[0].value, m.points[0].start_ns) == (2.0, 40 * S)  # type: ignore[union-attr]
+
+
+def test_first_sighting_without_created_is_a_baseline() -> None:
+    d = DeltaState("e", None)
+    d.to_delta(batch(10 * S, counter(cp(A, 5, S, 10 * S))))
+    # B first seen at 20 s: the converter's start time (20 s) is after the previous export, but only
+    # ``_created`` proves the series started since then.
+    out = d.to_delta(batch(20 * S, counter(cp(A, 6, S, 20 * S), cp(B, 4, 20 * S, 20 * S))))
+    assert [p.attributes for p in out.metrics[0].points] == [A]
 
 
 def test_targets_are_separate_and_state_is_bounded(tmp_path: Path) -> None:
@@ -212,7 +226,8 @@ def _expected(rounds: int) -> dict[str, float]:
         prev: dict[str, Any] = values(r - 1)
         for name, v in cur["counters"].items():
             p = prev["counters"].get(name)
-            total[name] = total.get(name, 0.0) + (v if p is None or v < p else v - p)
+            # A first sighting without ``_created`` is a baseline (0); a decrease is a reset.
+            total[name] = total.get(name, 0.0) + (0.0 if p is None else v if v < p else v - p)
         total["h.count"] = total.get("h.count", 0.0) + cur["hist"][0] - prev["hist"][0]
         total["h.b0"] = total.get("h.b0", 0.0) + cur["hist"][1][0] - prev["hist"][1][0]
         total["h.b1"] = total.get("h.b1", 0.0) + cur["hist"][1][1] - prev["hist"][1][1]
