@@ -25,9 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import email.utils
 import hashlib
-import math
 import socket
 import ssl
 import time
@@ -39,8 +37,10 @@ from typing import NamedTuple
 import httpx
 
 from promotel import __version__
-from promotel.config import SourceConfig, TLSConfig
+from promotel.config import SourceConfig
 from promotel.errors import ScrapeError
+from promotel.httpcommon import parse_retry_after, safe_url
+from promotel.httpcommon import ssl_context as build_ssl_context
 from promotel.secrets import redact, redact_all, reveal
 
 __all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "build_ssl_context", "parse_retry_after"]
@@ -50,7 +50,6 @@ ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-te
           "text/plain;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1")
 MAX_REDIRECTS = 5
 # A Retry-After beyond this is treated as this: a bad header must not silence a target for days.
-MAX_RETRY_AFTER = 3600.0
 # Baseten: 6 requests per minute per organization (HTTP 429 beyond).
 BASETEN_REQUESTS = 6
 BASETEN_WINDOW = 60.0
@@ -99,49 +98,6 @@ def _budget_for(host: str, key: str) -> RateBudget:
     if budget is None:
         budget = _BUDGETS[ident] = RateBudget(BASETEN_REQUESTS, BASETEN_WINDOW)
     return budget
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds):
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def build_ssl_context(tls: TLSConfig | None) -> ssl.SSLContext:
-    """The TLS context for ``tls`` (system CAs when no ``ca_file``)."""
-    if tls is None:
-        return ssl.create_default_context()
-    ctx = ssl.create_default_context(cafile=tls.ca_file)
-    if tls.cert_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.insecure_skip_verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def safe_url(url: str | httpx.URL) -> str:
-    """The URL without user:password (safe for messages)."""
-    parts = urllib.parse.urlsplit(str(url))
-    if parts.username is None and parts.password is None:
-        return str(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:

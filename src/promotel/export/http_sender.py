@@ -13,17 +13,17 @@ Protocol facts (OTLP specification, "OTLP/HTTP"):
 
 from __future__ import annotations
 
-import email.utils
 import gzip
 import ssl
-import time
 from typing import Any
 
 import httpx
 
 from promotel.errors import ExportError
-from promotel.export.presets import ResolvedExporter, safe_url
+from promotel.export.presets import ResolvedExporter
 from promotel.export.sender import SendOutcome, parse_partial_success, truncate
+from promotel.httpcommon import parse_retry_after, safe_url
+from promotel.httpcommon import ssl_context as _tls_context
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
@@ -33,38 +33,11 @@ def ssl_context(tls: Any) -> ssl.SSLContext | bool:
     """httpx's ``verify``: the system CAs, or a context with the configured CA, client cert and checks."""
     if tls is None:
         return True
-    ca_file = getattr(tls, "ca_file", None)
-    cert_file = getattr(tls, "cert_file", None)
-    key_file = getattr(tls, "key_file", None)
     try:
-        ctx = ssl.create_default_context(cafile=ca_file or None)
-        if cert_file:
-            ctx.load_cert_chain(cert_file, key_file or None)
+        return _tls_context(tls)
     except (OSError, ssl.SSLError) as exc:
         raise ExportError(f"cannot load the TLS files (ca_file, cert_file, key_file): {exc}; "
                           "check the paths and that the files are PEM.", kind="tls") from exc
-    if getattr(tls, "insecure_skip_verify", False):
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After``: delay-seconds or an HTTP-date (RFC 9110 §10.2.3); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def error_message(response: httpx.Response) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from promotel.errors import ConfigError
+from promotel.httpcommon import safe_url
 from promotel.model import Temporality
 from promotel.secrets import register_secret, reveal
 
@@ -234,22 +235,6 @@ def resolve_exporter(cfg: Any, env: Mapping[str, str] | None = None, *, index: i
         spool=_field(cfg, "spool"),
         preset=preset,
     )
-
-
-def safe_url(url: str) -> str:
-    """A URL fit for logs and messages: no user-info, query or fragment (they may carry credentials)."""
-    if "://" not in url:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port:
-        netloc += f":{port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _guess_protocol(endpoint: str | None) -> str:
