@@ -7,12 +7,16 @@ same process. Prints a Markdown table.
 * steady state: one parser fed successive scrapes of the same target (values changed; best of N);
 * memory: ``tracemalloc`` of the list ``parse_exposition`` returns (the parser itself dropped),
   divided by the size of the text.
+
+The machine may be shared: the 1-minute load average before and after each format goes to
+stderr, so a noisy run can be told apart (compare ratios, which share the same conditions).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 import tracemalloc
@@ -37,6 +41,7 @@ def best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
 
 
 def bench(fmt: str, repeat: int, deployments: int) -> list[str]:
+    load_before = os.getloadavg()[0]
     texts = scrapes(seed=1, fmt=fmt, count=repeat + 1, deployments=deployments)
     first = texts[0]
     n = sum(1 for line in first.split("\n") if line and not line.startswith("#"))
@@ -74,7 +79,8 @@ def bench(fmt: str, repeat: int, deployments: int) -> list[str]:
         f"| {fmt} | promotel, steady state | {t_steady * 1000:.0f} ms | {n / t_steady:,.0f} | {t_base / t_steady:.1f}× |",
         f"| {fmt} | result memory / text size | {held / 2**20:.1f} MiB / {len(first) / 2**20:.1f} MiB | | {mem_ratio:.2f} |",
     ]
-    print(f"{fmt}: {n} samples, {len(first)} bytes", file=sys.stderr)
+    print(f"{fmt}: {n} samples, {len(first)} bytes; load average {load_before:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after (of {os.cpu_count()} CPUs)", file=sys.stderr)
     return rows
 
 
