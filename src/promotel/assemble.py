@@ -2,8 +2,11 @@
 
 Stateless: one family in, points out. Mapping plugins call :func:`assemble` with their own
 ``attributes`` function (called once per series) and unit ``scale``; the passthrough mapping uses
-:func:`passthrough_metrics`. This is the per-sample hot path, so it avoids per-sample allocations
-beyond one small list per series.
+:func:`passthrough_metrics`. This is the per-sample hot path (a Baseten scrape: ~130k histogram
+buckets), so per sample it calls no helper function and allocates at most the series key;
+per series it checks the common shape of a histogram with C-level loops (``map`` over ``operator``)
+and leaves anything unusual to the general code, which decides exactly as before. Allocations also
+matter for the cyclic GC: every 700 net new container objects trigger a collection.
 
 Rules (see ``../shared/design/conversion.md``, "Types"):
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from operator import ge, is_, lt, sub
 from typing import NamedTuple
 
 from promotel.model import (
@@ -70,7 +74,10 @@ AttributesFn = Callable[[Labels], Attributes]
 
 def default_attributes(labels: Labels) -> Attributes:
     """Labels as string attributes sorted by key; empty values dropped (Prometheus: ``l=""`` is absent)."""
-    flat = labels.flat
+    return _default_attributes_of_flat(labels.flat)
+
+
+def _default_attributes_of_flat(flat: tuple[str, ...]) -> Attributes:
     if not flat:
         return ()
     # Cached by label tuple: the same series comes back every scrape (bounded; cleared when full).
@@ -84,6 +91,44 @@ def default_attributes(labels: Labels) -> Attributes:
         _default_cache.clear()
     _default_cache[flat] = attrs
     return attrs
+
+
+class CachedAttributes:
+    """An ``AttributesFn`` with a bounded cache keyed by the labels' flat tuple.
+
+    Mappings wrap their (pure) translation in it. Keyed by the flat tuple rather than the Labels: the
+    tuple hashes in C, while a Labels hashes in Python (and a Labels built for a series key has no
+    cached hash yet). ``func`` must be pure and ignore label order (as Labels equality does): Labels
+    that differ only in order are then different keys with the same attributes, a cache entry more. :func:`assemble` calls :meth:`of_flat`
+    with the series key directly, so no Labels is built on a hit. The cache is cleared when full.
+    """
+
+    __slots__ = ("_cache", "_func", "_max")
+
+    def __init__(self, func: AttributesFn, max_entries: int) -> None:
+        self._func = func
+        self._cache: dict[tuple[str, ...], Attributes] = {}
+        self._max = max_entries
+
+    def __call__(self, labels: Labels) -> Attributes:
+        attrs = self._cache.get(labels.flat)
+        if attrs is None:
+            attrs = self._miss(labels)
+        return attrs
+
+    def of_flat(self, flat: tuple[str, ...]) -> Attributes:
+        """The attributes of the Labels whose flat tuple is ``flat``."""
+        attrs = self._cache.get(flat)
+        if attrs is None:
+            attrs = self._miss(Labels.from_flat(flat))
+        return attrs
+
+    def _miss(self, labels: Labels) -> Attributes:
+        cache = self._cache
+        if len(cache) >= self._max:
+            cache.clear()
+        attrs = cache[labels.flat] = self._func(labels)
+        return attrs
 
 
 def ucum_unit(unit: str | None) -> str:
@@ -149,10 +194,19 @@ def _split_scope(flat: tuple[str, ...]) -> tuple[tuple[str, ...], str, str]:
 class _Collector:
     """Points per scope, in order of first sight, and drop counts."""
 
-    __slots__ = ("attributes", "default", "dropped", "reasons", "scoped")
+    __slots__ = ("attributes", "default", "dropped", "of_flat", "reasons", "scoped")
 
     def __init__(self, attributes: AttributesFn) -> None:
         self.attributes = attributes
+        # Series keys are flat tuples: the known attribute functions take them as they are; any
+        # other gets a Labels built around the tuple (no copy).
+        self.of_flat: Callable[[tuple[str, ...]], Attributes]
+        if attributes is default_attributes:
+            self.of_flat = _default_attributes_of_flat
+        elif isinstance(attributes, CachedAttributes):
+            self.of_flat = attributes.of_flat
+        else:
+            self.of_flat = lambda flat: attributes(Labels.from_flat(flat))
         self.default: list[Point] = []
         self.scoped: dict[tuple[str, str], list[Point]] | None = None
         self.dropped = 0
@@ -161,15 +215,26 @@ class _Collector:
     def attrs_and_bucket(self, flat: tuple[str, ...]) -> tuple[Attributes, list[Point]]:
         """The attributes of a series (labels without le/quantile) and the point list of its scope."""
         if _has_scope(flat):
-            flat, name, version = _split_scope(flat)
-            if name or version:
-                if self.scoped is None:
-                    self.scoped = {}
-                bucket = self.scoped.get((name, version))
-                if bucket is None:
-                    bucket = self.scoped[(name, version)] = []
-                return self.attributes(Labels.from_flat(flat)), bucket
-        return self.attributes(Labels.from_flat(flat)), self.default
+            return self._scoped(flat)
+        return self.of_flat(flat), self.default
+
+    def labels_and_bucket(self, labels: Labels) -> tuple[Attributes, list[Point]]:
+        """As :meth:`attrs_and_bucket` for a sample's own Labels: passed on as they are (no copy)."""
+        flat = labels.flat
+        if _has_scope(flat):
+            return self._scoped(flat)
+        return self.attributes(labels), self.default
+
+    def _scoped(self, flat: tuple[str, ...]) -> tuple[Attributes, list[Point]]:
+        flat, name, version = _split_scope(flat)
+        if name or version:
+            if self.scoped is None:
+                self.scoped = {}
+            bucket = self.scoped.get((name, version))
+            if bucket is None:
+                bucket = self.scoped[(name, version)] = []
+            return self.of_flat(flat), bucket
+        return self.of_flat(flat), self.default
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped += n
@@ -192,16 +257,17 @@ class _Collector:
 
 def _number_per_sample(family: MetricFamily, out: _Collector, scale: float, fixed: float | None) -> None:
     """Gauge/unknown/stateset/info: one point per sample. ``fixed`` replaces the value (info → 1)."""
-    for s in family.samples:
-        attrs, bucket = out.attrs_and_bucket(s.labels.flat)
+    series_of = out.labels_and_bucket
+    scaled = scale != 1.0
+    for _name, labels, value, ts, ex in family.samples:
+        attrs, bucket = series_of(labels)
         if fixed is not None:
             value = fixed
         else:
-            value = float(s.value)
-            if scale != 1.0:
+            value = float(value)
+            if scaled:
                 value *= scale
-        ex = s.exemplar
-        bucket.append(NumberPoint(attrs, value, s.timestamp_ns, None, (ex,) if ex is not None else ()))
+        bucket.append(NumberPoint(attrs, value, ts, None, (ex,) if ex is not None else ()))
 
 
 def _counter(family: MetricFamily, out: _Collector, scale: float) -> None:
@@ -250,15 +316,19 @@ def _parse_bound(text: str) -> float:
 
 
 class _Hist:
-    __slots__ = ("bad", "buckets", "count", "created", "exemplars", "sum", "ts")
+    """One histogram series while its samples are gathered: bounds and cumulative counts side by
+    side (two lists rather than a tuple per bucket), in exposition order."""
+
+    __slots__ = ("bad", "bounds", "count", "created", "cumulative", "exemplars", "sum", "ts")
 
     def __init__(self) -> None:
-        self.buckets: list[tuple[float, float]] = []
+        self.bounds: list[float] = []
+        self.cumulative: list[float] = []
         self.count: float | None = None
         self.sum: float | None = None
         self.ts: int | None = None
         self.created: int | None = None
-        self.exemplars: list[Exemplar] = []
+        self.exemplars: list[Exemplar] | None = None     # made on the first exemplar (they are rare)
         self.bad = False
 
 
@@ -267,12 +337,18 @@ def _histogram(family: MetricFamily, out: _Collector, scale: float) -> None:
     bucket_name, count_name, sum_name, created_name = (
         fname + "_bucket", fname + "_count", fname + "_sum", fname + "_created")
     series: dict[tuple[str, ...], _Hist] = {}
-    last_key: tuple[str, ...] | None = None
-    last: _Hist | None = None
     le_cache = _le_cache
+    # The series of the previous bucket and its lists' append methods: buckets come in runs, so
+    # the series dict is only consulted when the series changes (tuple ``!=`` compares the shared
+    # label strings by identity first, which is cheap). Measured: a per-Labels cache of (key,
+    # bound) is no faster here, the lookup costs what slicing the labels does.
+    last_key: tuple[str, ...] | None = None
+    cur = _Hist()
+    add_bound = cur.bounds.append
+    add_cumulative = cur.cumulative.append
     for name, labels, value, ts, exemplar in family.samples:
-        flat = labels.flat
         if name == bucket_name:
+            flat = labels.flat
             # Clients write ``le`` last: take it from the end without a scan when they do.
             n = len(flat)
             if n >= 2 and flat[n - 2] == "le":
@@ -281,14 +357,14 @@ def _histogram(family: MetricFamily, out: _Collector, scale: float) -> None:
             else:
                 key = _without_key(flat, "le")
                 le = _label(flat, "le")
-            if key == last_key and last is not None:
-                h = last
-            else:
+            if key != last_key:
                 found = series.get(key)
                 if found is None:
                     found = series[key] = _Hist()
-                h = found
-                last_key, last = key, h
+                cur = found
+                add_bound = cur.bounds.append
+                add_cumulative = cur.cumulative.append
+                last_key = key
             bound = le_cache.get(le) if le is not None else None
             if bound is None:
                 try:
@@ -296,15 +372,21 @@ def _histogram(family: MetricFamily, out: _Collector, scale: float) -> None:
                 except ValueError:
                     bound = math.nan
                 if math.isnan(bound):
-                    h.bad = True
+                    cur.bad = True
                     continue
-            h.buckets.append((bound, value))
+            add_bound(bound)
+            add_cumulative(value)
             if exemplar is not None:
-                h.exemplars.append(exemplar)
+                if cur.exemplars is None:
+                    cur.exemplars = []
+                cur.exemplars.append(exemplar)
             if ts is not None:
-                h.ts = ts
+                cur.ts = ts
             continue
-        h = series.get(flat) or series.setdefault(flat, _Hist())
+        flat = labels.flat
+        h = series.get(flat)
+        if h is None:
+            h = series[flat] = _Hist()
         if name == count_name:
             h.count = value
             if ts is not None:
@@ -313,23 +395,83 @@ def _histogram(family: MetricFamily, out: _Collector, scale: float) -> None:
             h.sum = value
         elif name == created_name:
             h.created = created_ns(value)
+    shared = _SharedBounds()
     for key, h in series.items():
-        point = _histogram_point(h, scale, out)
-        if point is None:
-            continue
-        attrs, bucket = out.attrs_and_bucket(key)
-        bucket.append(point._replace(attributes=attrs))
+        _histogram_point(key, h, scale, out, shared)
 
 
-def _histogram_point(h: _Hist, scale: float, out: _Collector) -> HistogramPoint | None:
+class _SharedBounds:
+    """The OTLP bounds of the previous series of a family: the series of a family nearly always
+    share their ``le`` values (the very float objects, from the ``le`` cache), so they share one
+    bounds tuple too: less work and memory, and one tuple for the encoder to see."""
+
+    __slots__ = ("bounds", "le_values")
+
+    def __init__(self) -> None:
+        self.le_values: list[float] | None = None      # None: no series yet (never equals a list)
+        self.bounds: tuple[float, ...] = ()
+
+
+def _histogram_point(key: tuple[str, ...], h: _Hist, scale: float, out: _Collector,
+                     shared: _SharedBounds) -> None:
+    """Check one series and add its point (or count the drop)."""
     if h.bad:
         out.drop("histogram_bad_le")
-        return None
+        return
     if h.count is None:
         out.drop("histogram_no_count")
-        return None
-    buckets = h.buckets
-    buckets.sort()
+        return
+    bounds_in = h.bounds
+    cumulative = h.cumulative
+    # The common case, checked with C-level loops: bounds strictly ascending (no sort, no
+    # duplicates), above -Inf (the general way treats a -Inf bucket as a duplicate of its start),
+    # ending in +Inf, cumulative counts non-decreasing from 0 (NaN fails ``>=``) and within uint64.
+    # Anything else goes the general way, which also picks the drop reason.
+    shifted = [0.0]
+    shifted += cumulative      # shifted[i] is the cumulative count before bucket i
+    bounds: tuple[float, ...]
+    prev_in = shared.le_values
+    # Identity, not ``==``: 0.0 == -0.0, and the bound's sign must come from the series' own ``le``.
+    if prev_in is not None and len(prev_in) == len(bounds_in) and all(map(is_, bounds_in, prev_in)):
+        bounds = shared.bounds      # already known to be strictly ascending, -Inf < b, last +Inf
+        fast = all(map(ge, cumulative, shifted)) and cumulative[-1] <= _MAX_COUNT
+    else:
+        fast = (bool(bounds_in) and bounds_in[-1] == _INF and bounds_in[0] != -_INF
+                and all(map(lt, bounds_in, bounds_in[1:]))
+                and all(map(ge, cumulative, shifted))
+                and cumulative[-1] <= _MAX_COUNT)
+        if fast:
+            if scale != 1.0:
+                bounds = tuple([b * scale for b in bounds_in[:-1]])
+            else:
+                bounds = tuple(bounds_in[:-1])
+            shared.le_values = bounds_in
+            shared.bounds = bounds
+    counts: tuple[float, ...]
+    if fast:
+        counts = tuple(map(float, map(sub, cumulative, shifted)))
+    else:
+        checked = _checked_buckets(sorted(zip(bounds_in, cumulative)), scale, out)
+        if checked is None:
+            return
+        bounds, counts = checked
+    total = float(h.count)
+    if not 0.0 <= total <= _MAX_COUNT:
+        out.drop("histogram_bad_count")
+        return
+    sum_ = h.sum
+    if sum_ is not None:
+        sum_ = float(sum_) * scale if scale != 1.0 else float(sum_)
+    attrs, points = out.attrs_and_bucket(key)
+    exemplars = h.exemplars
+    points.append(HistogramPoint(attrs, bounds, counts, total, sum_, h.ts, h.created,
+                                 tuple(exemplars) if exemplars is not None else ()))
+
+
+def _checked_buckets(buckets: list[tuple[float, float]], scale: float,
+                     out: _Collector) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """Sorted (bound, cumulative count) pairs → OTLP bounds and per-bucket counts; None (drop counted)
+    when they cannot make a histogram."""
     if not buckets or buckets[-1][0] != _INF:
         out.drop("histogram_no_inf_bucket")
         return None
@@ -355,14 +497,7 @@ def _histogram_point(h: _Hist, scale: float, out: _Collector) -> HistogramPoint 
         counts.append(float(cum - prev))
         prev = cum
         prev_bound = bound
-    total = float(h.count)
-    if not 0.0 <= total <= _MAX_COUNT:
-        out.drop("histogram_bad_count")
-        return None
-    sum_ = h.sum
-    if sum_ is not None:
-        sum_ = float(sum_) * scale if scale != 1.0 else float(sum_)
-    return HistogramPoint((), tuple(bounds), tuple(counts), total, sum_, h.ts, h.created, tuple(h.exemplars))
+    return tuple(bounds), tuple(counts)
 
 
 def _summary(family: MetricFamily, out: _Collector, scale: float) -> None:
@@ -527,6 +662,7 @@ def passthrough_metrics(families: Sequence[MetricFamily]) -> tuple[list[Metric],
 
 __all__ = [
     "Assembled",
+    "CachedAttributes",
     "assemble",
     "attach_created",
     "created_ns",

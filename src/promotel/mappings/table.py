@@ -14,9 +14,10 @@ Code exists only where a table cannot say it, as named label specials:
 * ``user`` — end-user ids follow the source's ``users`` policy: keep (``enduser.id``), pseudonymize
   (``enduser.pseudo.id`` = keyed HMAC-SHA256 of the id, stable across restarts) or drop.
 
-Per source, the mapper (``TableMapper``) keeps one cache per row: ``Labels`` → ``Attributes``. One
-exposition repeats the same label set for every bucket and every scrape repeats the series, so the
-translation runs once per series; each cache is bounded and simply cleared when full.
+Per source, the mapper (``TableMapper``) keeps one cache per row: the labels' flat tuple →
+``Attributes`` (``promotel.assemble.CachedAttributes``; assemble looks series keys up without
+building a ``Labels``). Every scrape repeats the series, so the translation runs once per series;
+each cache is bounded and simply cleared when full.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
+from promotel.assemble import CachedAttributes
 from promotel.errors import MappingError
 from promotel.mappings import MapResult, RowDescription
 from promotel.model import (
@@ -268,17 +270,9 @@ def _finish(base: dict[str, AttrValue], constants: Attributes, ov: Override | No
 
 
 def _cached(func: Callable[[Labels], Attributes]) -> Callable[[Labels], Attributes]:
-    cache: dict[Labels, Attributes] = {}
-
-    def lookup(labels: Labels) -> Attributes:
-        attrs = cache.get(labels)
-        if attrs is None:
-            if len(cache) >= CACHE_MAX:
-                cache.clear()
-            attrs = cache[labels] = func(labels)
-        return attrs
-
-    return lookup
+    # Keyed by the labels' flat tuple, which assemble passes without building a Labels (see
+    # promotel.assemble.CachedAttributes); the translation itself is order-independent.
+    return CachedAttributes(func, CACHE_MAX)
 
 
 # ─── the engine ──────────────────────────────────────────────────────────────────────────────
