@@ -86,8 +86,15 @@ def main() -> None:
     ap.add_argument("--deployments", type=int, default=200)
     ap.add_argument("--mapping", default="passthrough",
                     help="mapping plugin for the map stage (passthrough, baseten, sambanova)")
+    ap.add_argument("--gc", choices=("service", "default"), default="service",
+                    help="the bridge's GC policy (promotel.service.tune_gc, as `promotel run` applies it) or "
+                         "CPython's defaults; the reference parser runs under the same policy")
     args = ap.parse_args()
     map_stage = mapper(args.mapping)
+    if args.gc == "service":
+        from promotel.service import tune_gc
+
+        tune_gc()
 
     texts = [generate(seed=1, scrape=k, deployments=args.deployments) for k in range(args.repeat + 1)]
     bodies = [t.encode() for t in texts]

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from promotel.assemble import (
+    Assembled,
     assemble,
     attach_created,
     default_attributes,
@@ -229,3 +230,21 @@ def test_passthrough_metadata_units_and_empty_family() -> None:
 def test_seconds_to_ns_exact_enough() -> None:
     assert seconds_to_ns(1_700_000_000.5) == 1_700_000_000_500_000_000
     assert seconds_to_ns(0.0) == 0
+
+
+def test_minus_inf_bucket_and_signed_zero_bounds() -> None:
+    """An empty le="-Inf" bucket adds no bound; -0 and 0 are one bound numerically, so two buckets
+    with different counts for it make the point invalid (dropped and counted, never guessed)."""
+    from promotel.exposition import parse_exposition
+
+    def run(body: str) -> Assembled:
+        return assemble(parse_exposition("# TYPE h histogram\n" + body)[0])
+
+    a = run('h_bucket{le="-Inf"} 0\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 3\nh_count 3\nh_sum 1\n')
+    ((_, _, (p,)),) = a.groups
+    assert (p.bounds, p.counts, a.dropped) == ((1.0,), (2.0, 1.0), 0)
+    b = run('h_bucket{le="-0"} 1\nh_bucket{le="0"} 2\nh_bucket{le="+Inf"} 3\nh_count 3\nh_sum 1\n')
+    assert b.dropped == 1 and b.reasons == ("histogram_duplicate_bucket",)
+    c = run('h_bucket{le="0"} 1\nh_bucket{le="+Inf"} 3\nh_count 3\nh_sum 1\n')
+    ((_, _, (q,)),) = c.groups
+    assert q.bounds == (0.0,) and q.counts == (1.0, 2.0)

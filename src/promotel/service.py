@@ -16,6 +16,7 @@ the config (an invalid new config is logged and the old one keeps running).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import signal
@@ -287,6 +288,20 @@ class Bridge:
             await p.aclose()
 
 
+def tune_gc() -> None:
+    """Garbage-collector policy for the bridge process.
+
+    A round allocates hundreds of thousands of short-lived container objects (samples, points); with
+    CPython's default gen-0 threshold (700) that triggers hundreds of young collections and, every few
+    rounds, a full collection that walks every long-lived object (~150 ms on a 150k-sample target).
+    Nearly nothing the bridge makes is cyclic garbage, so: freeze what exists after start-up (imports,
+    config, plugin tables) out of the collector's reach, and collect young objects 50x less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def load(config_path: str | None, allow_insecure: bool = False) -> Any:
     from promotel.config import check_file_permissions, config_from_env, load_config
 
@@ -377,6 +392,7 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
 
 
 def cli_run(args: Any) -> int:
+    tune_gc()
     try:
         if args.once:
             config = load(args.config, args.allow_insecure_config_permissions)
