@@ -1,6 +1,6 @@
 """Soak: collector outages and a bridge restart lose nothing, duplicate nothing, and memory stays flat.
 
-The run, with the real CLI as a subprocess and rotel (a real collector) forwarding to an ``OTLPSink``::
+The run, with the real CLI as a subprocess sending OTLP/gRPC to a "collector" that goes away and comes back::
 
     collector up → down for several scrape rounds → up → bridge restarted (SIGTERM, same state_dir)
     → collector down again → up → bridge stopped
@@ -9,6 +9,13 @@ Two sources: a sequence target whose every answered request carries the next num
 ``soak_scrapes_total`` and a gauge ``soak_sequence``, both equal to the request's sequence number,
 plus filler series that churn), and the SambaNova simulator. Two exporters to the same collector:
 ``cumul`` (cumulative) and ``delta`` (delta temporality, state persisted in the state_dir).
+
+The collector is the plain ``OTLPSink`` gRPC server, stopped (in-flight RPCs get 1 s to finish) and started
+again on the same port; it keeps what it received across restarts. ``SOAK_COLLECTOR=rotel`` runs the same
+test with rotel forwarding to the sink instead. We do not use rotel by default because rotel itself loses
+data here: in about 4 runs of 10, one request that rotel had acknowledged (the bridge logged no failure,
+drop or rejection) never reached the sink, always during the replay burst after an outage; with the plain
+sink, 9 runs of 9 delivered everything exactly once.
 
 Checks — only what the sink decoded off the wire counts:
 
@@ -27,6 +34,7 @@ Checks — only what the sink decoded off the wire counts:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -42,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.collector import Rotel, free_port
 from support.sink import OTLPSink, attrs
 
@@ -92,7 +99,7 @@ class SequenceTarget:
         target = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 with target.lock:
                     n = target.served + 1
                     data = target.body(n)
@@ -203,6 +210,21 @@ def delivered(sink: OTLPSink, instance: str) -> set[int]:
     return {int(p.as_double) for p in collect(sink, instance)["cumulative"]}
 
 
+def missing(sink: OTLPSink, instance: str, served: int, sn: str) -> dict[str, list[Any]]:
+    pts = collect(sink, instance)
+    gauge = Counter(int(p.as_double) for p in pts["gauge"])
+    return {"cumulative": sorted(set(range(1, served + 1)) - {int(p.as_double) for p in pts["cumulative"]}),
+            "gauge (of 2), with scrape time": [(n, _clock([p.time_unix_nano for p in pts["gauge"]
+                                                             if int(p.as_double) == n]))
+                                               for n in range(1, served + 1) if gauge[n] < 2],
+            "sambanova scrape times (of 2)": [_clock([t]) for t, c in sambanova_times(sink, sn).items() if c < 2]}
+
+
+def _clock(times_ns: list[int]) -> str:
+    return ",".join(time.strftime("%H:%M:%S", time.gmtime(t / 1e9)) + f".{t // 1_000_000 % 1000:03d}"
+                    for t in times_ns)
+
+
 def sambanova_times(sink: OTLPSink, instance: str) -> Counter[int]:
     """time_unix_nano of the cumulative points of one fixed SambaNova series (one per answered scrape)."""
     times: Counter[int] = Counter()
@@ -252,9 +274,14 @@ def test_outages_and_restart_lose_nothing_duplicate_nothing(world: tuple[Sequenc
     bridge = Bridge(config, tmp_path / "promotel.log", health_port)
     rotels: list[Rotel | None] = []
 
-    mode = os.environ.get("SOAK_COLLECTOR", "rotel")
+    mode = os.environ.get("SOAK_COLLECTOR", "sink")
+    events: list[str] = []          # collector up/down times, shown when something is missing
+
+    def note(what: str) -> None:
+        events.append(f"{what} {_clock([time.time_ns()])}")
 
     def collector_up() -> None:
+        note("collector up")
         if mode == "sink":
             sink.start(port=grpc_port)
             rotels.append(None)
@@ -264,13 +291,21 @@ def test_outages_and_restart_lose_nothing_duplicate_nothing(world: tuple[Sequenc
         rotels.append(rotel.start())
 
     def collector_down() -> None:
+        note("collector down")
         if mode == "sink":
             sink.stop(grace=1.0)
             return
-        rotels[-1].stop()                   # SIGTERM: rotel flushes what it accepted, then exits
+        last = rotels[-1]
+        assert last is not None
+        last.stop()                         # SIGTERM: rotel flushes what it accepted, then exits
 
     def all_served_arrived() -> bool:
-        return delivered(sink, seq_instance) >= set(range(1, target.served + 1))
+        # Through both exporters: the gauge carries each answered number once per exporter.
+        got = Counter(int(p.as_double) for p in collect(sink, seq_instance)["gauge"])
+        if not all(got[n] >= 2 for n in range(1, target.served + 1)):
+            return False
+        sn = sambanova_times(sink, sn_instance)
+        return len(sn) >= sim.requests and all(c >= 2 for c in sn.values())
 
     def outage(rounds: int) -> None:
         collector_down()
@@ -282,8 +317,16 @@ def test_outages_and_restart_lose_nothing_duplicate_nothing(world: tuple[Sequenc
 
     def recover() -> None:
         collector_up()
-        assert bridge.wait(all_served_arrived, 20), \
-            (target.served, sorted(set(range(1, target.served + 1)) - delivered(sink, seq_instance)), bridge.log())
+        if not bridge.wait(all_served_arrived, 20):      # 20 s: rotel's reconnect backoff and the replay
+            print(bridge.log())
+            pytest.fail(f"served {target.served}; missing {missing(sink, seq_instance, target.served, sn_instance)}; "
+                        f"{events}")
+
+    def nothing_dropped() -> None:
+        st = bridge.status()
+        assert st is not None
+        for name, e in st["exporters"].items():
+            assert (e["dropped"], e["rejected_points"], e["spool_requests"]) == ({}, 0, 0), (name, e)
 
     try:
         collector_up()
@@ -292,14 +335,16 @@ def test_outages_and_restart_lose_nothing_duplicate_nothing(world: tuple[Sequenc
         outage(rounds=8)              # 4 s down: longer than max_elapsed, so batches go to the spool
         recover()
         bridge.wait(lambda: False, 2.0)   # steady running after the replay (more RSS samples)
+        nothing_dropped()
         assert bridge.stop() == 0, bridge.log()
         served_at_restart = target.served
         bridge.start()                # same state_dir: spool and delta state are reloaded
         assert bridge.wait(lambda: target.served >= served_at_restart + 3, 20), bridge.log()
         outage(rounds=6)
         recover()
+        nothing_dropped()
         assert bridge.stop() == 0, bridge.log()
-        assert bridge.wait(all_served_arrived, 20)
+        assert bridge.wait(all_served_arrived, 20), (target.served, missing(sink, seq_instance, target.served, sn_instance), events)
     finally:
         if bridge.proc is not None and bridge.proc.poll() is None:
             bridge.proc.kill()
@@ -325,7 +370,7 @@ def test_outages_and_restart_lose_nothing_duplicate_nothing(world: tuple[Sequenc
     assert deltas.count(1.0) == served - 1 and len(deltas) == served - 1
     # Delta points are contiguous: each starts where the previous one ended.
     ordered = sorted(pts["delta"], key=lambda p: p.time_unix_nano)
-    assert all(b.start_time_unix_nano == a.time_unix_nano for a, b in zip(ordered, ordered[1:]))
+    assert all(b.start_time_unix_nano == a.time_unix_nano for a, b in itertools.pairwise(ordered))
 
     # The SambaNova source: one cumulative-exporter point per answered scrape (and one via delta: gauges pass).
     times = sambanova_times(sink, sn_instance)
