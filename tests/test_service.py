@@ -211,3 +211,49 @@ self_telemetry: {{enabled: false}}
         assert status["exporters"]["nowhere"]["last_error"]
     finally:
         assert stop(proc) == 0
+
+
+def test_secret_never_reaches_the_spool_or_status(target: ExpositionServer, tmp_path: Path) -> None:
+    health_port = free_port()
+    dead = free_port()
+    state = tmp_path / "state"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+sources:
+  - name: jobs
+    url: "{target.url}"
+    interval: 1s
+    timeout: 0.8s
+    auth: {{bearer_token: "{SECRET}"}}
+exporters:
+  - name: down
+    endpoint: "http://127.0.0.1:{dead}/v1/metrics"
+    protocol: http/protobuf
+    headers: {{x-api-key: "{SECRET}"}}
+    retry: {{initial_interval: 0.05s, max_interval: 0.1s, max_elapsed: 0.3s}}
+state_dir: "{state}"
+health: {{listen: "127.0.0.1:{health_port}"}}
+self_telemetry: {{enabled: false}}
+""")
+    cfg.chmod(0o600)
+    log_path = tmp_path / "out.log"
+    proc = start(cfg, log_path)
+    try:
+        deadline = time.monotonic() + 20
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = wait_http(f"http://127.0.0.1:{health_port}/status").json()
+            if status["exporters"]["down"].get("spool_requests", 0) >= 2:
+                break
+            time.sleep(0.2)
+        assert status["exporters"]["down"]["spool_requests"] >= 2, status
+        status_text = json.dumps(status)
+    finally:
+        assert stop(proc) == 0
+    spool_files = list(state.glob("spool-*"))
+    assert spool_files
+    assert target.hits >= 2
+    for f in state.iterdir():
+        assert SECRET.encode() not in f.read_bytes(), f.name
+    assert SECRET not in status_text
+    assert SECRET not in log_path.read_text()
