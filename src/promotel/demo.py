@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from promotel.errors import ConfigError, PromotelError
+
 # Demo intervals: Baseten allows 6 requests/minute per organization, so 10 s is its floor.
 BASETEN_INTERVAL = "10s"
 SAMBANOVA_INTERVAL = "5s"
@@ -153,7 +155,13 @@ async def run_demo(duration: float | None, otlp_endpoint: str | None, out: TextI
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(demo_config(baseten.url, sambanova.url, sink_port, otlp_endpoint, tmp))
         os.chmod(path, 0o600)
-        bridge = Bridge(load_config(path))
+        try:
+            bridge = Bridge(load_config(path))
+        except PromotelError:   # e.g. an --otlp-endpoint that is not a URL: stop what runs, then report
+            await sink.stop(None)
+            baseten.close()
+            sambanova.close()
+            raise
         runner = asyncio.create_task(bridge.run(stop))
         started = time.monotonic()
         shown = 0
@@ -182,3 +190,9 @@ def cli_demo(args: Any) -> int:
         return asyncio.run(run_demo(args.duration, args.otlp_endpoint))
     except KeyboardInterrupt:
         return 0
+    except ConfigError as exc:
+        print(f"promotel demo: invalid --otlp-endpoint:\n{exc}", file=sys.stderr)
+        return 2
+    except PromotelError as exc:
+        print(f"promotel demo: {exc}", file=sys.stderr)
+        return 1

@@ -372,6 +372,7 @@ class ExpositionParser:
     def parse(self, data: bytes | str, content_type: str | None = None) -> list[MetricFamily]:
         """Parse one scrape. Raises ``ExpositionError`` (with the 1-based ``.line``) if invalid."""
         text = _decode(data)
+        del data            # a caller that hands over its only reference frees the bytes here
         dialect = _dialect(content_type, text)
         if dialect != self._dialect:
             # Cached series were validated under another dialect's syntax: forget them.
@@ -388,10 +389,16 @@ class ExpositionParser:
             self._strings = {}
         gc_was_enabled = gc.isenabled()
         gc.disable()
+        # Split here and let go of the text: a 30 MB scrape would otherwise be held twice (text and
+        # lines) for the whole parse, and the high-water mark of a parse is the bridge's RSS.
+        if not dialect.om and "\r" in text:
+            text = text.replace("\r\n", "\n")     # Prometheus text tolerates CRLF; OpenMetrics does not
+        lines = text.split("\n")
+        del text
         try:
             if dialect.om:
-                return self._parse_om(text)
-            return self._parse_prom(text, dialect.quoted_names)
+                return self._parse_om(lines)
+            return self._parse_prom(lines, dialect.quoted_names)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -551,10 +558,7 @@ class ExpositionParser:
 
     # ─── Prometheus text ───────────────────────────────────────────────────────────────────
 
-    def _parse_prom(self, text: str, quoted_names: bool) -> list[MetricFamily]:
-        if "\r" in text:
-            text = text.replace("\r\n", "\n")
-        lines = text.split("\n")
+    def _parse_prom(self, lines: list[str], quoted_names: bool) -> list[MetricFamily]:
         if lines and lines[-1] == "":
             lines.pop()
         got = self._reuse(lines)
@@ -892,8 +896,7 @@ class ExpositionParser:
 
     # ─── OpenMetrics ───────────────────────────────────────────────────────────────────────
 
-    def _parse_om(self, text: str) -> list[MetricFamily]:
-        lines = text.split("\n")
+    def _parse_om(self, lines: list[str]) -> list[MetricFamily]:
         if lines[-1] == "":
             lines.pop()
         if not lines or lines[-1] != "# EOF":

@@ -94,7 +94,12 @@ class HealthServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        except OSError as exc:   # address in use, not a local address, no permission for the port
+            raise ConfigError([("health.listen", f"cannot listen on {self.host}:{self.port}: "
+                                                 f"{exc.strerror or exc}; choose a free port or another address")]
+                              ) from exc
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)

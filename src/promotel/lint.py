@@ -8,6 +8,7 @@ Exit status: 0 when every file is valid, 1 when any file is invalid or unreadabl
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import BinaryIO
 
@@ -40,14 +41,29 @@ def cli_lint(args: argparse.Namespace) -> int:
         try:
             data = _read(path, stdin)
         except OSError as exc:
-            print(f"{name}: cannot read: {exc.strerror or exc}", flush=True)
             failed = True
+            if not _say(f"{name}: cannot read: {exc.strerror or exc}"):
+                return 1
             continue
         err = lint_bytes(data, content_type)
         if err is not None:
-            print(f"{name}:{err.line}: {err.message}", flush=True)
             failed = True
+            if not _say(f"{name}:{err.line}: {err.message}"):
+                return 1
     return 1 if failed else 0
+
+
+def _say(line: str) -> bool:
+    """Print one line; False when stdout's reader went away (``| head``), after which nothing is written."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False
+    return True
 
 
 __all__ = ["cli_lint", "lint_bytes"]

@@ -13,6 +13,7 @@ Timestamps written in the expositions themselves still win, as in the service.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -163,6 +164,15 @@ def _read(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
+def _reader_gone() -> int:
+    """stdout's reader went away (``| head``): stop writing, quietly; exit 1 as the output is incomplete."""
+    # Point stdout at /dev/null so the interpreter's final flush of what is buffered cannot fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 1
+
+
 def cli_map(args: Any) -> int:
     """``promotel map``: 0 on success, 1 on an unreadable or invalid file, 2 for an unknown mapping."""
     scrapes: list[tuple[str, bytes]] = []
@@ -182,12 +192,15 @@ def cli_map(args: Any) -> int:
         print(str(exc.message), file=sys.stderr)
         return 1
     out = sys.stdout
-    for i, scrape in enumerate(results):
-        if args.format == "table":
-            render_table(scrape, i, out)
-        else:
-            out.write(request_json(scrape.request) + "\n")
-    out.flush()
+    try:
+        for i, scrape in enumerate(results):
+            if args.format == "table":
+                render_table(scrape, i, out)
+            else:
+                out.write(request_json(scrape.request) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        return _reader_gone()
     return 0
 
 
@@ -241,8 +254,11 @@ def cli_mappings(args: Any) -> int:
     except MappingError as exc:
         print(f"promotel mappings: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_gone()
     return 0
 
 

@@ -115,9 +115,11 @@ class SourceRunner:
         try:
             result = await self.scraper.scrape()
             # Parse, map and convert are CPU work on objects only this runner touches, one scrape at a
-            # time: run them off the event loop so other targets and the exporters keep moving.
-            samples, mapped, converted = await asyncio.to_thread(self._process, result.body,
-                                                                 result.content_type, now_ns)
+            # time: run them off the event loop so other targets and the exporters keep moving. The body
+            # is handed over in a box so the parser holds its only reference and frees it once decoded.
+            box, content_type = [result.body], result.content_type
+            del result
+            samples, mapped, converted = await asyncio.to_thread(self._process, box, content_type, now_ns)
             resource = self.resource
             if mapped.resource:
                 merged = dict(self.resource)
@@ -129,11 +131,20 @@ class SourceRunner:
             self._stats.count(self.name, "dropped_points",
                               mapped.dropped + converted.dropped_over_cap + converted.dropped_invalid)
             ok = True
-        except (ScrapeError, ExpositionError) as exc:
-            error = str(exc)
-            kind = exc.kind if isinstance(exc, ScrapeError) else "format"
-            log.warning("Scrape of source %s failed: %s", self.name, error,
-                        extra={"fields": {"source": self.name, "error.type": kind}})
+        except Exception as exc:  # noqa: BLE001 - see below
+            # Scrape and format errors are expected. Anything else is a bug in parse, map or convert: it is
+            # logged with its traceback and this scrape counts as failed (up 0), so the loop keeps going.
+            if isinstance(exc, (ScrapeError, ExpositionError)):
+                error = str(exc)
+                kind = exc.kind if isinstance(exc, ScrapeError) else "format"
+                log.warning("Scrape of source %s failed: %s", self.name, error,
+                            extra={"fields": {"source": self.name, "error.type": kind}})
+            else:
+                error = f"internal error: {type(exc).__name__}: {exc}"
+                kind = "internal"
+                log.error("Processing the scrape of source %s failed unexpectedly (a bug; please report it): %s",
+                          self.name, error, exc_info=True,
+                          extra={"fields": {"source": self.name, "error.type": kind}})
             self._stats.count(self.name, f"scrape_errors.{kind}", 1)
             metrics = self.store.fail(now_ns).metrics
             resource = self.resource
@@ -146,8 +157,8 @@ class SourceRunner:
         self._stats.scraped(self.name, ScrapeStatus(time.time(), duration, samples, len(self.store), error))
         return ok
 
-    def _process(self, body: bytes, content_type: str | None, now_ns: int) -> tuple[int, Any, Any]:
-        families = self.parser.parse(body, content_type)
+    def _process(self, box: list[bytes], content_type: str | None, now_ns: int) -> tuple[int, Any, Any]:
+        families = self.parser.parse(box.pop(), content_type)
         samples = sum(len(f.samples) for f in families)
         mapped = self.mapper.map(families)
         converted = self.store.convert(mapped.metrics, now_ns)
@@ -170,8 +181,9 @@ class SourceRunner:
         while not stop.is_set():
             try:
                 await self.scrape_once()
-            except PromotelError as exc:   # a bug-free stage never raises here; log and keep the loop alive
-                log.error("Source %s failed unexpectedly: %s", self.name, exc)
+            except Exception as exc:  # noqa: BLE001 - a bug-free stage never raises here; keep the loop alive
+                log.error("Source %s failed unexpectedly: %s: %s", self.name, type(exc).__name__, exc,
+                          exc_info=True)
             next_at = max(next_at + interval, time.monotonic() + self.next_delay())
             if await _sleep_or_stop(stop, max(0.0, next_at - time.monotonic())):
                 return
@@ -367,13 +379,21 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
     health = None
     telemetry = None
     bridge = Bridge(config, shard=shard)
+    reloaded = False
     try:
         while True:
             if config.health is not None and health is None:
                 from promotel.health import HealthServer
 
-                health = HealthServer(config.health.listen)
-                health.start()
+                candidate = HealthServer(config.health.listen)
+                try:
+                    candidate.start()
+                    health = candidate
+                except ConfigError as exc:
+                    if not reloaded:
+                        raise
+                    log.error("The health endpoints of the reloaded config cannot start; running without them.\n%s",
+                              exc)
             if health is not None:
                 health.attach(bridge)
             if telemetry is None:
@@ -410,8 +430,16 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
                 return 0
             await bridge.flush(GRACE_S)
             await bridge.aclose()
+            reloaded = True
+            try:
+                # Building the bridge runs checks loading does not (exporter presets, mapping plugins, TLS
+                # files): a failure here is an invalid new config too, and the previous one comes back.
+                bridge = Bridge(new_config, shard=shard)
+            except PromotelError as exc:
+                log.error("Reloading the config failed; the previous config keeps running.\n%s", exc)
+                bridge = Bridge(config, shard=shard)
+                continue
             config = new_config
-            bridge = Bridge(config, shard=shard)
             log.info("Config reloaded.")
     finally:
         if health is not None:
