@@ -139,7 +139,8 @@ def ucum_unit(unit: str | None) -> str:
 
 
 _MAX_SECONDS = float(2**63 // 1_000_000_000)
-_MAX_COUNT = float(2**64 - 1)
+# The largest double that still fits a uint64: float(2**64 - 1) rounds up to 2**64, which does not.
+_MAX_COUNT = math.nextafter(float(2**64), 0.0)
 
 
 def created_ns(value: float) -> int | None:
@@ -530,7 +531,7 @@ def _summary(family: MetricFamily, out: _Collector, scale: float) -> None:
             q = _parse_bound(q_text) if q_text is not None else math.nan
         except ValueError:
             q = math.nan
-        if math.isnan(q):
+        if not 0.0 <= q <= 1.0:     # also NaN; OpenMetrics and OTLP: a quantile lies in [0, 1]
             entry[5] = True
             continue
         if s.timestamp_ns is not None:

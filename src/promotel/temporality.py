@@ -229,6 +229,10 @@ class DeltaState:
                 live += 1
                 if kind is Kind.SUM:
                     n: NumberPoint = p  # type: ignore[assignment]
+                    if n.value != n.value:
+                        # NaN: no delta exists, and it must not become the previous value (a NaN delta
+                        # next round; SQLite stores NaN as NULL and the NOT NULL column refuses it).
+                        continue
                     new = _Prev(n.start_ns, n.time_ns, n.value, None, (), (), rnd, False)
                     delta = self._sum_delta(n, prev, last_export)
                 else:

@@ -110,6 +110,12 @@ class HttpSender:
             kind, message = describe_transport_error(exc)
             raise ExportError(f"sending to {self.shown_url} failed: {message}", exporter=self.resolved.name,
                               retryable=True, kind=kind) from exc
+        except httpx.RequestError as exc:
+            # Not a transport failure: the server answered but its body could not be decoded (e.g. a bad
+            # Content-Encoding). The request may have been taken, so it is not retried.
+            raise ExportError(f"sending to {self.shown_url} failed: the response could not be read "
+                              f"({type(exc).__name__}: {truncate(str(exc), 200)})", exporter=self.resolved.name,
+                              retryable=False, kind="bad_response") from exc
         code = response.status_code
         if 200 <= code < 300:
             return parse_partial_success(response.content)
