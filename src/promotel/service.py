@@ -16,6 +16,7 @@ the config (an invalid new config is logged and the old one keeps running).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import logging
 import random
@@ -82,7 +83,7 @@ class SourceRunner:
     """Scrapes one source on its interval and hands each result to the exporters."""
 
     def __init__(self, source: Any, config: Any, submit: Callable[[TargetBatch], None],
-                 stats: BridgeStats) -> None:
+                 stats: BridgeStats, cpu: concurrent.futures.Executor | None = None) -> None:
         from promotel.convert import SeriesStore
         from promotel.exposition import ExpositionParser
         from promotel.mappings import load_mapping
@@ -90,6 +91,7 @@ class SourceRunner:
 
         self.source = source
         self.name: str = source.name
+        self._cpu = cpu
         self._submit = submit
         self._stats = stats
         self.plugin = load_mapping(source.mapping)
@@ -119,7 +121,8 @@ class SourceRunner:
             # is handed over in a box so the parser holds its only reference and frees it once decoded.
             box, content_type = [result.body], result.content_type
             del result
-            samples, mapped, converted = await asyncio.to_thread(self._process, box, content_type, now_ns)
+            samples, mapped, converted = await asyncio.get_running_loop().run_in_executor(
+                self._cpu, self._process, box, content_type, now_ns)
             resource = self.resource
             if mapped.resource:
                 merged = dict(self.resource)
@@ -242,7 +245,10 @@ class Bridge:
             mine = [s for s in sources if owns(str(s.url), index, count)]
             log.info("Shard %d/%d scrapes %d of %d sources.", index, count, len(mine), len(sources))
             sources = mine
-        self.runners = [SourceRunner(s, config, self.submit, self.stats) for s in sources]
+        # One worker thread for the CPU stages of every source: they hold the GIL anyway, so more threads
+        # would add no throughput, only more malloc arenas each holding a round's high-water mark.
+        self._cpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="promotel-cpu")
+        self.runners = [SourceRunner(s, config, self.submit, self.stats, self._cpu) for s in sources]
         self.stats.config_loaded = True
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -301,22 +307,26 @@ class Bridge:
         self._tasks.clear()
         for p in self.pipelines:
             await p.aclose()
+        self._cpu.shutdown(wait=False, cancel_futures=True)
 
 
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None elsewhere (musl, macOS)."""
+def _load_libc() -> Any:
+    """glibc, for ``malloc_trim``/``mallopt``; None elsewhere (musl, macOS)."""
     try:
         import ctypes
         import ctypes.util
 
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
-        return trim
+        libc.malloc_trim
+        libc.mallopt
+        return libc
     except (OSError, AttributeError):
         return None
 
 
-_MALLOC_TRIM = _load_malloc_trim()
+_LIBC = _load_libc()
+_M_MMAP_THRESHOLD = -3     # glibc mallopt parameters (malloc.h)
+_M_ARENA_MAX = -8
 
 
 def release_memory() -> None:
@@ -325,22 +335,30 @@ def release_memory() -> None:
     A round of a large target allocates and frees tens of MB (body, text, lines, samples); glibc keeps
     freed heap pages mapped, so without this RSS sits at the high-water mark of the largest round.
     """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def tune_gc() -> None:
-    """Garbage-collector policy for the bridge process.
+    """Garbage-collector and allocator policy for the bridge process.
 
     A round allocates hundreds of thousands of short-lived container objects (samples, points); with
     CPython's default gen-0 threshold (700) that triggers hundreds of young collections and, every few
     rounds, a full collection that walks every long-lived object (~150 ms on a 150k-sample target).
     Nearly nothing the bridge makes is cyclic garbage, so: freeze what exists after start-up (imports,
-    config, plugin tables) out of the collector's reach, and collect young objects 50x less often.
+    config, plugin tables) out of the collector's reach, and collect young objects 70x less often.
+
+    glibc: a fixed mmap threshold keeps multi-MB buffers (scrape bodies, decoded text) in their own
+    mappings, returned to the OS when freed (the default threshold adapts upwards after the first free
+    and moves them onto the heap, which then only grows), and two arenas at most keep worker threads
+    from each holding a round's high-water mark.
     """
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+        _LIBC.mallopt(_M_ARENA_MAX, 2)
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(50_000, 20, 10)
 
 
 def load(config_path: str | None, allow_insecure: bool = False) -> Any:
