@@ -102,7 +102,7 @@ def test_histogram_buckets_bounds_counts_scale_and_exemplar() -> None:
     assert p.counts == (1.0, 1.0, 3.0, 1.0)          # counts are not scaled
     assert p.count == 6.0 and p.sum == 12500.0
     assert p.created_ns == 100_000_000_000
-    assert p.exemplars == (ex,)
+    assert p.exemplars == (ex._replace(value=300.0),)   # an exemplar is in the metric's unit: scaled too
 
 
 def test_histogram_equal_bounds_written_differently() -> None:
@@ -248,3 +248,13 @@ def test_minus_inf_bucket_and_signed_zero_bounds() -> None:
     c = run('h_bucket{le="0"} 1\nh_bucket{le="+Inf"} 3\nh_count 3\nh_sum 1\n')
     ((_, _, (q,)),) = c.groups
     assert q.bounds == (0.0,) and q.counts == (1.0, 2.0)
+
+
+def test_counter_and_gauge_exemplars_scale_with_their_value() -> None:
+    ex = Exemplar(Labels((("trace_id", "cd" * 16),)), 250.0, None)
+    c = assemble(fam("t", "counter", ("t_total", {}, 4000.0, None, ex)), scale=0.001)
+    (p,) = only_points(c)
+    assert p.value == 4.0 and p.exemplars[0].value == 0.25
+    g = assemble(fam("g", "gauge", ("g", {}, 2.0, None, ex)), scale=0.5)
+    (q,) = only_points(g)
+    assert q.value == 1.0 and q.exemplars[0].value == 125.0

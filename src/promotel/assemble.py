@@ -256,6 +256,13 @@ class _Collector:
 # ─── per type ────────────────────────────────────────────────────────────────────────────────
 
 
+def _scaled(exemplars: Sequence[Exemplar], scale: float) -> tuple[Exemplar, ...]:
+    """Exemplar values carry the metric's unit: convert them with it (ms → s bounds, ms → s exemplars)."""
+    if scale == 1.0:
+        return tuple(exemplars)
+    return tuple(e._replace(value=e.value * scale) for e in exemplars)
+
+
 def _number_per_sample(family: MetricFamily, out: _Collector, scale: float, fixed: float | None) -> None:
     """Gauge/unknown/stateset/info: one point per sample. ``fixed`` replaces the value (info → 1)."""
     series_of = out.labels_and_bucket
@@ -268,7 +275,7 @@ def _number_per_sample(family: MetricFamily, out: _Collector, scale: float, fixe
             value = float(value)
             if scaled:
                 value *= scale
-        bucket.append(NumberPoint(attrs, value, ts, None, (ex,) if ex is not None else ()))
+        bucket.append(NumberPoint(attrs, value, ts, None, _scaled((ex,), scale) if ex is not None else ()))
 
 
 def _counter(family: MetricFamily, out: _Collector, scale: float) -> None:
@@ -300,7 +307,7 @@ def _counter(family: MetricFamily, out: _Collector, scale: float) -> None:
         if scale != 1.0:
             v *= scale
         bucket.append(NumberPoint(attrs, v, ts, created,  # type: ignore[arg-type]
-                                  (ex,) if ex is not None else ()))  # type: ignore[arg-type]
+                                  _scaled((ex,), scale) if ex is not None else ()))  # type: ignore[arg-type]
 
 
 _le_cache: dict[str, float] = {}
@@ -466,7 +473,7 @@ def _histogram_point(key: tuple[str, ...], h: _Hist, scale: float, out: _Collect
     attrs, points = out.attrs_and_bucket(key)
     exemplars = h.exemplars
     points.append(HistogramPoint(attrs, bounds, counts, total, sum_, h.ts, h.created,
-                                 tuple(exemplars) if exemplars is not None else ()))
+                                 _scaled(exemplars, scale) if exemplars is not None else ()))
 
 
 def _checked_buckets(buckets: list[tuple[float, float]], scale: float,
