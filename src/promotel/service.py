@@ -79,11 +79,32 @@ def scrape_metrics(up: bool, duration_s: float, samples: int, series_added: int,
     )
 
 
+class FullCollections:
+    """A full GC collection every ``every`` rounds (all targets together), on the CPU worker thread.
+
+    Each OTLP/HTTP send leaves its httpx request — the encoded body included, MBs for a large target —
+    in a reference cycle inside httpx/httpcore. Only a full collection frees it, and CPython runs one only
+    when the objects pending in the old generation reach 25 % of the long-lived heap, which the parser
+    caches make large: ~50 rounds of request bodies piled up (measured: +5.7 MB per round, 150k-sample
+    target). A full collection costs ~150 ms on that heap, so every 10 rounds is ~15 ms per round.
+    """
+
+    def __init__(self, every: int = 10) -> None:
+        self.every = every
+        self.rounds = 0
+
+    def round_done(self) -> None:
+        self.rounds += 1
+        if self.rounds % self.every == 0:
+            gc.collect()
+
+
 class SourceRunner:
     """Scrapes one source on its interval and hands each result to the exporters."""
 
     def __init__(self, source: Any, config: Any, submit: Callable[[TargetBatch], None],
-                 stats: BridgeStats, cpu: concurrent.futures.Executor | None = None) -> None:
+                 stats: BridgeStats, cpu: concurrent.futures.Executor | None = None,
+                 full_gc: FullCollections | None = None) -> None:
         from promotel.convert import SeriesStore
         from promotel.exposition import ExpositionParser
         from promotel.mappings import load_mapping
@@ -92,6 +113,7 @@ class SourceRunner:
         self.source = source
         self.name: str = source.name
         self._cpu = cpu
+        self._full_gc = full_gc
         self._submit = submit
         self._stats = stats
         self.plugin = load_mapping(source.mapping)
@@ -121,8 +143,13 @@ class SourceRunner:
             # is handed over in a box so the parser holds its only reference and frees it once decoded.
             box, content_type = [result.body], result.content_type
             del result
-            samples, mapped, converted = await asyncio.get_running_loop().run_in_executor(
-                self._cpu, self._process, box, content_type, now_ns)
+            # The results come back through ``out``, not as the future's result: the executor future and
+            # its asyncio wrapper reference each other, so whatever the future holds lives until a full
+            # GC collection (every ~50 rounds on a large heap), several MB per round.
+            out: list[tuple[int, Any, Any]] = []
+            await asyncio.get_running_loop().run_in_executor(self._cpu, self._process, box, content_type,
+                                                             now_ns, out)
+            samples, mapped, converted = out.pop()
             resource = self.resource
             if mapped.resource:
                 merged = dict(self.resource)
@@ -160,14 +187,17 @@ class SourceRunner:
         self._stats.scraped(self.name, ScrapeStatus(time.time(), duration, samples, len(self.store), error))
         return ok
 
-    def _process(self, box: list[bytes], content_type: str | None, now_ns: int) -> tuple[int, Any, Any]:
+    def _process(self, box: list[bytes], content_type: str | None, now_ns: int,
+                 out: list[tuple[int, Any, Any]]) -> None:
         families = self.parser.parse(box.pop(), content_type)
         samples = sum(len(f.samples) for f in families)
         mapped = self.mapper.map(families)
         converted = self.store.convert(mapped.metrics, now_ns)
         del families
+        if self._full_gc is not None:
+            self._full_gc.round_done()
         release_memory()
-        return samples, mapped, converted
+        out.append((samples, mapped, converted))
 
     def next_delay(self) -> float:
         """Seconds until the next scrape may start: the interval, stretched by Retry-After / rate limits."""
@@ -248,7 +278,8 @@ class Bridge:
         # One worker thread for the CPU stages of every source: they hold the GIL anyway, so more threads
         # would add no throughput, only more malloc arenas each holding a round's high-water mark.
         self._cpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="promotel-cpu")
-        self.runners = [SourceRunner(s, config, self.submit, self.stats, self._cpu) for s in sources]
+        full_gc = FullCollections()
+        self.runners = [SourceRunner(s, config, self.submit, self.stats, self._cpu, full_gc) for s in sources]
         self.stats.config_loaded = True
         self._tasks: list[asyncio.Task[None]] = []
 
