@@ -304,3 +304,18 @@ def test_property_split_preserves_points(metrics: list[Metric], limit: int) -> N
     want_points = sum(len(getattr(m, m.WhichOneof("data")).data_points)
                       for rm in whole.resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
     assert got_points == want_points == r.points
+
+
+def test_attribute_values_equal_across_types_keep_their_own_type() -> None:
+    """True == 1 == 1.0 in Python (and hash alike): the attribute cache must not hand one type's
+    encoding to another (found by the property test above)."""
+    from promotel.model import Kind, Metric, NumberPoint, TargetBatch
+
+    def kinds(value: object) -> str:
+        m = Metric("m", "", "", Kind.GAUGE, (NumberPoint((("k", value),), 1.0, time_ns=5),))  # type: ignore[arg-type]
+        req = ExportMetricsServiceRequest.FromString(encode_requests(TargetBatch("t", (), (m,), 5)).requests[0])
+        kv = req.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0].attributes[0]
+        return str(kv.value.WhichOneof("value"))
+
+    assert [kinds(v) for v in (1, True, 1.0, 0, False, 0.0)] == [
+        "int_value", "bool_value", "double_value", "int_value", "bool_value", "double_value"]

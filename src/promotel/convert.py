@@ -159,11 +159,14 @@ class SeriesStore:
                         exemplars = _clean_exemplars(exemplars)
                     append(NumberPoint(attrs, p.value, ts, p.created_ns, exemplars,  # type: ignore[union-attr]
                                        0, ts if ts is not None else scrape_time_ns, False))
-            elif kind is _SUM:
-                monotonic = metric.monotonic
+            else:
+                # Sums, histograms and summaries: the same bookkeeping. A series keeps
+                # [start, first value, second value, round]: a sum's value and 0.0, or a histogram's /
+                # summary's count and sum. Either going down is a reset (for sums: when monotonic).
+                is_sum = kind is _SUM
+                detect_resets = metric.monotonic or not is_sum
                 for p in metric.points:
                     attrs = p.attributes
-                    value: float = p.value  # type: ignore[union-attr]
                     ts = p.timestamp_ns
                     if ts is not None and not (honor and 0 <= ts < _U64):
                         if honor:
@@ -174,67 +177,36 @@ class SeriesStore:
                     created = p.created_ns
                     if created is not None and not 0 <= created < _U64:
                         created = None
-                    exemplars = p.exemplars  # type: ignore[union-attr]
+                    if is_sum:
+                        v1: float = p.value  # type: ignore[union-attr]
+                        v2 = 0.0
+                    else:
+                        v1 = p.count  # type: ignore[assignment]
+                        sm = p.sum  # type: ignore[union-attr]
+                        v2 = sm if sm is not None else 0.0
+                    s = series.get(attrs)
+                    if s is None:
+                        if count >= cap:
+                            over_cap += 1
+                            continue
+                        start = created if created is not None else t
+                        series[attrs] = [start, v1, v2, rnd]
+                        count += 1
+                        added += 1
+                    else:
+                        if s[3] != rnd:
+                            s[3] = rnd
+                            seen += 1
+                        if created is not None:
+                            s[0] = created
+                        elif detect_resets and (v1 < s[1] or v2 < s[2]):
+                            s[0] = t          # reset: restarted since the last scrape
+                        s[1] = v1
+                        s[2] = v2
+                        start = int(s[0])
+                    exemplars = getattr(p, "exemplars", ())
                     if exemplars:
-                        exemplars = _clean_exemplars(exemplars)
-                    s = series.get(attrs)
-                    if s is None:
-                        if count >= cap:
-                            over_cap += 1
-                            continue
-                        start = created if created is not None else t
-                        series[attrs] = [start, value, 0.0, rnd]
-                        count += 1
-                        added += 1
-                    else:
-                        if s[3] != rnd:
-                            s[3] = rnd
-                            seen += 1
-                        if created is not None:
-                            s[0] = created
-                        elif monotonic and value < s[1]:
-                            s[0] = t          # reset: the counter restarted since the last scrape
-                        s[1] = value
-                        start = int(s[0])
-                    append(NumberPoint(attrs, value, ts, created, exemplars, start, t, False))
-            elif kind is _HISTOGRAM or kind is _SUMMARY:
-                for p in metric.points:
-                    attrs = p.attributes
-                    cnt: float = p.count  # type: ignore[assignment]
-                    sm = p.sum  # type: ignore[union-attr]
-                    total = sm if sm is not None else 0.0
-                    ts = p.timestamp_ns
-                    if ts is not None and not (honor and 0 <= ts < _U64):
-                        if honor:
-                            invalid += 1
-                            continue
-                        ts = None
-                    t = ts if ts is not None else scrape_time_ns
-                    created = p.created_ns
-                    if created is not None and not 0 <= created < _U64:
-                        created = None
-                    s = series.get(attrs)
-                    if s is None:
-                        if count >= cap:
-                            over_cap += 1
-                            continue
-                        start = created if created is not None else t
-                        series[attrs] = [start, cnt, total, rnd]
-                        count += 1
-                        added += 1
-                    else:
-                        if s[3] != rnd:
-                            s[3] = rnd
-                            seen += 1
-                        if created is not None:
-                            s[0] = created
-                        elif cnt < s[1] or total < s[2]:
-                            s[0] = t          # reset: count or sum went down
-                        s[1] = cnt
-                        s[2] = total
-                        start = int(s[0])
-                    if kind is _HISTOGRAM and p.exemplars:  # type: ignore[union-attr]
-                        p = p._replace(exemplars=_clean_exemplars(p.exemplars))  # type: ignore[union-attr,call-arg]
+                        p = p._replace(exemplars=_clean_exemplars(exemplars))  # type: ignore[call-arg]
                     append(p._replace(start_ns=start, time_ns=t, timestamp_ns=ts, created_ns=created,
                                       no_recorded_value=False))
             if points:

@@ -146,7 +146,7 @@ def key_values(attrs: Iterable[tuple[str, AttrValue]]) -> list[KeyValue]:
 
 _CACHE_LIMIT = 300_000
 _pair_cache: dict[tuple[str, AttrValue, type], bytes] = {}
-_attr_cache: dict[int, dict[Attributes, bytes]] = {}
+_attr_cache: dict[int, dict[Attributes, tuple[Attributes, bytes]]] = {}
 
 
 def _pair_bytes(key: str, value: AttrValue) -> bytes:
@@ -161,21 +161,30 @@ def _pair_bytes(key: str, value: AttrValue) -> bytes:
 
 
 def attributes_field(attrs: Attributes, field: int) -> bytes:
-    """The repeated KeyValue ``field`` of a data point, serialized (cached per Attributes tuple)."""
+    """The repeated KeyValue ``field`` of a data point, serialized (cached per Attributes tuple).
+
+    Python compares ``True == 1 == 1.0`` and hashes them alike, so two Attributes that differ only
+    in a value's type are one dict key; OTLP encodes them differently (bool_value, int_value,
+    double_value). A hit is taken when it is the very tuple cached (the mapping caches reuse their
+    Attributes, so this is the common case) or when its value types match; otherwise re-encode.
+    """
     cache = _attr_cache.get(field)
     if cache is None:
         cache = _attr_cache[field] = {}
-    b = cache.get(attrs)
-    if b is None:
-        tag = bytes((_tag(field, _LEN),))
-        parts = []
-        for k, v in attrs:
-            kv = _pair_bytes(k, v)
-            parts.append(tag + varint(len(kv)) + kv)
-        b = b"".join(parts)
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[attrs] = b
+    hit = cache.get(attrs)
+    if hit is not None:
+        cached_attrs, b = hit
+        if cached_attrs is attrs or all(type(a[1]) is type(c[1]) for a, c in zip(attrs, cached_attrs)):
+            return b
+    tag = bytes((_tag(field, _LEN),))
+    parts = []
+    for k, v in attrs:
+        kv = _pair_bytes(k, v)
+        parts.append(tag + varint(len(kv)) + kv)
+    b = b"".join(parts)
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[attrs] = (attrs, b)
     return b
 
 
