@@ -359,3 +359,22 @@ def test_status_carries_no_secrets() -> None:
     text = json.dumps(p.status())
     assert "top-secret-token-123" not in text
     assert "HTTP 401: unauthorized" in text
+
+
+def test_a_bug_in_one_batch_costs_that_batch_not_the_worker() -> None:
+    from promotel.encode import encode_requests
+
+    calls = {"n": 0}
+
+    def flaky_encode(batch: TargetBatch, limit: int, max_attributes: int | None) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyError("a bug in an encoder")
+        return encode_requests(batch, limit, max_attributes)
+
+    with HttpReceiver() as rx:
+        p = pipeline(rx.url)
+        p._encode = flaky_encode
+        assert asyncio.run(deliver(p, make_batch("first", counters=2), make_batch("second", counters=2)))
+    assert targets(rx) == ["second"]
+    assert p.status()["dropped"] == {"internal_error_batches": 1}   # counted in batches: its points are unknown

@@ -187,6 +187,12 @@ class ExporterPipeline:
                     log.error("Exporter %s hit an error it cannot recover from for this batch: %s",
                               self.name, exc, extra={"fields": {"exporter": self.name}})
                     await self._sleep(1.0)
+                except Exception:  # noqa: BLE001 - a bug must cost one batch, never the exporter
+                    log.exception("Exporter %s dropped a batch because of an internal error (a bug: please "
+                                  "report it with this traceback); it keeps sending.", self.name,
+                                  extra={"fields": {"exporter": self.name}})
+                    self.dropped["internal_error_batches"] = self.dropped.get("internal_error_batches", 0) + 1
+                    await self._sleep(1.0)
         finally:
             self._running = False
 
