@@ -290,3 +290,21 @@ def test_unchanged_lines_share_samples_across_scrapes() -> None:
     s1 = p.parse(text)[0].samples
     s2 = p.parse(text.replace(" 3\n", " 4\n"))[0].samples
     assert s1[2].labels is s2[2].labels is s2[3].labels
+
+
+@pytest.mark.parametrize(("ctype", "eof", "t1", "t2", "want2"), [
+    ("text/plain; version=0.0.4", "", "1000", "2500", 2_500_000_000),
+    ("application/openmetrics-text; version=1.0.0", "# EOF\n", "1", "2.5", 2_500_000_000),
+])
+def test_rescrape_of_timestamped_series_uses_the_cache_and_still_checks(
+        ctype: str, eof: str, t1: str, t2: str, want2: int) -> None:
+    parser = ExpositionParser()
+    body = '# TYPE a gauge\na{x="1"} {v} {t}\n' + eof
+    first = parser.parse(body.replace("{v}", "1").replace("{t}", t1), ctype)
+    second = parser.parse(body.replace("{v}", "7").replace("{t}", t2), ctype)
+    (s1,), (s2,) = first[0].samples, second[0].samples
+    assert s2.labels is s1.labels                      # the cached series was reused
+    assert (s2.value, s2.timestamp_ns) == (7.0, want2)
+    with pytest.raises(ExpositionError) as info:
+        parser.parse(body.replace("{v}", "7").replace("{t}", "12x"), ctype)
+    assert info.value.line == 2

@@ -604,33 +604,28 @@ class ExpositionParser:
         return [f.freeze() for f in fams.values()]
 
     def _prom_line(self, line: str, lineno: int, quoted_names: bool) -> Sample:
-        """A sample line that was not in the previous scrape: the series cache and a strict
-        value parse, or the careful path."""
-        return self._cached_line(line, _prom_ts_ns) or self._prom_sample_careful(line, lineno, quoted_names)
+        """A sample line the inline loop could not take from its caches: a timestamped line of a
+        known series, or the careful path (which also raises the error for an invalid line)."""
+        return self._timestamped_line(line, _prom_ts_ns) or self._prom_sample_careful(line, lineno, quoted_names)
 
-    def _cached_line(self, line: str, timestamp: Callable[[str], int | None]) -> Sample | None:
-        """A line whose series text is known (with or without a timestamp, parsed by ``timestamp``,
-        which differs between the formats) and whose value parses strictly; None otherwise."""
-        head, _, v = line.rpartition(" ")
-        ent = self._series.get(head)
-        if ent is None and head:
-            ent = self._series_fast(head)
-        ts: int | None = None
-        if ent is None and head:
-            # A timestamped line: series, value, timestamp.
-            head2, _, v2 = head.rpartition(" ")
-            if head2:
-                ent = self._series.get(head2) or self._series_fast(head2)
-                if ent is not None:
-                    ts = timestamp(v)
-                    v = v2
-                    if ts is None:
-                        ent = None
-        if ent is not None:
-            x = self._value(v)
-            if x is not None:
-                return _NEW_TUPLE(Sample, (ent[0], ent[1], x, ts, None))
-        return None
+    def _timestamped_line(self, line: str, timestamp: Callable[[str], int | None]) -> Sample | None:
+        """A known series, a value and a timestamp (parsed by ``timestamp``: the formats differ).
+        The inline loop has already tried the line without a timestamp, so only this form is left
+        before the careful path; None when it is not that."""
+        head, _, ts_text = line.rpartition(" ")
+        series, _, v = head.rpartition(" ")
+        if not series:
+            return None
+        ent = self._series.get(series) or self._series_fast(series)
+        if ent is None:
+            return None
+        ts = timestamp(ts_text)
+        if ts is None:
+            return None
+        x = self._value(v)
+        if x is None:
+            return None
+        return _NEW_TUPLE(Sample, (ent[0], ent[1], x, ts, None))
 
     def _prom_resolve(self, name: str, fams: dict[str, _Family]) -> _Family:
         fam = fams.get(name)
@@ -961,7 +956,7 @@ class ExpositionParser:
 
     def _om_line(self, line: str, lineno: int) -> Sample:
         """A sample line that was not in the previous scrape (see ``_prom_line``)."""
-        return self._cached_line(line, _om_ts_ns) or self._om_sample_careful(line, lineno)
+        return self._timestamped_line(line, _om_ts_ns) or self._om_sample_careful(line, lineno)
 
     def _om_meta(self, line: str, lineno: int, fam: _Family | None, out: list[MetricFamily],
                  seen_names: set[str]) -> _Family:
