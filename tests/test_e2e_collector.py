@@ -7,9 +7,7 @@ only what the sink decoded off the wire.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +15,13 @@ from typing import Any
 
 import pytest
 
+from support.bridge import PROMOTEL, start_bridge, stop_bridge
 from support.collector import Rotel, free_port
 from support.sink import OTLPSink, attrs
 from support.target import ExpositionServer
 
 pytestmark = pytest.mark.e2e
 
-PROMOTEL = [sys.executable, "-m", "promotel.cli"]
 
 EXPOSITION_1 = """\
 # HELP http_requests_total Requests handled.
@@ -177,22 +175,6 @@ def test_broken_target_fails_cleanly(collector: tuple[Rotel, OTLPSink], target: 
     assert not any(m.name == "http_requests_total" for _, m in by_service_instance(sink, instance))
 
 
-def _start_service(cfg: Path, tmp_path: Path) -> subprocess.Popen[str]:
-    log = open(tmp_path / "promotel.log", "w")  # noqa: SIM115 - closed by the OS with the process
-    return subprocess.Popen([*PROMOTEL, "run", "-c", str(cfg)], stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def _stop(proc: subprocess.Popen[str]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-        raise
-
-
 def test_service_resets_staleness_and_clean_shutdown(collector: tuple[Rotel, OTLPSink], target: ExpositionServer,
                                                      tmp_path: Path) -> None:
     rotel, sink = collector
@@ -200,7 +182,7 @@ def test_service_resets_staleness_and_clean_shutdown(collector: tuple[Rotel, OTL
                        .replace("timeout: 2s", "timeout: 0.8s"),
                        f"  - name: rotel\n    endpoint: \"{rotel.grpc_endpoint}\"\n")
     instance = f"127.0.0.1:{target.port}"
-    proc = _start_service(cfg, tmp_path)
+    proc = start_bridge(cfg, tmp_path / "promotel.log")
     try:
         def counter_points(s: OTLPSink) -> list[Any]:
             return [p for _, m in by_service_instance(s, instance) if m.name == "http_requests_total"
@@ -212,7 +194,7 @@ def test_service_resets_staleness_and_clean_shutdown(collector: tuple[Rotel, OTL
             (tmp_path / "promotel.log").read_text()
         assert sink.wait_for(lambda s: any(p.as_double == 3.0 for p in counter_points(s)), 20)
     finally:
-        code = _stop(proc)
+        code = stop_bridge(proc)
     assert code == 0
     pts = counter_points(sink)
     first_200 = [p for p in pts if attrs(p.attributes)["code"] == "200" and p.as_double == 10.0][0]
@@ -230,7 +212,7 @@ def test_collector_down_then_back_delivers_queued_data(target: ExpositionServer,
                        .replace("timeout: 2s", "timeout: 0.8s"),
                        f"  - name: late\n    endpoint: \"http://127.0.0.1:{grpc_port}\"\n"
                        "    retry: {initial_interval: 0.2s, max_interval: 1s, max_elapsed: 60s}\n")
-    proc = _start_service(cfg, tmp_path)
+    proc = start_bridge(cfg, tmp_path / "promotel.log")
     rotel = None
     try:
         deadline = time.monotonic() + 20
@@ -244,7 +226,7 @@ def test_collector_down_then_back_delivers_queued_data(target: ExpositionServer,
         assert sink.wait_for(lambda s: sum(1 for _, m in s.metrics() if m.name == "http_requests_total") >= 3, 30), \
             (tmp_path / "promotel.log").read_text()
     finally:
-        assert _stop(proc) == 0
+        assert stop_bridge(proc) == 0
         if rotel is not None:
             rotel.stop()
         sink.stop()

@@ -18,24 +18,22 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from support.bridge import PROMOTEL, start_bridge, stop_bridge
 from support.collector import Rotel
 from support.sink import OTLPSink, attrs
 from support.target import ExpositionServer
 
 pytestmark = pytest.mark.e2e
 
-PROMOTEL = [sys.executable, "-m", "promotel.cli"]
 DELTA, CUMULATIVE = 1, 2           # AggregationTemporality enum values in the OTLP proto
 
 
@@ -204,9 +202,7 @@ class Bridge:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([*PROMOTEL, "run", "-c", str(self.config)], stdout=log,
-                                         stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = start_bridge(self.config, self.log_path)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -215,13 +211,7 @@ class Bridge:
 
     def terminate(self) -> int:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            raise
+        return stop_bridge(self.proc)
 
     def ensure_stopped(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.bridge import start_bridge, stop_bridge
 from support.collector import free_port
 from support.sink import OTLPSink, attrs
 from support.target import ExpositionServer
 
-PROMOTEL = [sys.executable, "-m", "promotel.cli"]
 
 
 @pytest.fixture()
@@ -48,9 +44,7 @@ exporters:
 self_telemetry: {{enabled: true, interval: 1s, endpoint: "http://127.0.0.1:{sink.grpc_port}"}}
 """)
     cfg.chmod(0o600)
-    log = open(tmp_path / "out.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([*PROMOTEL, "run", "-c", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = start_bridge(cfg, tmp_path / "out.log")
     try:
         want = {"promotel.scrapes", "promotel.scrape.errors", "promotel.scrape.samples", "promotel.series",
                 "promotel.export.points", "promotel.export.requests", "promotel.export.queue.size"}
@@ -62,8 +56,7 @@ self_telemetry: {{enabled: true, interval: 1s, endpoint: "http://127.0.0.1:{sink
 
         assert sink.wait_for(ready, 30), (sorted(own_metrics(sink)), (tmp_path / "out.log").read_text())
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stop_bridge(proc) == 0
         good.stop()
     got = own_metrics(sink)
     scrapes = {attrs(p.attributes)["promotel.target"] for p in got["promotel.scrapes"]}

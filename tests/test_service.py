@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from support.bridge import PROMOTEL, start_bridge, stop_bridge
 from support.collector import free_port
 from support.sink import OTLPSink
 from support.target import ExpositionServer
 
-PROMOTEL = [sys.executable, "-m", "promotel.cli"]
 SECRET = "sk-live-7f3a9c1e5b2d4f60a8e1"   # looks like a real key; must never be printed anywhere
 
 BODY = "# TYPE jobs_total counter\njobs_total{queue=\"a\"} 5\n"
@@ -71,22 +69,6 @@ def wait_http(url: str, timeout: float = 20.0, status: int = 200) -> httpx.Respo
     raise AssertionError(f"{url} did not answer {status}: {last!r}")
 
 
-def start(cfg: Path, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
-    log = open(log_path, "wb")  # noqa: SIM115
-    return subprocess.Popen([*PROMOTEL, *extra, "run", "-c", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-        raise
-
-
 def test_health_status_reload_and_no_secret_anywhere(sink: OTLPSink, target: ExpositionServer,
                                                     tmp_path: Path) -> None:
     health_port = free_port()
@@ -94,7 +76,7 @@ def test_health_status_reload_and_no_secret_anywhere(sink: OTLPSink, target: Exp
     cfg.write_text(config_text(target.url, sink.grpc_port, health_port))
     cfg.chmod(0o600)
     log_path = tmp_path / "out.log"
-    proc = start(cfg, log_path, "--log-format", "json")
+    proc = start_bridge(cfg, log_path, "--log-format", "json")
     base = f"http://127.0.0.1:{health_port}"
     outputs: list[str] = []
     try:
@@ -144,7 +126,7 @@ def test_health_status_reload_and_no_secret_anywhere(sink: OTLPSink, target: Exp
             second.stop()
         outputs.append(wait_http(base + "/readyz").text)
     finally:
-        code = stop(proc)
+        code = stop_bridge(proc)
     assert code == 0
     log_text = log_path.read_text()
     outputs.append(log_text)
@@ -200,7 +182,7 @@ health: {{listen: "127.0.0.1:{health_port}"}}
 self_telemetry: {{enabled: false}}
 """)
     cfg.chmod(0o600)
-    proc = start(cfg, tmp_path / "out.log")
+    proc = start_bridge(cfg, tmp_path / "out.log")
     try:
         wait_http(f"http://127.0.0.1:{health_port}/healthz")
         resp = wait_http(f"http://127.0.0.1:{health_port}/readyz", status=503)
@@ -210,7 +192,7 @@ self_telemetry: {{enabled: false}}
         status = httpx.get(f"http://127.0.0.1:{health_port}/status", timeout=2).json()
         assert status["exporters"]["nowhere"]["last_error"]
     finally:
-        assert stop(proc) == 0
+        assert stop_bridge(proc) == 0
 
 
 def test_secret_never_reaches_the_spool_or_status(target: ExpositionServer, tmp_path: Path) -> None:
@@ -237,7 +219,7 @@ self_telemetry: {{enabled: false}}
 """)
     cfg.chmod(0o600)
     log_path = tmp_path / "out.log"
-    proc = start(cfg, log_path)
+    proc = start_bridge(cfg, log_path)
     try:
         deadline = time.monotonic() + 20
         status: dict[str, Any] = {}
@@ -249,7 +231,7 @@ self_telemetry: {{enabled: false}}
         assert status["exporters"]["down"]["spool_requests"] >= 2, status
         status_text = json.dumps(status)
     finally:
-        assert stop(proc) == 0
+        assert stop_bridge(proc) == 0
     spool_files = list(state.glob("spool-*"))
     assert spool_files
     assert target.hits >= 2

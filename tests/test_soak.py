@@ -37,9 +37,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -50,12 +48,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.bridge import start_bridge, stop_bridge
 from support.collector import Rotel, free_port
 from support.sink import OTLPSink, attrs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-PROMOTEL = [sys.executable, "-m", "promotel.cli"]
 INTERVAL_S = 0.5
 RSS_MARGIN_KB = 15 * 1024
 
@@ -145,25 +143,16 @@ class Bridge:
         self.config = config
         self.log_path = log_path
         self.health_port = health_port
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.rss: list[list[int]] = []          # one list of samples (kB) per process
 
     def start(self) -> None:
-        log = open(self.log_path, "a")  # noqa: SIM115 - the child holds it; closed by the OS
-        self.proc = subprocess.Popen([*PROMOTEL, "run", "-c", str(self.config)], stdout=log,
-                                     stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = start_bridge(self.config, self.log_path)
         self.rss.append([])
 
     def stop(self) -> int:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            raise
+        return stop_bridge(self.proc)
 
     def sample(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
