@@ -9,9 +9,12 @@ def test_all_is_pinned() -> None:
 
 
 def test_parse_exposition_roundtrip_and_error_line() -> None:
-    fams = parse_exposition(b"# TYPE a counter\na_total 1\n")
-    assert [(f.name, f.type) for f in fams] == [("a_total", "counter")] or [(f.name, f.type) for f in fams] == [("a", "counter")]
-    assert fams[0].samples[0].value == 1.0
+    # Family names as declared: Prometheus text declares counters with _total, OpenMetrics without.
+    fams = parse_exposition(b"# TYPE a_total counter\na_total 1\n")
+    assert [(f.name, f.type) for f in fams] == [("a_total", "counter")]
+    assert fams[0].samples[0] == ("a_total", {}, 1.0, None, None)
+    om = parse_exposition("# TYPE a counter\na_total 2\n# EOF\n")
+    assert [(f.name, f.type, [s.name for s in f.samples]) for f in om] == [("a", "counter", ["a_total"])]
     try:
         parse_exposition("a 1\nb{ 2\n")
     except ExpositionError as exc:
