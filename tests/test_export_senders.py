@@ -74,6 +74,40 @@ def test_http_without_compression_sends_plain_body() -> None:
     assert rx.requests[0].raw == REQUEST
 
 
+@pytest.mark.parametrize("status", [200, 503])
+def test_http_send_leaves_no_cycle_holding_the_request_body(status: int) -> None:
+    """httpx responses and their streams refer to each other; an export must not leave the request (and so
+    the encoded body, MBs for a large target) to the cyclic GC, or RSS grows by a body per export."""
+    import gc
+
+    import httpx
+
+    outcome: list[object] = []
+    with HttpReceiver() as rx:
+        rx.script.append((status, {"Content-Type": "text/plain"}, b"answer"))
+        sender = http_sender(rx.url)
+        gc.collect()
+        gc.disable()
+        try:
+            async def once() -> None:
+                try:
+                    outcome.append(await sender.send(BIG_REQUEST))
+                except ExportError as exc:
+                    outcome.append(exc.kind)
+                await sender.aclose()
+
+            asyncio.run(once())
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            stranded = [type(o).__name__ for o in gc.garbage if isinstance(o, (httpx.Request, httpx.Response))]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert outcome == [(0, "")] if status == 200 else outcome == ["http_503"]
+    assert stranded == []
+
+
 def test_http_partial_success_is_reported() -> None:
     with HttpReceiver() as rx:
         rx.script.append((200, {"Content-Type": "application/x-protobuf"}, partial_success(2, "2 points too old")))

@@ -116,6 +116,11 @@ class HttpSender:
             raise ExportError(f"sending to {self.shown_url} failed: the response could not be read "
                               f"({type(exc).__name__}: {truncate(str(exc), 200)})", exporter=self.resolved.name,
                               retryable=False, kind="bad_response") from exc
+        # httpx: ``response.stream`` (a BoundAsyncStream) refers back to the response, a reference cycle
+        # that keeps the request, the encoded body included, until a full GC collection — MBs per export
+        # for a large target. ``post`` has read and closed the stream, so replacing it breaks the cycle and
+        # the body is freed as soon as this call returns.
+        response.stream = httpx.ByteStream(b"")
         code = response.status_code
         if 200 <= code < 300:
             return parse_partial_success(response.content)
