@@ -273,7 +273,7 @@ def test_cache_bound_evicts_and_stays_correct() -> None:
     for _ in range(3):
         text = target.render("prometheus")
         assert comparable(parser.parse(text)) == comparable(parse_exposition(text))
-        assert len(parser._series) <= 10 and len(parser._prev_lines) == 0
+        assert not parser._prev_got and not parser._prev_text and not parser._bodies and not parser._prefixes
         target.advance()
     assert comparable(ExpositionParser(max_cache_entries=0).parse(text)) == comparable(parse_exposition(text))
 

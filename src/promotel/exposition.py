@@ -4,20 +4,28 @@ This is the hot path of the product: a Baseten endpoint exposes ~150k samples pe
 parser therefore has two paths that must agree on every rule:
 
 * the **careful path** tokenizes a line (regular expressions for the common shapes, a char-level
-  tokenizer for the rest and for precise error messages) and fills the caches below;
-* the **fast path** handles a sample line whose series was seen before: ``rpartition(' ')`` splits
-  off the value, the series text (everything before the value) is looked up, and only the value
-  (and timestamp) is parsed, strictly. Anything the fast path does not recognise falls back to the
-  careful path, which either accepts the line or raises the error; the fast path never raises.
+  tokenizer for the rest and for precise error messages);
+* the **fast path** handles a sample line whose series was in the previous scrape:
+  ``rpartition(' ')`` splits off the value, the text before it is compared with the previous
+  scrape's line at the same position (past the lines added or removed before it), and only the
+  value (and timestamp) is parsed, strictly. A series that moved is found through an index of the
+  previous lines built for that parse; a new series in the common ``name{pairs}`` shape is matched
+  with regular expressions, sharing label bodies with its siblings. Anything the fast path does not
+  recognise falls back to the careful path, which either accepts the line or raises the error; the
+  fast path never raises.
 
-State kept by an ``ExpositionParser`` (one per scrape target), all bounded by ``max_cache_entries``
-and dropped wholesale when full (the next scrape refills them):
+State kept by an ``ExpositionParser`` (one per scrape target) from one scrape to the next, and
+nothing else per series (memory is the product's limit at ~150k series per target):
 
-* ``series text → (sample name, Labels)``, per format dialect;
-* ``whole line → Sample`` of the previous scrape, rebuilt every scrape, so unchanged lines are a
-  single dict lookup and share the previous scrape's (immutable) ``Sample``;
-* interned label names and values, so equal strings are stored once;
+* the previous scrape's lines and the ``Sample`` each became, so an unchanged line is one string
+  comparison and shares the previous (immutable) ``Sample``, and a changed one is compared in place;
+* which previous lines took the careful path in a shape whose series text the positional match
+  cannot trust (anything after the value: a timestamp, trailing blanks, an exemplar); few;
+* interned label names and values, so equal strings are stored once; a small value-text cache;
 * OpenMetrics: ``family name → _Plan`` (see below), and the parsed ``le``/``quantile`` values.
+
+Everything is bounded by ``max_cache_entries`` (0 keeps nothing). Label bodies, series prefixes and
+the index of the previous lines live for one parse only.
 
 Family rules are checked on every scrape. Prometheus text has few (family membership from the
 sample names). OpenMetrics has many (grouping, histogram structure, value limits); they are split
@@ -42,6 +50,7 @@ Format decisions (the specs leave room; each is a deliberate choice):
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import re
@@ -109,6 +118,9 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _EXEMPLAR_MAX_CHARS = 128
 _MAX_VALUES = 100_000
+# Value texts → floats: small, because only few repeat (0, 1, bucket counts of idle series); a
+# larger cache filled up with one-off counter values and was no faster (measured on the Baseten bench).
+_MAX_VALUE_TEXTS = 4096
 _NEW_TUPLE = tuple.__new__
 
 
@@ -353,13 +365,27 @@ class ExpositionParser:
 
     def __init__(self, max_cache_entries: int = 1_000_000) -> None:
         self.max_cache_entries = max(0, max_cache_entries)
-        self._series: dict[str, tuple[str, Labels]] = {}
+        # Kept from one scrape to the next: the previous scrape's text, what each of its lines became
+        # (None: metadata), and which lines took the careful path in a shape the positional match must
+        # not trust (see ``_canonical``). The text is kept whole and split again by the next parse:
+        # one block the allocator returns to the OS whole, where 150k line strings kept from one
+        # scrape to the next left the heap fragmented (measured: RSS rising ~1 MB a round for 30
+        # rounds on the Baseten bench, flat with the text), for ~20 ms a parse.
+        self._prev_text = ""
+        self._prev_lines: list[str] = []        # the previous text split, during a parse only
+        self._text = ""                          # this parse's text, the next one's ``_prev_text``
+        self._prev_got: list[Sample | None] = []
+        self._careful: set[int] = set()
+        # Per parse, dropped when it ends: label bodies and series prefixes (shared by a series'
+        # buckets, _sum and _count), the careful set being built, the offset between this scrape's
+        # lines and the previous scrape's, and the index of the previous scrape's series texts
+        # (built on the first line that is not where it was).
         self._bodies: dict[str, Labels] = {}
         self._prefixes: dict[str, tuple[str, Labels]] = {}
+        self._next_careful: set[int] = set()
+        self._shift = 0
+        self._index: dict[int, int] | None = None
         self._names: dict[str, str] = {}
-        # The previous scrape's lines and what each became (None: metadata).
-        self._prev_lines: list[str] = []
-        self._prev_got: list[Sample | None] = []
         self._last_pairs: dict[str, tuple[str, str]] = {}
         self._strings: dict[str, str] = {}
         self._dialect: _Dialect | None = None
@@ -375,12 +401,10 @@ class ExpositionParser:
         del data            # a caller that hands over its only reference frees the bytes here
         dialect = _dialect(content_type, text)
         if dialect != self._dialect:
-            # Cached series were validated under another dialect's syntax: forget them.
-            self._series = {}
-            self._bodies = {}
-            self._prefixes = {}
-            self._prev_lines = []
+            # The previous lines were validated under another dialect's syntax: forget them.
+            self._prev_text = ""
             self._prev_got = []
+            self._careful = set()
             self._plans = {}
             self._dialect = dialect
         # A parse allocates ~1 object per sample and frees nothing: the cyclic GC would walk the
@@ -389,17 +413,33 @@ class ExpositionParser:
             self._strings = {}
         gc_was_enabled = gc.isenabled()
         gc.disable()
-        # Split here and let go of the text: a 30 MB scrape would otherwise be held twice (text and
-        # lines) for the whole parse, and the high-water mark of a parse is the bridge's RSS.
         if not dialect.om and "\r" in text:
             text = text.replace("\r\n", "\n")     # Prometheus text tolerates CRLF; OpenMetrics does not
         lines = text.split("\n")
+        self._text = text
         del text
+        # The previous text is needed as lines for this parse only; its block is let go meanwhile.
+        if self._prev_got:
+            self._prev_lines = self._prev_text.split("\n")
+        self._prev_text = ""
+        self._shift = 0
+        self._index = None
         try:
             if dialect.om:
                 return self._parse_om(lines)
             return self._parse_prom(lines, dialect.quoted_names)
+        except BaseException:
+            # The previous text is gone: the next scrape starts afresh.
+            self._prev_got = []
+            self._careful = set()
+            raise
         finally:
+            self._bodies = {}
+            self._prefixes = {}
+            self._prev_lines = []
+            self._text = ""
+            self._next_careful = set()
+            self._index = None
             if gc_was_enabled:
                 gc.enable()
 
@@ -428,17 +468,10 @@ class ExpositionParser:
         elif not (v.isascii() and v.isprintable()) or "_" in v:
             return None
         values = self._values
-        if len(values) >= _MAX_VALUES:
+        if len(values) >= _MAX_VALUE_TEXTS:
             values.clear()
         values[v] = x
         return x
-
-    def _remember(self, key: str, entry: tuple[str, Labels]) -> None:
-        series = self._series
-        if len(series) >= self.max_cache_entries:
-            series.clear()
-        if self.max_cache_entries:
-            series[key] = entry
 
     def _reuse(self, lines: list[str]) -> list[Sample | None]:
         """What each line became in the previous scrape, where the line is unchanged at the same
@@ -448,19 +481,23 @@ class ExpositionParser:
         got = [s if a == b else None for a, b, s in zip(lines, prev_lines, self._prev_got)]
         if len(got) < len(lines):
             got.extend([None] * (len(lines) - len(got)))
+        # A careful-path line that is unchanged at its position stays one.
+        self._next_careful = {i for i in self._careful if i < len(got) and got[i] is not None}
         return got
 
     def _keep(self, lines: list[str], got: list[Sample | None]) -> None:
         if len(lines) <= self.max_cache_entries:
-            self._prev_lines = lines
+            self._prev_text = self._text
             self._prev_got = got
+            self._careful = self._next_careful
         else:
-            self._prev_lines = []
+            self._prev_text = ""
             self._prev_got = []
+            self._careful = set()
 
     def _series_fast(self, head: str) -> tuple[str, Labels] | None:
         """The common series shape ``name{pairs}`` (no blanks, no quoted names) for a series text
-        not in the series cache; None for anything else (the careful path decides).
+        that was not in the previous scrape; None for anything else (the careful path decides).
 
         Series that differ from a known one only in their last pair (histogram buckets differ
         in the trailing ``le``) extend the known one's labels: a valid series prefix, ',' and a
@@ -488,13 +525,6 @@ class ExpositionParser:
                 if got is None:
                     return None
                 entry = got
-        series = self._series
-        if len(series) >= self.max_cache_entries:
-            series.clear()
-            self._prefixes.clear()
-            self._bodies.clear()
-        if self.max_cache_entries:
-            series[head] = entry
         return entry
 
     def _last_pair(self, last: str) -> tuple[str, str] | None:
@@ -562,10 +592,15 @@ class ExpositionParser:
         if lines and lines[-1] == "":
             lines.pop()
         got = self._reuse(lines)
-        series_get = self._series.get
+        prev_lines = self._prev_lines
+        prev_got = self._prev_got
+        careful = self._careful
+        n_prev = len(prev_got)
+        shift = 0
         values = self._values
         new = _NEW_TUPLE
         S = Sample
+        careful_path = functools.partial(self._prom_sample_careful, quoted_names=quoted_names)
         fams: dict[str, _Family] = {}
         resolved: dict[str, list[Sample]] = {}
         last_name: str | None = None
@@ -578,19 +613,23 @@ class ExpositionParser:
                     resolved.clear()
                     last_name = None
                     continue
-                # Inlined fast path: a known series and a value seen before (or a plain one).
+                # Inlined fast path: the previous scrape's line at this position (past the lines added
+                # or removed before it) has the same series text; only the value is new.
                 head, _, v = line.rpartition(" ")
-                ent = series_get(head)
-                if ent is None:
-                    ent = self._series_fast(head)
-                if ent is not None:
-                    x = values.get(v)
-                    if x is None:
-                        x = self._value(v)
-                if ent is None or x is None:
-                    s = self._prom_line(line, idx + 1, quoted_names)
-                else:
-                    s = new(S, (ent[0], ent[1], x, None, None))
+                j = idx + shift
+                if j < n_prev:
+                    p = prev_got[j]
+                    if p is not None and p[3] is None and j not in careful:
+                        pl = prev_lines[j]
+                        if pl.rfind(" ") == len(head) and pl.startswith(head):
+                            x = values.get(v)
+                            if x is None:
+                                x = self._value(v)
+                            if x is not None:
+                                s = new(S, (p[0], p[1], x, None, None))
+                if s is None:
+                    s = self._miss(line, idx, careful_path, _prom_ts_ns)
+                    shift = self._shift
                 got[idx] = s
             name = s[0]
             if name is not last_name:
@@ -603,20 +642,34 @@ class ExpositionParser:
         self._keep(lines, got)
         return [f.freeze() for f in fams.values()]
 
-    def _prom_line(self, line: str, lineno: int, quoted_names: bool) -> Sample:
-        """A sample line the inline loop could not take from its caches: a timestamped line of a
-        known series, or the careful path (which also raises the error for an invalid line)."""
-        return self._timestamped_line(line, _prom_ts_ns) or self._prom_sample_careful(line, lineno, quoted_names)
+    def _miss(self, line: str, idx: int, careful: Callable[[str, int], Sample],
+              timestamp: Callable[[str], int | None]) -> Sample:
+        """A sample line the inline positional match did not take: its series moved (lines were added
+        or removed before it), is new, carries a timestamp, or needs the careful path (which also
+        raises the error for an invalid line)."""
+        head, _, v = line.rpartition(" ")
+        ent = self._known(head, idx, positional=False)     # the inline loop tried the position
+        if ent is not None:
+            x = self._values.get(v)
+            if x is None:
+                x = self._value(v)
+            if x is not None:
+                return _NEW_TUPLE(Sample, (ent[0], ent[1], x, None, None))
+        s = self._timestamped_line(line, idx, timestamp)
+        if s is None:
+            s = careful(line, idx + 1)
+            if not self._canonical(line, s):
+                self._next_careful.add(idx)
+        return s
 
-    def _timestamped_line(self, line: str, timestamp: Callable[[str], int | None]) -> Sample | None:
-        """A known series, a value and a timestamp (parsed by ``timestamp``: the formats differ).
-        The inline loop has already tried the line without a timestamp, so only this form is left
-        before the careful path; None when it is not that."""
+    def _timestamped_line(self, line: str, idx: int, timestamp: Callable[[str], int | None]) -> Sample | None:
+        """A known or fast-shape series, a value and a timestamp (parsed by ``timestamp``: the formats
+        differ); None when the line is not that."""
         head, _, ts_text = line.rpartition(" ")
         series, _, v = head.rpartition(" ")
         if not series:
             return None
-        ent = self._series.get(series) or self._series_fast(series)
+        ent = self._known(series, idx, positional=True)
         if ent is None:
             return None
         ts = timestamp(ts_text)
@@ -626,6 +679,69 @@ class ExpositionParser:
         if x is None:
             return None
         return _NEW_TUPLE(Sample, (ent[0], ent[1], x, ts, None))
+
+    def _canonical(self, line: str, s: Sample) -> bool:
+        """Whether a careful-path line is ``series SP value`` with nothing after the value, so that
+        the text before its last space is its series text (what the positional match relies on).
+        A strictly valid value has no blanks, so it is the last token; without a timestamp or an
+        exemplar it is the value token, and what precedes it is the series."""
+        return s[3] is None and s[4] is None and self._value(line[line.rfind(" ") + 1:]) is not None
+
+    # ─── the previous scrape's lines ───────────────────────────────────────────────────────
+
+    def _prev_series(self, j: int, series: str) -> Sample | None:
+        """The previous scrape's sample at line ``j`` when that line's series text is exactly ``series``.
+
+        Trusted only for lines in the shape ``series SP value [SP timestamp]`` with strictly valid
+        value and timestamp: every line the fast paths take, and careful-path lines that
+        ``_canonical`` accepts. There the text before the value is the series text, so an equal text
+        is the same series (a series' syntax does not depend on what follows it)."""
+        prev = self._prev_got
+        if j >= len(prev):
+            return None
+        p = prev[j]
+        if p is None or j in self._careful:
+            return None
+        pl = self._prev_lines[j]
+        e = pl.rfind(" ")
+        if p[3] is not None:
+            e = pl.rfind(" ", 0, e)
+        return p if e == len(series) and pl.startswith(series) else None
+
+    def _known(self, series: str, idx: int, positional: bool) -> tuple[str, Labels] | None:
+        """(name, Labels) of the series text of line ``idx``: from the previous scrape's line at the
+        same position, or wherever that series was (which realigns the positions from here on), or
+        parsed when it is new and in the fast shape."""
+        if self._prev_got:
+            p = self._prev_series(idx + self._shift, series) if positional else None
+            if p is None:
+                index = self._index
+                if index is None:
+                    index = self._index = self._prev_index()
+                j = index.get(hash(series))
+                if j is not None:
+                    p = self._prev_series(j, series)       # the hash finds a candidate; the text decides
+                    if p is not None:
+                        self._shift = j - idx
+            if p is not None:
+                return (p[0], p[1])
+        return self._series_fast(series)
+
+    def _prev_index(self) -> dict[int, int]:
+        """hash(text before the value) → line of the previous scrape, for every sample line; only
+        candidates: ``_prev_series`` decides. Built once per parse, on the first line that is not
+        where it was; it holds integers, not texts (those are in the previous lines already)."""
+        index: dict[int, int] = {}
+        lines = self._prev_lines
+        for j, p in enumerate(self._prev_got):
+            if p is None:
+                continue
+            pl = lines[j]
+            e = pl.rfind(" ")
+            if p[3] is not None:
+                e = pl.rfind(" ", 0, e)
+            index[hash(pl[:e])] = j
+        return index
 
     def _prom_resolve(self, name: str, fams: dict[str, _Family]) -> _Family:
         fam = fams.get(name)
@@ -733,8 +849,6 @@ class ExpositionParser:
             name, labels, end = self._series_slow(line, start, lineno, om=False,
                                                   quoted_names=quoted_names)
             name = self._intern(name)
-        if start == 0:
-            self._remember(line[:end], (name, labels))
         # The value and an optional timestamp, separated by blanks.
         toks = _BLANKS_RE.split(line[end:].strip(" \t"))
         if toks == [""]:
@@ -908,7 +1022,11 @@ class ExpositionParser:
                 "(a truncated response?)", len(lines) + 1)
         lines.pop()
         got = self._reuse(lines)
-        series_get = self._series.get
+        prev_lines = self._prev_lines
+        prev_got = self._prev_got
+        careful = self._careful
+        n_prev = len(prev_got)
+        shift = 0
         values = self._values
         new = _NEW_TUPLE
         S = Sample
@@ -925,18 +1043,22 @@ class ExpositionParser:
                     allowed = fam.allowed
                     samples = fam.samples
                     continue
+                # The inlined fast path of ``_parse_prom``.
                 head, _, v = line.rpartition(" ")
-                ent = series_get(head)
-                if ent is None:
-                    ent = self._series_fast(head)
-                if ent is not None:
-                    x = values.get(v)
-                    if x is None:
-                        x = self._value(v)
-                if ent is None or x is None:
-                    s = self._om_line(line, idx + 1)
-                else:
-                    s = new(S, (ent[0], ent[1], x, None, None))
+                j = idx + shift
+                if j < n_prev:
+                    p = prev_got[j]
+                    if p is not None and p[3] is None and j not in careful:
+                        pl = prev_lines[j]
+                        if pl.rfind(" ") == len(head) and pl.startswith(head):
+                            x = values.get(v)
+                            if x is None:
+                                x = self._value(v)
+                            if x is not None:
+                                s = new(S, (p[0], p[1], x, None, None))
+                if s is None:
+                    s = self._miss(line, idx, self._om_sample_careful, _om_ts_ns)
+                    shift = self._shift
                 got[idx] = s
             if s[0] not in allowed:
                 # A sample the current family does not own starts a family of type unknown.
@@ -953,10 +1075,6 @@ class ExpositionParser:
             self._om_finish(fam, out, seen_names)
         self._keep(lines, got)
         return out
-
-    def _om_line(self, line: str, lineno: int) -> Sample:
-        """A sample line that was not in the previous scrape (see ``_prom_line``)."""
-        return self._timestamped_line(line, _om_ts_ns) or self._om_sample_careful(line, lineno)
 
     def _om_meta(self, line: str, lineno: int, fam: _Family | None, out: list[MetricFamily],
                  seen_names: set[str]) -> _Family:
@@ -1026,7 +1144,6 @@ class ExpositionParser:
         else:
             name, labels, end = self._series_slow(line, 0, lineno, om=True, quoted_names=False)
         name = self._intern(name)
-        self._remember(line[:end], (name, labels))
         if end >= len(line) or line[end] != " ":
             raise ExpositionError(
                 f"expected a single space and the value after the series, found {_show(line, end)}",
