@@ -5,6 +5,11 @@ same process. Prints a Markdown table.
 
 * first scrape: a fresh ``ExpositionParser`` (best of N);
 * steady state: one parser fed successive scrapes of the same target (values changed; best of N);
+* steady state with churn: the same, but in every scrape one deployment's series are gone and another
+  deployment's appear again under a new id, after the original's (~1 % of the lines replaced, and
+  the positions of most lines shifted), as a rollout does;
+* steady state, shuffled (Prometheus text only): every scrape lists each family's series in a new random
+  order (the format allows it; most exporters keep a stable order, some iterate hash maps);
 * memory: ``tracemalloc`` of the list ``parse_exposition`` returns (the parser itself dropped),
   divided by the size of the text.
 
@@ -17,6 +22,8 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import random
+import re
 import sys
 import time
 import tracemalloc
@@ -40,6 +47,53 @@ def best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
     return out
 
 
+def churned(text: str, k: int) -> str:
+    """``text`` with deployment k's lines dropped and deployment k+1's repeated under a new id."""
+    ids = list(dict.fromkeys(re.findall(r'deployment_id="([^"]+)"', text)))
+    gone, copied = ids[k % len(ids)], ids[(k + 1) % len(ids)]
+    out: list[str] = []
+    copies: list[str] = []           # a run of the copied deployment's lines, repeated after the run
+    for line in text.split("\n"):
+        if f'deployment_id="{gone}"' in line:
+            continue
+        if f'deployment_id="{copied}"' in line:
+            copies.append(line.replace(copied, f"rollout{k:03d}"))
+        elif copies:
+            out += copies
+            copies = []
+        out.append(line)
+    return "\n".join(out)
+
+
+def shuffled(text: str, k: int) -> str:
+    """``text`` with the sample lines of each family in a random order (seeded by ``k``)."""
+    rng = random.Random(k)
+    out: list[str] = []
+    block: list[str] = []
+    for line in text.split("\n"):
+        if line.startswith("#") or not line:
+            rng.shuffle(block)
+            out += block
+            block = []
+            out.append(line)
+        else:
+            block.append(line)
+    rng.shuffle(block)
+    return "\n".join(out + block)
+
+
+def steady(texts: list[str], ct: str) -> float:
+    parser = ExpositionParser()
+    parser.parse(texts[0], ct)
+    times = []
+    for text in texts[1:]:
+        gc.collect()
+        t0 = time.perf_counter()
+        parser.parse(text, ct)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def bench(fmt: str, repeat: int, deployments: int) -> list[str]:
     load_before = os.getloadavg()[0]
     texts = scrapes(seed=1, fmt=fmt, count=repeat + 1, deployments=deployments)
@@ -55,15 +109,9 @@ def bench(fmt: str, repeat: int, deployments: int) -> list[str]:
 
     t_base = best(lambda: list(baseline(first)), max(1, repeat // 2))
     t_first = best(lambda: ExpositionParser().parse(first, ct), repeat)
-    parser = ExpositionParser()
-    parser.parse(first, ct)
-    steady = []
-    for text in texts[1:]:
-        gc.collect()
-        t0 = time.perf_counter()
-        parser.parse(text, ct)
-        steady.append(time.perf_counter() - t0)
-    t_steady = min(steady)
+    t_steady = steady(texts, ct)
+    t_churn = steady([first] + [churned(t, k) for k, t in enumerate(texts[1:])], ct)
+    t_shuffled = steady([shuffled(t, k) for k, t in enumerate(texts)], ct) if fmt == "prometheus" else None
 
     gc.collect()
     tracemalloc.start()
@@ -77,6 +125,10 @@ def bench(fmt: str, repeat: int, deployments: int) -> list[str]:
         f"| {fmt} | prometheus_client | {t_base * 1000:.0f} ms | {n / t_base:,.0f} | 1.0× |",
         f"| {fmt} | promotel, first scrape | {t_first * 1000:.0f} ms | {n / t_first:,.0f} | {t_base / t_first:.1f}× |",
         f"| {fmt} | promotel, steady state | {t_steady * 1000:.0f} ms | {n / t_steady:,.0f} | {t_base / t_steady:.1f}× |",
+        f"| {fmt} | promotel, steady state, ~1 % of series replaced | {t_churn * 1000:.0f} ms | {n / t_churn:,.0f} "
+        f"| {t_base / t_churn:.1f}× |",
+        *([f"| {fmt} | promotel, steady state, series in a new order every scrape | {t_shuffled * 1000:.0f} ms "
+           f"| {n / t_shuffled:,.0f} | {t_base / t_shuffled:.1f}× |"] if t_shuffled is not None else []),
         f"| {fmt} | result memory / text size | {held / 2**20:.1f} MiB / {len(first) / 2**20:.1f} MiB | | {mem_ratio:.2f} |",
     ]
     print(f"{fmt}: {n} samples, {len(first)} bytes; load average {load_before:.2f} before, "

@@ -97,6 +97,16 @@ def test_reshaped_lines(first: str, second: str) -> None:
     same_as_fresh(parser, "# TYPE m gauge\n" + first, PROM)
 
 
+@pytest.mark.parametrize("ctype", [PROM, OM])
+def test_untrusted_line_stays_untrusted_when_it_moves(ctype: str) -> None:
+    """A careful-path line whose text before the last space is not its series (trailing blank) keeps
+    being distrusted after lines are added before it, so a later 'm 1 5' is not read as 'm' = 5."""
+    eof = "# EOF\n" if ctype == OM else ""
+    parser = ExpositionParser()
+    for body in ("x 1\nm 1 \n", "a 1\nx 1\nm 1 \n", "a 1\nx 1\nm 1 5\n"):
+        same_as_fresh(parser, body + eof, ctype)
+
+
 def test_quoted_names_take_the_careful_path_then_the_positional_one() -> None:
     parser = ExpositionParser()
     first = '{"my.metric",a="b"} 1\n{"my.metric",a="c"} 2\n'

@@ -52,10 +52,11 @@ from __future__ import annotations
 
 import functools
 import gc
+import itertools
 import math
 import re
 from collections.abc import Callable, Sequence
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from typing import NamedTuple
 
 from promotel.errors import ExpositionError
@@ -617,7 +618,11 @@ class ExpositionParser:
                 # or removed before it) has the same series text; only the value is new.
                 head, _, v = line.rpartition(" ")
                 j = idx + shift
-                if j < n_prev:
+                if shift and j < n_prev and line == prev_lines[j]:
+                    s = prev_got[j]                 # unchanged, moved by the lines added or removed
+                    if j in careful:
+                        self._next_careful.add(idx)
+                elif j < n_prev:
                     p = prev_got[j]
                     if p is not None and p[3] is None and j not in careful:
                         pl = prev_lines[j]
@@ -728,20 +733,12 @@ class ExpositionParser:
         return self._series_fast(series)
 
     def _prev_index(self) -> dict[int, int]:
-        """hash(text before the value) → line of the previous scrape, for every sample line; only
-        candidates: ``_prev_series`` decides. Built once per parse, on the first line that is not
-        where it was; it holds integers, not texts (those are in the previous lines already)."""
-        index: dict[int, int] = {}
-        lines = self._prev_lines
-        for j, p in enumerate(self._prev_got):
-            if p is None:
-                continue
-            pl = lines[j]
-            e = pl.rfind(" ")
-            if p[3] is not None:
-                e = pl.rfind(" ", 0, e)
-            index[hash(pl[:e])] = j
-        return index
+        """hash(text before the last space) → line of the previous scrape. Only candidates:
+        ``_prev_series`` decides (metadata lines and a timestamped line's ``series value`` are keys
+        no series text finds; a moved timestamped series is parsed as new). Built once per parse,
+        on the first line that is not where it was, at C speed; it holds integers, not texts."""
+        heads = map(itemgetter(0), map(methodcaller("rpartition", " "), self._prev_lines))
+        return dict(zip(map(hash, heads), itertools.count()))
 
     def _prom_resolve(self, name: str, fams: dict[str, _Family]) -> _Family:
         fam = fams.get(name)
@@ -1046,7 +1043,11 @@ class ExpositionParser:
                 # The inlined fast path of ``_parse_prom``.
                 head, _, v = line.rpartition(" ")
                 j = idx + shift
-                if j < n_prev:
+                if shift and j < n_prev and line == prev_lines[j]:
+                    s = prev_got[j]                 # unchanged, moved by the lines added or removed
+                    if j in careful:
+                        self._next_careful.add(idx)
+                elif j < n_prev:
                     p = prev_got[j]
                     if p is not None and p[3] is None and j not in careful:
                         pl = prev_lines[j]
