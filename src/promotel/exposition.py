@@ -633,7 +633,7 @@ class ExpositionParser:
                             if x is not None:
                                 s = new(S, (p[0], p[1], x, None, None))
                 if s is None:
-                    s = self._miss(line, idx, careful_path, _prom_ts_ns)
+                    s = self._miss(line, idx, head, v, careful_path, _prom_ts_ns)
                     shift = self._shift
                 got[idx] = s
             name = s[0]
@@ -647,18 +647,21 @@ class ExpositionParser:
         self._keep(lines, got)
         return [f.freeze() for f in fams.values()]
 
-    def _miss(self, line: str, idx: int, careful: Callable[[str, int], Sample],
+    def _miss(self, line: str, idx: int, head: str, v: str, careful: Callable[[str, int], Sample],
               timestamp: Callable[[str], int | None]) -> Sample:
-        """A sample line the inline positional match did not take: its series moved (lines were added
-        or removed before it), is new, carries a timestamp, or needs the careful path (which also
-        raises the error for an invalid line)."""
-        head, _, v = line.rpartition(" ")
-        ent = self._known(head, idx, positional=False)     # the inline loop tried the position
-        if ent is not None:
-            x = self._values.get(v)
-            if x is None:
-                x = self._value(v)
-            if x is not None:
+        """A sample line (``head`` and ``v`` split at its last space) the inline positional match did
+        not take: its series moved (lines were added or removed before it, or the order changed),
+        is new, carries a timestamp, or needs the careful path (which also raises the error for an
+        invalid line)."""
+        x = self._values.get(v)
+        if x is None:
+            x = self._value(v)
+        if x is not None:
+            p = self._moved(head, idx) if self._prev_got else None
+            if p is not None:
+                return _NEW_TUPLE(Sample, (p[0], p[1], x, None, None))
+            ent = self._series_fast(head)
+            if ent is not None:
                 return _NEW_TUPLE(Sample, (ent[0], ent[1], x, None, None))
         s = self._timestamped_line(line, idx, timestamp)
         if s is None:
@@ -674,7 +677,7 @@ class ExpositionParser:
         series, _, v = head.rpartition(" ")
         if not series:
             return None
-        ent = self._known(series, idx, positional=True)
+        ent = self._known(series, idx)
         if ent is None:
             return None
         ts = timestamp(ts_text)
@@ -713,21 +716,25 @@ class ExpositionParser:
             e = pl.rfind(" ", 0, e)
         return p if e == len(series) and pl.startswith(series) else None
 
-    def _known(self, series: str, idx: int, positional: bool) -> tuple[str, Labels] | None:
+    def _moved(self, series: str, idx: int) -> Sample | None:
+        """The previous scrape's sample of ``series`` wherever it was; realigns the positional match
+        from line ``idx`` on."""
+        index = self._index
+        if index is None:
+            index = self._index = self._prev_index()
+        j = index.get(hash(series))
+        if j is None:
+            return None
+        p = self._prev_series(j, series)       # the hash finds a candidate; the text decides
+        if p is not None:
+            self._shift = j - idx
+        return p
+
+    def _known(self, series: str, idx: int) -> tuple[str, Labels] | None:
         """(name, Labels) of the series text of line ``idx``: from the previous scrape's line at the
-        same position, or wherever that series was (which realigns the positions from here on), or
-        parsed when it is new and in the fast shape."""
+        same position, or wherever that series was, or parsed when it is new and in the fast shape."""
         if self._prev_got:
-            p = self._prev_series(idx + self._shift, series) if positional else None
-            if p is None:
-                index = self._index
-                if index is None:
-                    index = self._index = self._prev_index()
-                j = index.get(hash(series))
-                if j is not None:
-                    p = self._prev_series(j, series)       # the hash finds a candidate; the text decides
-                    if p is not None:
-                        self._shift = j - idx
+            p = self._prev_series(idx + self._shift, series) or self._moved(series, idx)
             if p is not None:
                 return (p[0], p[1])
         return self._series_fast(series)
@@ -735,8 +742,9 @@ class ExpositionParser:
     def _prev_index(self) -> dict[int, int]:
         """hash(text before the last space) → line of the previous scrape. Only candidates:
         ``_prev_series`` decides (metadata lines and a timestamped line's ``series value`` are keys
-        no series text finds; a moved timestamped series is parsed as new). Built once per parse,
-        on the first line that is not where it was, at C speed; it holds integers, not texts."""
+        no series text finds; a moved timestamped series is parsed as new). Built at C speed, once
+        per parse, on the first line that is not where it was, and dropped with the parse; it holds
+        integers, not texts (a dict of the texts would add ~40 MB to the peak of such a parse)."""
         heads = map(itemgetter(0), map(methodcaller("rpartition", " "), self._prev_lines))
         return dict(zip(map(hash, heads), itertools.count()))
 
@@ -1058,7 +1066,7 @@ class ExpositionParser:
                             if x is not None:
                                 s = new(S, (p[0], p[1], x, None, None))
                 if s is None:
-                    s = self._miss(line, idx, self._om_sample_careful, _om_ts_ns)
+                    s = self._miss(line, idx, head, v, self._om_sample_careful, _om_ts_ns)
                     shift = self._shift
                 got[idx] = s
             if s[0] not in allowed:
