@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_parse.py", "bench_round.py", "bench_churn.py"]
+BENCHES = ["bench_parse.py", "bench_round.py", "bench_rss.py", "bench_churn.py"]
 
 
 def main(argv: list[str]) -> int:
