@@ -125,10 +125,10 @@ def bench(fmt: str, repeat: int, deployments: int) -> list[str]:
         f"| {fmt} | prometheus_client | {t_base * 1000:.0f} ms | {n / t_base:,.0f} | 1.0× |",
         f"| {fmt} | promotel, first scrape | {t_first * 1000:.0f} ms | {n / t_first:,.0f} | {t_base / t_first:.1f}× |",
         f"| {fmt} | promotel, steady state | {t_steady * 1000:.0f} ms | {n / t_steady:,.0f} | {t_base / t_steady:.1f}× |",
-        f"| {fmt} | promotel, steady state, ~1 % of series replaced | {t_churn * 1000:.0f} ms | {n / t_churn:,.0f} "
-        f"| {t_base / t_churn:.1f}× |",
-        *([f"| {fmt} | promotel, steady state, series in a new order every scrape | {t_shuffled * 1000:.0f} ms "
-           f"| {n / t_shuffled:,.0f} | {t_base / t_shuffled:.1f}× |"] if t_shuffled is not None else []),
+        (f"| {fmt} | promotel, steady state, ~1 % of series replaced | {t_churn * 1000:.0f} ms | {n / t_churn:,.0f} "
+         f"| {t_base / t_churn:.1f}× |"),
+        *([(f"| {fmt} | promotel, steady state, series in a new order every scrape | {t_shuffled * 1000:.0f} ms "
+            f"| {n / t_shuffled:,.0f} | {t_base / t_shuffled:.1f}× |")] if t_shuffled is not None else []),
         f"| {fmt} | result memory / text size | {held / 2**20:.1f} MiB / {len(first) / 2**20:.1f} MiB | | {mem_ratio:.2f} |",
     ]
     print(f"{fmt}: {n} samples, {len(first)} bytes; load average {load_before:.2f} before, "

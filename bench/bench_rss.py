@@ -31,7 +31,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_baseten import BasetenTarget
-
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
 
 OK_BODY = ms.ExportMetricsServiceResponse().SerializeToString()
@@ -47,7 +46,7 @@ class Server:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 body = outer.render().encode()  # type: ignore[operator]
                 outer.scrapes += 1
                 self.send_response(200)
@@ -56,7 +55,7 @@ class Server:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 data = self.rfile.read(int(self.headers["Content-Length"]))
                 req = ms.ExportMetricsServiceRequest.FromString(data)
                 outer.points += sum(len(getattr(m, m.WhichOneof("data")).data_points)

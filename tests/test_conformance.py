@@ -8,29 +8,17 @@ the parsed values of the valid cases are asserted in ``test_exposition.py``.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
+from support.families import comparable
 
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, parse_exposition
-from promotel.model import MetricFamily
 
 SUITE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openmetrics-parsers"
 CASES = sorted(p for p in SUITE.iterdir() if (p / "test.json").is_file())
 OM = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-def comparable(families: list[MetricFamily]) -> list[object]:
-    """Families with NaN spelled out, so equal results compare equal."""
-    def num(x: float) -> object:
-        return "NaN" if math.isnan(x) else x
-    return [(f.name, f.type, f.help, f.unit,
-             [(s.name, s.labels.pairs(), num(s.value), s.timestamp_ns,
-               None if s.exemplar is None else (s.exemplar.labels.pairs(), num(s.exemplar.value),
-                                                s.exemplar.timestamp_ns))
-              for s in f.samples]) for f in families]
 
 
 def test_the_suite_is_complete() -> None:

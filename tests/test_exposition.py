@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.families import comparable
 
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, detect_format, parse_exposition
@@ -19,16 +20,6 @@ from gen_baseten import BasetenTarget
 SUITE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openmetrics-parsers"
 OM = "application/openmetrics-text; version=1.0.0"
 PROM = "text/plain; version=0.0.4"
-
-
-def comparable(families: list[MetricFamily]) -> list[object]:
-    def num(x: float) -> object:
-        return "NaN" if math.isnan(x) else x
-    return [(f.name, f.type, f.help, f.unit,
-             [(s.name, s.labels.pairs(), num(s.value), s.timestamp_ns,
-               None if s.exemplar is None else (s.exemplar.labels.pairs(), num(s.exemplar.value),
-                                                s.exemplar.timestamp_ns))
-              for s in f.samples]) for f in families]
 
 
 def case(name: str) -> bytes:

@@ -8,30 +8,20 @@ and compare every result (or error) with a fresh parse.
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.families import comparable
 
 from promotel.errors import ExpositionError
-from promotel.exposition import ExpositionParser, parse_exposition
-from promotel.model import MetricFamily
+from promotel.exposition import ExpositionParser
 
 PROM = "text/plain; version=0.0.4"
 PROM1 = "text/plain; version=1.0.0; escaping=allow-utf-8"
 OM = "application/openmetrics-text; version=1.0.0"
-
-
-def comparable(families: list[MetricFamily]) -> list[object]:
-    def num(x: float) -> object:
-        return "NaN" if math.isnan(x) else x
-    return [(f.name, f.type, f.help, f.unit,
-             [(s.name, s.labels.pairs(), num(s.value), s.timestamp_ns,
-               None if s.exemplar is None else (s.exemplar.labels.pairs(), num(s.exemplar.value)))
-              for s in f.samples]) for f in families]
 
 
 def result(parser: ExpositionParser, text: str, ctype: str) -> object:
