@@ -97,6 +97,15 @@ def test_untrusted_line_stays_untrusted_when_it_moves(ctype: str) -> None:
         same_as_fresh(parser, body + eof, ctype)
 
 
+def test_errors_name_the_labels_in_the_order_of_the_line_at_hand() -> None:
+    """The OpenMetrics grouping check remembers label groups across scrapes; an error must still print the
+    labels as this scrape spells them (Labels equality ignores order)."""
+    parser = ExpositionParser()
+    same_as_fresh(parser, 'm{a="1",b="2"} 1 1\n# EOF\n', OM)
+    got = same_as_fresh(parser, 'm{b="2",a="1"} 1\nm{c="3"} 1\nm{b="2",a="1"} 1\n# EOF\n', OM)
+    assert isinstance(got, tuple) and "{'b': '2', 'a': '1'} are not consecutive" in got[1]
+
+
 def test_quoted_names_take_the_careful_path_then_the_positional_one() -> None:
     parser = ExpositionParser()
     first = '{"my.metric",a="b"} 1\n{"my.metric",a="c"} 2\n'

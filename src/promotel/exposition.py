@@ -390,7 +390,9 @@ class ExpositionParser:
         self._last_pairs: dict[str, tuple[str, str]] = {}
         self._strings: dict[str, str] = {}
         self._dialect: _Dialect | None = None
-        self._group_memo: dict[tuple[Labels, str], Labels] = {}
+        # Keyed by the labels' flat tuple, not the Labels: Labels equality ignores the order of the
+        # pairs, and the group's labels are printed in errors in the order of the line at hand.
+        self._group_memo: dict[tuple[tuple[str, ...], str], Labels] = {}
         self._values: dict[str, float] = {}     # value text → float, only strictly valid ones
         self._plans: dict[str, _Plan] = {}      # OpenMetrics family name → its checked structure
         self._le_memo: dict[str, float] = {}    # valid bucket bounds
@@ -412,6 +414,8 @@ class ExpositionParser:
         # growing heap many times over for no gain, so it is paused for the parse.
         if len(self._strings) >= self.max_cache_entries:
             self._strings = {}
+        if len(self._names) >= self.max_cache_entries:
+            self._names = {}
         gc_was_enabled = gc.isenabled()
         gc.disable()
         if not dialect.om and "\r" in text:
@@ -617,7 +621,7 @@ class ExpositionParser:
                 # Inlined fast path: the previous scrape's line at this position (past the lines added
                 # or removed before it) has the same series text; only the value is new.
                 head, _, v = line.rpartition(" ")
-                j = idx + shift
+                j = idx + shift         # never negative: shift = (a previous line) − (an earlier idx)
                 if shift and j < n_prev and line == prev_lines[j]:
                     s = prev_got[j]                 # unchanged, moved by the lines added or removed
                     if j in careful:
@@ -1050,7 +1054,7 @@ class ExpositionParser:
                     continue
                 # The inlined fast path of ``_parse_prom``.
                 head, _, v = line.rpartition(" ")
-                j = idx + shift
+                j = idx + shift         # never negative: shift = (a previous line) − (an earlier idx)
                 if shift and j < n_prev and line == prev_lines[j]:
                     s = prev_got[j]                 # unchanged, moved by the lines added or removed
                     if j in careful:
@@ -1410,7 +1414,7 @@ class ExpositionParser:
         return plan
 
     def _group(self, labels: Labels, drop: str) -> Labels:
-        key = (labels, drop)
+        key = (labels.flat, drop)
         g = self._group_memo.get(key)
         if g is None:
             g = labels.without(drop) if drop else labels
