@@ -657,11 +657,18 @@ class ExpositionParser:
         not take: its series moved (lines were added or removed before it, or the order changed),
         is new, carries a timestamp, or needs the careful path (which also raises the error for an
         invalid line)."""
+        prev = self._prev_got
+        j = idx + self._shift
+        if j < len(prev) and (p := prev[j]) is not None and p[3] is not None:
+            # The previous line here had a timestamp: most likely this one has one too.
+            s = self._timestamped_line(line, idx, timestamp)
+            if s is not None:
+                return s
         x = self._values.get(v)
         if x is None:
             x = self._value(v)
         if x is not None:
-            p = self._moved(head, idx) if self._prev_got else None
+            p = self._moved(head, idx) if prev else None
             if p is not None:
                 return _NEW_TUPLE(Sample, (p[0], p[1], x, None, None))
             ent = self._series_fast(head)
