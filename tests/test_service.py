@@ -239,3 +239,46 @@ self_telemetry: {{enabled: false}}
         assert SECRET.encode() not in f.read_bytes(), f.name
     assert SECRET not in status_text
     assert SECRET not in log_path.read_text()
+
+
+def test_reload_keeps_series_state_of_unchanged_sources(sink: OTLPSink, target: ExpositionServer,
+                                                         tmp_path: Path) -> None:
+    """SIGHUP with a source's settings unchanged keeps its series (same start time: no counter reset seen by
+    the backend); changing the source's settings starts it afresh (a new start time)."""
+    health_port = free_port()
+    cfg = tmp_path / "promotel.yaml"
+    cfg.write_text(config_text(target.url, sink.grpc_port, health_port))
+    cfg.chmod(0o600)
+    log_path = tmp_path / "out.log"
+
+    def start_times() -> list[int]:
+        return [p.start_time_unix_nano for _, m in sink.metrics() if m.name == "jobs_total"
+                for p in m.sum.data_points if p.start_time_unix_nano]
+
+    def reload_and_wait(n_reloads: int) -> int:
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while log_path.read_text().count("Config reloaded.") < n_reloads and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert log_path.read_text().count("Config reloaded.") == n_reloads
+        seen = len(start_times())
+        assert sink.wait_for(lambda s: len(start_times()) >= seen + 2, 20)    # scrapes after the reload
+        return seen
+
+    proc = start_bridge(cfg, log_path)
+    try:
+        assert sink.wait_for(lambda s: len(start_times()) >= 2, 20)
+        first = start_times()[0]
+        time.sleep(0.01)
+
+        seen = reload_and_wait(1)                                # same settings
+        assert set(start_times()[seen:]) == {first}
+        assert "1 of 1 sources keep their series state" in log_path.read_text()
+
+        cfg.write_text(config_text(target.url, sink.grpc_port, health_port).replace("interval: 1s", "interval: 1.1s"))
+        seen = reload_and_wait(2)                                # the source's interval changed
+        after = set(start_times()[seen:])
+        assert len(after) == 1 and after != {first}
+        assert "0 of 1 sources keep their series state" in log_path.read_text()
+    finally:
+        assert stop_bridge(proc) == 0

@@ -283,6 +283,21 @@ class Bridge:
         self.stats.config_loaded = True
         self._tasks: list[asyncio.Task[None]] = []
 
+    def adopt(self, previous: Bridge) -> None:
+        """Carry each source's series state over a reload when that source's settings are unchanged: its
+        parser (the previous scrape) and its series store (start times, last values, staleness), so a
+        SIGHUP does not restart every counter with a new start time. A source whose settings changed, or
+        that is new, starts afresh. ``previous`` must have stopped scraping (``run`` returned)."""
+        before = {r.name: r for r in previous.runners}
+        kept = 0
+        for runner in self.runners:
+            old = before.get(runner.name)
+            if old is not None and old.source == runner.source:
+                runner.parser, runner.store = old.parser, old.store
+                kept += 1
+        log.info("Reload: %d of %d sources keep their series state (unchanged settings).", kept, len(self.runners),
+                 extra={"fields": {"sources.kept": kept, "sources": len(self.runners)}})
+
     def submit(self, batch: TargetBatch) -> None:
         for p in self.pipelines:
             p.submit(batch)
@@ -480,6 +495,7 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
             await bridge.flush(GRACE_S)
             await bridge.aclose()
             reloaded = True
+            previous = bridge
             try:
                 # Building the bridge runs checks loading does not (exporter presets, mapping plugins, TLS
                 # files): a failure here is an invalid new config too, and the previous one comes back.
@@ -487,7 +503,9 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
             except PromotelError as exc:
                 log.error("Reloading the config failed; the previous config keeps running.\n%s", exc)
                 bridge = Bridge(config, shard=shard)
+                bridge.adopt(previous)
                 continue
+            bridge.adopt(previous)
             config = new_config
             log.info("Config reloaded.")
     finally:
