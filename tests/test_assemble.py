@@ -142,6 +142,18 @@ def test_summary_quantiles_sorted_nan_left_out_scaled() -> None:
     assert p.sum == 200.0 and p.count == 20.0
 
 
+def test_summary_negative_quantile_values_left_out_and_counted() -> None:
+    """OTLP: quantile values must not be negative (a summary of negative observations cannot be carried)."""
+    f = fam("t", "summary",
+            ("t", {"quantile": "0.1"}, -3), ("t", {"quantile": "0.5"}, -0.5), ("t", {"quantile": "0.9"}, 2),
+            ("t_sum", {}, -10), ("t_count", {}, 8))
+    a = assemble(f)
+    (p,) = only_points(a)
+    assert isinstance(p, SummaryPoint)
+    assert p.quantiles == ((0.9, 2.0),) and p.sum == -10.0 and p.count == 8.0
+    assert a.dropped == 2 and a.reasons == ("summary_negative_quantile_value",)
+
+
 def test_summary_without_count_dropped() -> None:
     f = fam("rt", "summary", ("rt", {"quantile": "0.5"}, 1), ("rt_sum", {}, 1))
     a = assemble(f)

@@ -13,7 +13,8 @@ Rules (see ``../shared/design/conversion.md``, "Types"):
 * counter → monotonic Sum; ``_created`` gives the start time. gauge/unknown → Gauge.
 * histogram → explicit-bucket Histogram; OTLP bounds are the ``le`` values without ``+Inf`` and
   OTLP bucket counts are per bucket, while Prometheus buckets are cumulative.
-* summary → Summary; NaN quantile values are legal in OpenMetrics but not in OTLP: left out.
+* summary → Summary; OTLP quantile values must not be negative: NaN ones (legal in OpenMetrics) are
+  left out, negative ones left out and counted.
 * info and stateset → non-monotonic Sum (1 per info series, 1/0 per state).
 * gaugehistogram → dropped (OTel spec), counted.
 * ``otel_scope_name``/``otel_scope_version`` labels select the instrumentation scope and leave the point.
@@ -544,8 +545,12 @@ def _summary(family: MetricFamily, out: _Collector, scale: float) -> None:
         if s.timestamp_ns is not None:
             entry[3] = s.timestamp_ns
         v = s.value
-        if not math.isnan(v):       # NaN quantile values stay out of OTLP
+        # OTLP: "quantile values must NOT be negative". NaN (legal in OpenMetrics: no observation yet)
+        # stays out quietly; a negative value is data OTLP cannot carry: left out and counted.
+        if v >= 0.0:
             entry[0].append((q, v * scale if scale != 1.0 else float(v)))  # type: ignore[attr-defined]
+        elif v < 0.0:
+            out.drop("summary_negative_quantile_value")
     for key, (quantiles, count, sum_, ts, created, bad) in series.items():
         if bad:
             out.drop("summary_bad_quantile")
