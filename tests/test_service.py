@@ -244,7 +244,8 @@ self_telemetry: {{enabled: false}}
 def test_reload_keeps_series_state_of_unchanged_sources(sink: OTLPSink, target: ExpositionServer,
                                                          tmp_path: Path) -> None:
     """SIGHUP with a source's settings unchanged keeps its series (same start time: no counter reset seen by
-    the backend); changing the source's settings starts it afresh (a new start time)."""
+    the backend); changing the source's settings starts it afresh (a new start time); what a reload cannot
+    apply (health listen address, self-telemetry) is logged."""
     health_port = free_port()
     cfg = tmp_path / "promotel.yaml"
     cfg.write_text(config_text(target.url, sink.grpc_port, health_port))
@@ -280,5 +281,14 @@ def test_reload_keeps_series_state_of_unchanged_sources(sink: OTLPSink, target: 
         after = set(start_times()[seen:])
         assert len(after) == 1 and after != {first}
         assert "0 of 1 sources keep their series state" in log_path.read_text()
+
+        # What a reload does not apply is said, and the health endpoints stay where they were.
+        moved = config_text(target.url, sink.grpc_port, free_port()).replace("interval: 1s", "interval: 1.1s")
+        cfg.write_text(moved.replace("self_telemetry: {enabled: false}", "self_telemetry: {enabled: true}"))
+        reload_and_wait(3)
+        text = log_path.read_text()
+        assert f"the health endpoints keep listening on 127.0.0.1:{health_port} until promotel restarts" in text
+        assert "changes 'self_telemetry'; it applies when promotel restarts" in text
+        assert wait_http(f"http://127.0.0.1:{health_port}/healthz").text.strip() == "ok"
     finally:
         assert stop_bridge(proc) == 0

@@ -506,6 +506,7 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
                 bridge.adopt(previous)
                 continue
             bridge.adopt(previous)
+            _warn_not_reloaded(config, new_config, health is not None)
             config = new_config
             log.info("Config reloaded.")
     finally:
@@ -513,6 +514,17 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
             health.stop()
         if telemetry is not None:
             telemetry.shutdown()
+
+
+def _warn_not_reloaded(old: Any, new: Any, health_running: bool) -> None:
+    """SIGHUP applies sources, exporters and resource attributes. The health server (once listening) and
+    self-telemetry are set up once per process: say so when the new config changes them."""
+    if health_running and new.health != old.health:
+        where = old.health.listen if old.health is not None else "?"
+        log.warning("The reloaded config changes 'health'; the health endpoints keep listening on %s until "
+                    "promotel restarts.", where)
+    if new.self_telemetry != old.self_telemetry:
+        log.warning("The reloaded config changes 'self_telemetry'; it applies when promotel restarts.")
 
 
 def cli_run(args: Any) -> int:
