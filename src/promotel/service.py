@@ -506,7 +506,7 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
                 bridge.adopt(previous)
                 continue
             bridge.adopt(previous)
-            _warn_not_reloaded(config, new_config, health is not None)
+            _warn_not_reloaded(config, new_config, f"{health.host}:{health.port}" if health is not None else None)
             config = new_config
             log.info("Config reloaded.")
     finally:
@@ -516,13 +516,12 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
             telemetry.shutdown()
 
 
-def _warn_not_reloaded(old: Any, new: Any, health_running: bool) -> None:
-    """SIGHUP applies sources, exporters and resource attributes. The health server (once listening) and
-    self-telemetry are set up once per process: say so when the new config changes them."""
-    if health_running and new.health != old.health:
-        where = old.health.listen if old.health is not None else "?"
+def _warn_not_reloaded(old: Any, new: Any, health_at: str | None) -> None:
+    """SIGHUP applies sources, exporters and resource attributes. The health server (once listening, at
+    ``health_at``) and self-telemetry are set up once per process: say so when the new config changes them."""
+    if health_at is not None and new.health != old.health:
         log.warning("The reloaded config changes 'health'; the health endpoints keep listening on %s until "
-                    "promotel restarts.", where)
+                    "promotel restarts.", health_at)
     if new.self_telemetry != old.self_telemetry:
         log.warning("The reloaded config changes 'self_telemetry'; it applies when promotel restarts.")
 
