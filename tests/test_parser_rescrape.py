@@ -136,7 +136,7 @@ def test_parser_keeps_no_per_series_text_between_scrapes() -> None:
     parser.parse(text, PROM)
     parser.parse(text.replace(" 1\n", " 2\n"), PROM)
     assert len(parser._prev_got) == 101 and parser._prev_text.startswith("# TYPE m gauge\nm{i=\"0\"} 2\n")
-    assert not parser._prev_lines and not parser._text
+    assert not parser._prev_lines
     assert not parser._bodies and not parser._prefixes and parser._index is None
 
 

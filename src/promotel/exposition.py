@@ -374,7 +374,6 @@ class ExpositionParser:
         # rounds on the Baseten bench, flat with the text), for ~20 ms a parse.
         self._prev_text = ""
         self._prev_lines: list[str] = []        # the previous text split, during a parse only
-        self._text = ""                          # this parse's text, the next one's ``_prev_text``
         self._prev_got: list[Sample | None] = []
         self._careful: set[int] = set()
         # Per parse, dropped when it ends: label bodies and series prefixes (shared by a series'
@@ -421,8 +420,6 @@ class ExpositionParser:
         if not dialect.om and "\r" in text:
             text = text.replace("\r\n", "\n")     # Prometheus text tolerates CRLF; OpenMetrics does not
         lines = text.split("\n")
-        self._text = text
-        del text
         # The previous text is needed as lines for this parse only; its block is let go meanwhile.
         if self._prev_got:
             self._prev_lines = self._prev_text.split("\n")
@@ -430,9 +427,10 @@ class ExpositionParser:
         self._shift = 0
         self._index = None
         try:
-            if dialect.om:
-                return self._parse_om(lines)
-            return self._parse_prom(lines, dialect.quoted_names)
+            families = self._parse_om(lines) if dialect.om else self._parse_prom(lines, dialect.quoted_names)
+            if self._prev_got:                   # kept (see _keep): this text is the next parse's previous one
+                self._prev_text = text
+            return families
         except BaseException:
             # The previous text is gone: the next scrape starts afresh.
             self._prev_got = []
@@ -442,7 +440,6 @@ class ExpositionParser:
             self._bodies = {}
             self._prefixes = {}
             self._prev_lines = []
-            self._text = ""
             self._next_careful = set()
             self._index = None
             if gc_was_enabled:
@@ -492,11 +489,9 @@ class ExpositionParser:
 
     def _keep(self, lines: list[str], got: list[Sample | None]) -> None:
         if len(lines) <= self.max_cache_entries:
-            self._prev_text = self._text
             self._prev_got = got
             self._careful = self._next_careful
         else:
-            self._prev_text = ""
             self._prev_got = []
             self._careful = set()
 
