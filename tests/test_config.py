@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from support.paths import REPO
 
 from promotel.config import (
     Config,
@@ -22,7 +23,6 @@ from promotel.config import (
 from promotel.errors import ConfigError
 from promotel.secrets import Secret, redact_all, reveal
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 MINIMAL = """
 sources:
@@ -112,8 +112,8 @@ def test_models_are_frozen(tmp_path: Path) -> None:
 
 
 def test_architecture_example_is_valid(tmp_path: Path) -> None:
-    """The config sketch of the design doc loads as written (its keys are a contract)."""
-    doc = (SHARED / "design" / "architecture.md").read_text()
+    """The config sketch of docs/architecture.md loads as written (its keys are a contract)."""
+    doc = (REPO / "docs" / "architecture.md").read_text()
     start = doc.index("```yaml", doc.index("## Configuration")) + len("```yaml")
     example = doc[start:doc.index("```", start)]
     env = {"BASETEN_API_KEY": "bk-123456", "DD_API_KEY": "dd-123456"}

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from support.families import comparable
+from support.paths import CONFORMANCE, conformance_cases
 
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, parse_exposition
 
-SUITE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openmetrics-parsers"
-CASES = sorted(p for p in SUITE.iterdir() if (p / "test.json").is_file())
+SUITE = CONFORMANCE
+CASES = conformance_cases()
 OM = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 

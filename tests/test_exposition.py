@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from support.families import comparable
 
+from support.paths import CONFORMANCE
+
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, detect_format, parse_exposition
 from promotel.model import Labels, MetricFamily, Sample
@@ -17,7 +19,7 @@ from promotel.model import Labels, MetricFamily, Sample
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from gen_baseten import BasetenTarget
 
-SUITE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openmetrics-parsers"
+SUITE = CONFORMANCE
 OM = "application/openmetrics-text; version=1.0.0"
 PROM = "text/plain; version=0.0.4"
 

@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.paths import CONFORMANCE, conformance_cases
 
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, _Family
 from promotel.model import MetricFamily
 
 OM = "application/openmetrics-text; version=1.0.0"
-SUITE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openmetrics-parsers"
-CASES = sorted(p for p in SUITE.iterdir() if (p / "test.json").is_file())
+SUITE = CONFORMANCE
+CASES = conformance_cases()
 
 
 class ReferenceParser(ExpositionParser):

@@ -17,13 +17,14 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
 
 from promotel.convert import SeriesStore
 from promotel.encode import encode_requests
+from support.paths import CONFORMANCE
+
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser
 from promotel.mappings import load_mapping
 from promotel.model import TargetBatch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CORPUS = sorted((SHARED / "conformance" / "openmetrics-parsers").glob("*/metrics"))
+CORPUS = sorted(CONFORMANCE.glob("*/metrics"))
 GOLDEN = sorted(Path(__file__).resolve().parent.joinpath("golden").rglob("*.prom"))
 SEEDS = [p.read_bytes() for p in CORPUS + GOLDEN]
 

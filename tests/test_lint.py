@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.paths import CONFORMANCE, conformance_cases
 
 from promotel.cli import main
 
 PROMOTEL = Path(sys.executable).parent / "promotel"
-SUITE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openmetrics-parsers"
+SUITE = CONFORMANCE
 
 
 @pytest.fixture()
@@ -74,8 +75,8 @@ def test_subprocess_with_stdin(files: dict[str, Path]) -> None:
 
 
 def test_subprocess_on_the_conformance_suite() -> None:
-    good = [str(p / "metrics") for p in sorted(SUITE.iterdir()) if '"shouldParse": true' in (p / "test.json").read_text()]
-    bad = [str(p / "metrics") for p in sorted(SUITE.iterdir()) if '"shouldParse": false' in (p / "test.json").read_text()]
+    good = [str(p / "metrics") for p in conformance_cases() if '"shouldParse": true' in (p / "test.json").read_text()]
+    bad = [str(p / "metrics") for p in conformance_cases() if '"shouldParse": false' in (p / "test.json").read_text()]
     ct = ["--content-type", "application/openmetrics-text; version=1.0.0"]
     ok = subprocess.run([str(PROMOTEL), "lint", *ct, *good], capture_output=True, timeout=60, check=False)
     assert (ok.returncode, ok.stdout) == (0, b"")

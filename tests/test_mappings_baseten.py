@@ -1,4 +1,4 @@
-"""The Baseten mapping, family by family, as ../shared/design/mappings.md fixes it."""
+"""The Baseten mapping, family by family, as docs/mappings.md fixes it."""
 
 from __future__ import annotations
 

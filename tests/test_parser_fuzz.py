@@ -9,6 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support.paths import CONFORMANCE
+
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, parse_exposition
 from promotel.model import MetricFamily
@@ -16,7 +18,7 @@ from promotel.model import MetricFamily
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from gen_baseten import generate
 
-SUITE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "openmetrics-parsers"
+SUITE = CONFORMANCE
 CORPUS = [p.read_bytes() for p in sorted(SUITE.glob("*/metrics"))]
 CORPUS.append(generate(seed=9, fmt="prometheus", deployments=2).encode())
 CORPUS.append(generate(seed=9, fmt="openmetrics", deployments=2).encode())

@@ -8,7 +8,7 @@ per series it checks the common shape of a histogram with C-level loops (``map``
 and leaves anything unusual to the general code, which decides exactly as before. Allocations also
 matter for the cyclic GC: every 700 net new container objects trigger a collection.
 
-Rules (see ``../shared/design/conversion.md``, "Types"):
+Rules (see ``docs/conversion.md``, "Types"):
 
 * counter → monotonic Sum; ``_created`` gives the start time. gauge/unknown → Gauge.
 * histogram → explicit-bucket Histogram; OTLP bounds are the ``le`` values without ``+Inf`` and

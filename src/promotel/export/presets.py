@@ -1,7 +1,7 @@
 """Backend presets: one ``preset:`` line becomes the endpoint, auth headers, temporality and limits.
 
 Every fact here comes from the vendors' public documentation, summarised with sources in
-``shared/design/backends.md``. Whatever the user sets explicitly wins over a preset's default,
+``docs/backends.md``. Whatever the user sets explicitly wins over a preset's default,
 except where the backend is documented to refuse the result (Grafana Cloud and delta, Datadog and
 cumulative or gRPC): those are configuration errors, reported before anything is sent.
 

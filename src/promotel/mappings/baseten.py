@@ -1,6 +1,6 @@
 """The ``baseten`` mapping: Baseten's organization metrics export (``https://app.baseten.co/metrics``).
 
-Every row is the table of ``../shared/design/mappings.md`` ("Baseten"); the family descriptions are
+Every row is the table of ``docs/mappings.md`` ("Baseten"); the family descriptions are
 Baseten's own (metrics support matrix). Request metrics keep vendor names on purpose: semconv's
 ``http.server.request.duration`` requires ``http.request.method`` and ``url.scheme``, which Baseten
 does not report, and ``gen_ai.server.*`` requires ``gen_ai.operation.name``.

@@ -4,7 +4,7 @@ SambaNova documents each family's granularity ("per model, QoS, user") but not t
 keys, so every concept accepts a short list of aliases: the first key present with a non-empty value
 wins and the other aliases of that concept are ignored. The simulator uses the first alias of each.
 End-user ids are personal data: the source's ``users`` policy keeps, pseudonymizes or drops them.
-Rows follow ``../shared/design/mappings.md`` ("SambaNova inference router").
+Rows follow ``docs/mappings.md`` ("SambaNova inference router").
 """
 
 from __future__ import annotations
