@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from promotel.convert import SeriesStore
+from promotel.series.store import SeriesStore
 from promotel.model import HistogramPoint, Kind, Metric, NumberPoint, TargetBatch
 
 COUNTER_NAMES = [f"inference.server.metric{i}.count" for i in range(18)]
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     stores = [SeriesStore(f"t{t}", max_series=per_target * 2) for t in range(args.targets)]
     delta: Any = None
     if args.delta:
-        from promotel.temporality import DeltaState
+        from promotel.export.delta import DeltaState
 
         delta = DeltaState("bench", None)
     first = [0] * args.targets          # each target's lowest live series id

@@ -30,9 +30,9 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_baseten import generate
 
-from promotel.assemble import passthrough_metrics
-from promotel.convert import SeriesStore
-from promotel.encode import encode_requests
+from promotel.mappings.assemble import passthrough_metrics
+from promotel.series.store import SeriesStore
+from promotel.export.encode import encode_requests
 from promotel.exposition import ExpositionParser
 from promotel.mappings import load_mapping
 from promotel.model import Attributes, Metric, MetricFamily, TargetBatch

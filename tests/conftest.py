@@ -7,4 +7,4 @@ import pytest
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true", default=False,
-                     help="rewrite tests/golden/**/*.expected.json from the current output instead of comparing")
+                     help="rewrite tests/testdata/golden/**/*.expected.json from the current output instead of comparing")

@@ -6,8 +6,11 @@ The public Python API is deliberately small (pinned by ``tests/test_api.py``)::
     families = parse_exposition(data, content_type=None)
 """
 
+from promotel import _moved
 from promotel.errors import ExpositionError, PromotelError
 from promotel.exposition import parse_exposition
+
+_moved.install()
 
 __version__ = "0.1.0"
 

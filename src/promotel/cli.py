@@ -14,12 +14,12 @@ from collections.abc import Sequence
 # command → "module:function"; each function takes the parsed argparse.Namespace and returns an exit code.
 _COMMANDS = {
     "run": "promotel.service:cli_run",
-    "check": "promotel.check:cli_check",
-    "lint": "promotel.lint:cli_lint",
-    "map": "promotel.maptool:cli_map",
-    "mappings": "promotel.maptool:cli_mappings",
+    "check": "promotel.commands.check:cli_check",
+    "lint": "promotel.commands.lint:cli_lint",
+    "map": "promotel.commands.map:cli_map",
+    "mappings": "promotel.commands.map:cli_mappings",
     "simulate": "promotel.simulate:cli_simulate",
-    "demo": "promotel.demo:cli_demo",
+    "demo": "promotel.commands.demo:cli_demo",
 }
 
 
@@ -55,8 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="exposition file, or - for stdin")
 
     p = sub.add_parser("map", help="map expositions offline and print what a backend would receive")
-    p.add_argument("--mapping", required=True, help="mapping plugin name (see 'promotel mappings')")
-    p.add_argument("--temporality", choices=("cumulative", "delta"), default="cumulative")
+    p.add_argument("--mapping", help="mapping plugin name (see 'promotel mappings'); not needed with -c")
+    p.add_argument("-c", "--config", help="YAML config file: map as the configured source --source would")
+    p.add_argument("--source", metavar="NAME",
+                   help="with -c: the source whose mapping, overrides, users policy and resource apply "
+                        "(default: the only source)")
+    p.add_argument("--exporter", metavar="NAME",
+                   help="with -c: prepare as this exporter would (temporality, summaries, limits)")
+    p.add_argument("--allow-insecure-config-permissions", action="store_true",
+                   help="only warn (instead of refusing) when a config file holding secrets is world-readable")
+    p.add_argument("--temporality", choices=("cumulative", "delta"), default="cumulative",
+                   help="without --exporter: cumulative (default) or delta, as an OTLP exporter would send")
     p.add_argument("--format", choices=("otlp-json", "table"), default="otlp-json")
     p.add_argument("--content-type", dest="content_type", help="as for lint")
     p.add_argument("files", nargs="+", metavar="FILE",

@@ -47,8 +47,8 @@ class TextFormatter(logging.Formatter):
 def setup_logging(fmt: str = "text", level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    # Masks every registered secret (promotel.secrets) in messages, fields and exception text.
-    from promotel.secrets import SecretRedactingFilter
+    # Masks every registered secret (promotel.config.secrets) in messages, fields and exception text.
+    from promotel.config.secrets import SecretRedactingFilter
 
     handler.addFilter(SecretRedactingFilter())
     root = logging.getLogger("promotel")

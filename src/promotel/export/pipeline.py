@@ -2,7 +2,7 @@
 
 State (all of it, per exporter): the bounded in-memory queue of ``TargetBatch``es, the on-disk
 spool (``promotel.export.spool``), the delta state when the exporter wants delta
-(``promotel.temporality``), and the counters shown by ``status()``.
+(``promotel.export.delta``), and the counters shown by ``status()``.
 
 Flow per batch, in the exporter's own asyncio task, so a slow backend delays only itself::
 
@@ -30,16 +30,19 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
 
 from promotel.errors import ExportError, PromotelError, StateError
+from promotel.export.prepare import (
+    BatchPreparer,
+    DeltaConverter,
+    Encoder,
+    SummaryPolicy,
+    count_points,
+)
 from promotel.export.presets import ResolvedExporter
 from promotel.export.sender import Sender, make_sender
 from promotel.export.spool import Spool, spool_path
 from promotel.model import TargetBatch, Temporality
-
-if TYPE_CHECKING:
-    from promotel.encode import EncodeResult
 
 log = logging.getLogger("promotel.export")
 
@@ -48,35 +51,6 @@ DEFAULT_INITIAL_INTERVAL = 5.0
 DEFAULT_MAX_INTERVAL = 30.0
 DEFAULT_MAX_ELAPSED = 300.0
 DEFAULT_SPOOL_BYTES = 256 * 1024 * 1024
-
-Encoder = Callable[[TargetBatch, int, "int | None"], "EncodeResult"]
-SummaryPolicy = Callable[[TargetBatch, str], TargetBatch]
-
-
-class DeltaConverter(Protocol):
-    """The per-exporter cumulative→delta state (``promotel.temporality.DeltaState``)."""
-
-    def to_delta(self, batch: TargetBatch) -> TargetBatch: ...
-
-    def commit(self) -> None: ...
-
-
-def count_points(request: bytes) -> int:
-    """Data points in a serialized ``ExportMetricsServiceRequest`` (used when an encoder splits a batch)."""
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-        ExportMetricsServiceRequest,
-    )
-
-    msg = ExportMetricsServiceRequest.FromString(request)
-    total = 0
-    for rm in msg.resource_metrics:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                kind = m.WhichOneof("data")
-                if kind is not None:
-                    total += len(getattr(m, kind).data_points)
-    return total
-
 
 def _make_dir(path: str) -> None:
     try:
@@ -102,8 +76,6 @@ class ExporterPipeline:
         self.resolved = resolved
         self.name = resolved.name
         self.sender: Sender = sender if sender is not None else make_sender(resolved)
-        self._encode = encode
-        self._summaries = summaries
         self._clock = clock
         self._sleep = sleep
         self._rng = rng
@@ -118,13 +90,14 @@ class ExporterPipeline:
         if state_dir and getattr(spool_cfg, "enabled", True):
             self.spool = Spool(spool_path(state_dir, self.name),
                                int(getattr(spool_cfg, "max_bytes", DEFAULT_SPOOL_BYTES)), exporter=self.name)
-        self._delta = to_delta
-        if self._delta is None and resolved.temporality is Temporality.DELTA:
-            from promotel.temporality import DeltaState
+        if to_delta is None and resolved.temporality is Temporality.DELTA:
+            from promotel.export.delta import DeltaState
 
             if state_dir:
                 _make_dir(state_dir)       # DeltaState takes a missing directory for a file name
-            self._delta = DeltaState(self.name, state_dir)
+            to_delta = DeltaState(self.name, state_dir)
+        self._delta = to_delta
+        self.preparer = BatchPreparer(resolved, delta=to_delta, encode=encode, summaries=summaries)
         # counters (status() and self-telemetry read them)
         self.sent_requests = 0
         self.sent_points = 0
@@ -322,28 +295,10 @@ class ExporterPipeline:
 
     # ── bookkeeping ──────────────────────────────────────────────────────────────────────────
     def _prepare(self, batch: TargetBatch) -> list[tuple[bytes, int]]:
-        """Summaries policy, delta, encoding: the batch as requests with their point counts."""
-        if self.resolved.summaries != "keep":
-            policy = self._summaries
-            if policy is None:
-                from promotel.temporality import summaries_for_delta
-
-                policy = summaries_for_delta
-            batch = policy(batch, self.resolved.summaries)
-        if self._delta is not None:
-            batch = self._delta.to_delta(batch)
-        encode = self._encode
-        if encode is None:
-            from promotel.encode import encode_requests
-
-            encode = encode_requests
-        result = encode(batch, self.resolved.max_request_bytes, self.resolved.max_attributes)
-        self.dropped_attributes += result.dropped_attributes
-        requests = result.requests
-        if len(requests) == 1:
-            return [(requests[0], result.points)]
-        # The encoder reports points per batch; a split batch is counted per request from the bytes.
-        return [(r, count_points(r)) for r in requests]
+        """Summaries policy, delta, encoding (``BatchPreparer``): the batch as requests with their point counts."""
+        prepared = self.preparer.prepare(batch)
+        self.dropped_attributes += prepared.dropped_attributes
+        return list(prepared.requests)
 
     def _spool_batch(self, batch: TargetBatch) -> None:
         assert self.spool is not None
@@ -389,8 +344,7 @@ class ExporterPipeline:
                  len(self.spool) if self.spool is not None else 0, extra={"fields": {"exporter": self.name}})
 
     def _commit(self) -> None:
-        if self._delta is not None:
-            self._delta.commit()
+        self.preparer.commit()
 
     def _count_failure(self, exc: ExportError) -> None:
         self.failed_requests[exc.kind] = self.failed_requests.get(exc.kind, 0) + 1
@@ -500,4 +454,4 @@ class ExporterPipeline:
             close()
 
 
-__all__ = ["DeltaConverter", "ExporterPipeline", "count_points"]
+__all__ = ["DeltaConverter", "Encoder", "ExporterPipeline", "SummaryPolicy", "count_points"]

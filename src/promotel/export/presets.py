@@ -18,10 +18,10 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from promotel.config.secrets import register_secret, reveal
 from promotel.errors import ConfigError
 from promotel.httpcommon import safe_url
 from promotel.model import Temporality
-from promotel.secrets import register_secret, reveal
 
 log = logging.getLogger("promotel.export")
 

@@ -42,14 +42,22 @@ class FamilyOverrideLike(Protocol):
 
 
 class SourceLike(Protocol):
-    """The fields of a source's config that a mapping reads (``promotel.config.SourceConfig`` has them)."""
+    """The fields of a source's config that a mapping reads (``promotel.config.SourceConfig`` has them).
 
-    name: str
-    overrides: Mapping[str, Any]
-    users: Literal["keep", "pseudonymize", "drop"]
-    pseudonymize_key: str | None
-    unmapped: Literal["keep", "drop"]
-    service_name: str | None
+    Read-only members, so that a frozen config model and any object with these attributes both fit."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def overrides(self) -> Mapping[str, Any]: ...
+    @property
+    def users(self) -> Literal["keep", "pseudonymize", "drop"]: ...
+    @property
+    def pseudonymize_key(self) -> str | None: ...
+    @property
+    def unmapped(self) -> Literal["keep", "drop"]: ...
+    @property
+    def service_name(self) -> str | None: ...
 
 
 class MapResult(NamedTuple):

@@ -31,9 +31,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
-from promotel.assemble import CachedAttributes
+from promotel.config.secrets import reveal
 from promotel.errors import MappingError
 from promotel.mappings import MapResult, RowDescription
+from promotel.mappings.assemble import CachedAttributes
 from promotel.model import (
     Attributes,
     AttrValue,
@@ -43,7 +44,6 @@ from promotel.model import (
     MetricFamily,
     Point,
 )
-from promotel.secrets import reveal
 
 log = logging.getLogger("promotel.mappings")
 
@@ -366,7 +366,7 @@ class TableMapper:
     def _passthrough_row(self, family: MetricFamily, ov: Override) -> _Bound:
         bound = self._passthrough_rows.get(family.name)
         if bound is None:
-            from promotel.assemble import default_attributes
+            from promotel.mappings.assemble import default_attributes
 
             # An override of an unlisted family keeps the passthrough's attributes (labels as strings).
             def attributes(labels: Labels) -> Attributes:
@@ -380,7 +380,7 @@ class TableMapper:
         return bound
 
     def map(self, families: Sequence[MetricFamily]) -> MapResult:
-        from promotel.assemble import (
+        from promotel.mappings.assemble import (
             assemble,
             attach_created,
             passthrough_metrics,

@@ -1,0 +1,138 @@
+"""``promotel check``: validate the config, then probe every source and exporter, one line each.
+
+Exit status: 0 when the config is valid and every probe succeeded; 1 otherwise (2 is argparse's
+usage error). With ``--offline`` only the config is validated. Everything printed passes through
+the secret redactor: a key from the config never reaches the terminal.
+
+Probes run concurrently; each source is scraped once (for Baseten this uses one of the
+organization's 6 requests per minute) and run through its pipeline (parse, map, convert); each exporter
+gets one empty OTLP request
+(``promotel.export.probe``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from typing import Any, NamedTuple, TextIO
+
+from promotel.config import (
+    Config,
+    SourceConfig,
+    check_file_permissions,
+    config_from_env,
+    load_config,
+)
+from promotel.config.secrets import redact_all
+from promotel.errors import ConfigError, ExpositionError, MappingError, ScrapeError
+from promotel.pipeline import TargetPipeline
+
+__all__ = ["CheckLine", "cli_check", "probe_source", "run_check"]
+
+
+class CheckLine(NamedTuple):
+    what: str          # "source" | "exporter"
+    name: str
+    ok: bool | None    # None: not probed (not a failure)
+    message: str
+
+    def render(self) -> str:
+        if self.ok is None:
+            return f"{self.what} {self.name}: {self.message}"
+        state = "OK" if self.ok else "FAILED —"
+        return f"{self.what} {self.name}: {state} {self.message}" if self.message else f"{self.what} {self.name}: OK"
+
+
+async def probe_source(source: SourceConfig, config: Config | None = None) -> CheckLine:
+    """Scrape once and run the scrape through the source's pipeline (parse, map, convert), as ``run`` would:
+    ``OK (N samples, T s)`` or ``FAILED — <diagnosis>``."""
+    from promotel.scrape import Scraper
+
+    try:
+        scraper = Scraper(source)
+        pipeline = TargetPipeline.for_source(source, config)
+    except (ScrapeError, MappingError) as exc:
+        return CheckLine("source", source.name, False, str(exc))
+    try:
+        result = await scraper.scrape()
+    except ScrapeError as exc:
+        return CheckLine("source", source.name, False, str(exc))
+    finally:
+        await scraper.aclose()
+    try:
+        processed = await asyncio.to_thread(pipeline.process, result.body, result.content_type, time.time_ns())
+    except ExpositionError as exc:
+        ctype = result.content_type or "no Content-Type"
+        return CheckLine("source", source.name, False,
+                         f"{result.url} did not return valid Prometheus/OpenMetrics text ({ctype}): {exc}")
+    return CheckLine("source", source.name, True, f"({processed.samples} samples, {result.duration_s:.2f} s)")
+
+
+async def _probe_exporter(exporter: Any) -> CheckLine:
+    try:
+        from promotel.export.probe import probe_exporter
+    except ImportError:
+        return CheckLine("exporter", exporter.name, None, "not probed (probe unavailable)")
+    # probe_exporter runs its own event loop when called outside one: give it a thread.
+    result = await asyncio.to_thread(probe_exporter, exporter)
+    return CheckLine("exporter", exporter.name, bool(result.ok), "" if result.ok and result.message == "accepted"
+                     else str(result.message))
+
+
+def _preset_problems(cfg: Config) -> list[tuple[str, str]]:
+    try:
+        from promotel.export.presets import preset_problems
+    except ImportError:
+        return []
+    problems: list[tuple[str, str]] = []
+    for i, exporter in enumerate(cfg.exporters):
+        problems += preset_problems(exporter, i)
+    return problems
+
+
+async def _probe_all(cfg: Config) -> list[CheckLine]:
+    jobs = [probe_source(s, cfg) for s in cfg.sources] + [_probe_exporter(e) for e in cfg.exporters]
+    return list(await asyncio.gather(*jobs))
+
+
+def run_check(config_path: str | None, *, offline: bool = False, allow_insecure: bool = False,
+              env: dict[str, str] | None = None, out: TextIO | None = None) -> int:
+    """The ``check`` command without argparse: returns the exit code, prints to ``out`` (stdout)."""
+    environ = dict(os.environ) if env is None else env
+    stream = sys.stdout if out is None else out
+
+    def say(line: str) -> None:
+        print(redact_all(line), file=stream, flush=True)
+
+    try:
+        if config_path:
+            check_file_permissions(config_path, allow_insecure)
+            cfg = load_config(config_path, env=environ)
+        else:
+            cfg = config_from_env(environ)
+        problems = _preset_problems(cfg)
+        if problems:
+            raise ConfigError(problems, source=config_path or "environment")
+    except ConfigError as exc:
+        where = exc.source or config_path or "environment"
+        say(f"config {where}: INVALID ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''})")
+        for path, message in exc.problems:
+            say(f"{path}: {message}" if path else message)
+        return 1
+    where = config_path or "environment (OTEL_EXPORTER_OTLP_*)"
+    say(f"config {where}: OK ({len(cfg.sources)} source{'s' if len(cfg.sources) != 1 else ''}, "
+        f"{len(cfg.exporters)} exporter{'s' if len(cfg.exporters) != 1 else ''})")
+    if offline:
+        return 0
+    lines = asyncio.run(_probe_all(cfg))
+    for line in lines:
+        say(line.render())
+    return 0 if all(line.ok is not False for line in lines) else 1
+
+
+def cli_check(args: argparse.Namespace) -> int:
+    return run_check(args.config, offline=bool(args.offline),
+                     allow_insecure=bool(args.allow_insecure_config_permissions))

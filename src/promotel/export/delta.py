@@ -1,0 +1,351 @@
+"""Cumulative → delta temporality, per exporter, with the previous values persisted (issue #5).
+
+State kept here, one ``DeltaState`` per delta exporter: per (target, series identity) the previous
+cumulative point — start time, time, value (or count and sum, bounds and bucket counts) and the round it
+was last seen — plus per target the time of its previous export and a round counter. It lives in
+memory and, when a path is given, in SQLite (WAL mode): ``commit()`` writes what changed since the last
+commit in one transaction, after the exporter delivered (or spooled) the round. A bridge killed and
+restarted reloads it and continues exactly: no lost interval, no double count.
+
+Rules (conversion.md, "Cumulative → delta"):
+
+* Monotonic Sums and Histograms become DELTA; gauges, non-monotonic sums and summaries pass untouched.
+* Delta = current − previous; the delta point starts at the previous point's time (contiguous).
+* A first sighting is the baseline and emits nothing, unless its ``_created`` start time is after the target's
+  previous export (it started counting since then): then the whole value is the delta. A target whose
+  previous export was only staleness markers (a failed scrape) has no previous export in this sense.
+* Reset — value, count, sum or a bucket went down, the bounds changed, or the start time changed —
+  the new cumulative value is the delta. After a restart of the bridge the converter's first-seen start
+  times are new, so for series reloaded from disk only ``_created`` start times are compared.
+* Never a negative delta. A staleness marker passes through; the series' previous value is kept (until
+  expiry), so a series that returns after a gap or a failed scrape continues from it (lower → reset).
+* Series not seen for ``expire_after_rounds`` rounds of their target are deleted (bounded state).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import sqlite3
+import struct
+from typing import NamedTuple
+
+from promotel.errors import ConfigError, StateError
+from promotel.model import (
+    Attributes,
+    HistogramPoint,
+    Kind,
+    Metric,
+    NumberPoint,
+    Point,
+    SummaryPoint,
+    TargetBatch,
+    Temporality,
+)
+
+log = logging.getLogger("promotel.export.delta")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS delta_series (
+    exporter TEXT NOT NULL, target TEXT NOT NULL, series TEXT NOT NULL,
+    start_ns INTEGER NOT NULL, time_ns INTEGER NOT NULL, value REAL NOT NULL, sum REAL,
+    bounds BLOB, counts BLOB, round INTEGER NOT NULL,
+    PRIMARY KEY (exporter, target, series)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS delta_targets (
+    exporter TEXT NOT NULL, target TEXT NOT NULL, last_export_ns INTEGER, round INTEGER NOT NULL,
+    PRIMARY KEY (exporter, target)) WITHOUT ROWID;
+"""
+
+SeriesKey = tuple[str, Kind, str, str, Attributes]     # (metric name, kind, scope name, scope version, attributes)
+
+
+class _Prev(NamedTuple):
+    start_ns: int
+    time_ns: int
+    value: float                      # Sum value or Histogram count
+    sum: float | None                 # Histogram sum
+    bounds: tuple[float, ...]
+    counts: tuple[float, ...]
+    round: int
+    restored: bool                    # loaded from disk and not compared since
+
+
+class _Target:
+    __slots__ = ("last_export_ns", "round", "series")
+
+    def __init__(self, last_export_ns: int | None = None, round_: int = 0) -> None:
+        self.series: dict[SeriesKey, _Prev] = {}
+        self.last_export_ns = last_export_ns
+        self.round = round_
+
+
+def _pack(values: tuple[float, ...]) -> bytes:
+    return struct.pack(f"<{len(values)}d", *values)
+
+
+def _unpack(blob: bytes | None) -> tuple[float, ...]:
+    if not blob:
+        return ()
+    return struct.unpack(f"<{len(blob) // 8}d", blob)
+
+
+def _series_text(key: SeriesKey) -> str:
+    name, kind, scope_name, scope_version, attrs = key
+    return repr((name, kind.value, scope_name, scope_version, attrs))
+
+
+def state_file(state_path: str, exporter: str) -> str:
+    """A directory gets ``<dir>/delta-<exporter>.db``; anything else is taken as the file itself."""
+    if os.path.isdir(state_path):
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", exporter) or "exporter"
+        return os.path.join(state_path, f"delta-{safe}.db")
+    return state_path
+
+
+class DeltaState:
+    """The cumulative→delta state of one exporter (see the module docstring). ``state_path`` None →
+    memory only; a directory → ``delta-<exporter>.db`` inside it; else the SQLite file itself."""
+
+    def __init__(self, exporter: str, state_path: str | None, *, expire_after_rounds: int = 10) -> None:
+        self.exporter = exporter
+        self.expire_after_rounds = max(1, expire_after_rounds)
+        self._targets: dict[str, _Target] = {}
+        self._dirty: dict[tuple[str, SeriesKey], _Prev | None] = {}     # None: delete the row
+        self._dirty_targets: set[str] = set()
+        self._db: sqlite3.Connection | None = None
+        self.path = state_file(state_path, exporter) if state_path else None
+        if self.path is not None:
+            self._open(self.path)
+
+    # ── persistence ──────────────────────────────────────────────────────────────────────────
+    def _open(self, path: str) -> None:
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            for target, last, rnd in db.execute(
+                    "SELECT target, last_export_ns, round FROM delta_targets WHERE exporter = ?", (self.exporter,)):
+                self._targets[target] = _Target(last, rnd)
+            rows = db.execute("SELECT target, series, start_ns, time_ns, value, sum, bounds, counts, round "
+                              "FROM delta_series WHERE exporter = ?", (self.exporter,)).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"The delta state database {path} of exporter {self.exporter} cannot be used "
+                             f"({exc}). Check that the state directory is writable; if the file is corrupt, "
+                             f"move it away (the next round becomes a new baseline).") from exc
+        from ast import literal_eval
+
+        for target, text, start, time_ns, value, sum_, bounds, counts, rnd in rows:
+            try:
+                name, kind_value, scope_name, scope_version, attrs = literal_eval(text)
+                key: SeriesKey = (name, Kind(kind_value), scope_name, scope_version, attrs)
+            except (ValueError, SyntaxError, TypeError):
+                continue                 # unreadable row: that series becomes a new baseline
+            t = self._targets.get(target)
+            if t is None:
+                t = self._targets[target] = _Target()
+            t.series[key] = _Prev(start, time_ns, value, sum_, _unpack(bounds), _unpack(counts), rnd, True)
+        self._db = db
+
+    def commit(self) -> None:
+        """Persist everything changed since the last commit, in one transaction."""
+        db = self._db
+        if db is None or (not self._dirty and not self._dirty_targets):
+            self._dirty.clear()
+            self._dirty_targets.clear()
+            return
+        exp = self.exporter
+        upserts = []
+        deletes = []
+        for (target, key), prev in self._dirty.items():
+            text = _series_text(key)
+            if prev is None:
+                deletes.append((exp, target, text))
+            else:
+                upserts.append((exp, target, text, prev.start_ns, prev.time_ns, prev.value, prev.sum,
+                                _pack(prev.bounds) if prev.bounds else None,
+                                _pack(prev.counts) if prev.counts else None, prev.round))
+        targets = []
+        for name in self._dirty_targets:
+            t = self._targets.get(name)
+            if t is not None:
+                targets.append((exp, name, t.last_export_ns, t.round))
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM delta_series WHERE exporter = ? AND target = ? AND series = ?", deletes)
+                db.executemany("INSERT OR REPLACE INTO delta_series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", upserts)
+                db.executemany("INSERT OR REPLACE INTO delta_targets VALUES (?, ?, ?, ?)", targets)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StateError(f"Could not save the delta state of exporter {self.exporter} to {self.path} ({exc}). "
+                             f"Check free disk space and permissions of the state directory.") from exc
+        self._dirty.clear()
+        self._dirty_targets.clear()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # ── conversion ───────────────────────────────────────────────────────────────────────────
+    def to_delta(self, batch: TargetBatch) -> TargetBatch:
+        """Monotonic Sums and Histograms of one target's batch as DELTA (see the module docstring)."""
+        tname = batch.target
+        target = self._targets.get(tname)
+        if target is None:
+            target = self._targets[tname] = _Target()
+        target.round += 1
+        rnd = target.round
+        last_export = target.last_export_ns
+        series = target.series
+        dirty = self._dirty
+        out: list[Metric] = []
+        live = 0            # non-stale points seen
+        for metric in batch.metrics:
+            kind = metric.kind
+            if not ((kind is Kind.SUM and metric.monotonic) or kind is Kind.HISTOGRAM) \
+                    or metric.temporality is Temporality.DELTA:
+                out.append(metric)
+                continue
+            points: list[Point] = []
+            prefix = (metric.name, kind, metric.scope_name, metric.scope_version)
+            for p in metric.points:
+                key: SeriesKey = (*prefix, p.attributes)
+                prev = series.get(key)
+                if p.no_recorded_value:
+                    if prev is not None and not prev.restored:
+                        # Keep the previous value (until expiry): a series that returns continues from it,
+                        # as rate() does, so a failed scrape or a gap loses nothing. Its converter start
+                        # time will be new, so from here on only ``_created`` can prove a reset.
+                        series[key] = prev._replace(restored=True)
+                    points.append(p._replace(start_ns=prev.time_ns if prev is not None else p.start_ns))
+                    continue
+                live += 1
+                if kind is Kind.SUM:
+                    n: NumberPoint = p  # type: ignore[assignment]
+                    if n.value != n.value:
+                        # NaN: no delta exists, and it must not become the previous value (a NaN delta
+                        # next round; SQLite stores NaN as NULL and the NOT NULL column refuses it).
+                        continue
+                    new = _Prev(n.start_ns, n.time_ns, n.value, None, (), (), rnd, False)
+                    delta = self._sum_delta(n, prev, last_export)
+                else:
+                    h: HistogramPoint = p  # type: ignore[assignment]
+                    new = _Prev(h.start_ns, h.time_ns, h.count, h.sum, h.bounds, h.counts, rnd, False)
+                    delta = self._hist_delta(h, prev, last_export)
+                series[key] = new
+                dirty[(tname, key)] = new
+                if delta is not None:
+                    points.append(delta)
+            if points:
+                out.append(metric._replace(points=tuple(points), temporality=Temporality.DELTA))
+        # A batch without live points (a failed scrape's markers) is not a previous export to compare with.
+        target.last_export_ns = batch.scrape_time_ns if live else None
+        self._dirty_targets.add(tname)
+        if len(series) > live:
+            self._expire(tname, target)
+        return batch._replace(metrics=tuple(out))
+
+    def _expire(self, tname: str, target: _Target) -> None:
+        horizon = target.round - self.expire_after_rounds
+        old = [k for k, prev in target.series.items() if prev.round <= horizon]
+        for k in old:
+            del target.series[k]
+            self._dirty[(tname, k)] = None
+
+    @staticmethod
+    def _is_reset_start(p_start: int, p_created: int | None, prev: _Prev) -> bool:
+        if prev.restored:
+            # The converter's first-seen start times are new after a restart: only ``_created`` counts.
+            return p_created is not None and p_created != prev.start_ns
+        return p_start != prev.start_ns
+
+    def _sum_delta(self, p: NumberPoint, prev: _Prev | None, last_export: int | None) -> Point | None:
+        value = p.value
+        if prev is None:
+            created = p.created_ns       # only ``_created`` proves a start; a first-seen time always looks new
+            if last_export is not None and created is not None and created > last_export \
+                    and math.isfinite(value) and value >= 0:
+                return p._replace(start_ns=p.start_ns)          # started since the last export: all of it
+            return None                                          # baseline
+        if value < prev.value or self._is_reset_start(p.start_ns, p.created_ns, prev):
+            delta = value                                        # reset: the new cumulative is the delta
+        else:
+            delta = value - prev.value
+        if not delta >= 0:                                       # never negative (nor NaN)
+            delta = 0.0 if delta < 0 else delta
+        return p._replace(value=delta, start_ns=prev.time_ns)
+
+    def _hist_delta(self, p: HistogramPoint, prev: _Prev | None, last_export: int | None) -> Point | None:
+        if prev is None:
+            if last_export is not None and p.created_ns is not None and p.created_ns > last_export:
+                return p
+            return None
+        prev_sum = prev.sum if prev.sum is not None else 0.0
+        cur_sum = p.sum if p.sum is not None else 0.0
+        reset = (p.bounds != prev.bounds or len(p.counts) != len(prev.counts) or p.count < prev.value
+                 or cur_sum < prev_sum or self._is_reset_start(p.start_ns, p.created_ns, prev)
+                 or any(c < q for c, q in zip(p.counts, prev.counts)))
+        if reset:
+            return p._replace(start_ns=prev.time_ns)
+        counts = tuple(c - q for c, q in zip(p.counts, prev.counts))
+        sum_ = None if p.sum is None else cur_sum - prev_sum
+        return p._replace(counts=counts, count=p.count - prev.value, sum=sum_, start_ns=prev.time_ns)
+
+
+# ─── summaries for delta backends ────────────────────────────────────────────────────────────
+
+SUMMARY_POLICIES = ("convert", "drop", "keep")
+
+
+def _quantile_text(q: float) -> str:
+    return repr(q) if q != int(q) else f"{q:.1f}"
+
+
+def summaries_for_delta(batch: TargetBatch, policy: str) -> TargetBatch:
+    """Summaries cannot become delta. "convert": ``<name>.sum`` and ``<name>.count`` monotonic Sums (which
+    delta can take) and a ``<name>.quantile`` Gauge with a ``quantile`` attribute; "drop": remove them;
+    "keep": unchanged."""
+    if policy == "keep":
+        return batch
+    if policy not in SUMMARY_POLICIES:
+        raise ConfigError([("summaries", f"Expected one of {list(SUMMARY_POLICIES)}, got {policy!r}.")])
+    if not any(m.kind is Kind.SUMMARY for m in batch.metrics):
+        return batch
+    out: list[Metric] = []
+    for m in batch.metrics:
+        if m.kind is not Kind.SUMMARY:
+            out.append(m)
+            continue
+        if policy == "drop":
+            continue
+        sums: list[Point] = []
+        counts: list[Point] = []
+        quantiles: list[Point] = []
+        for p in m.points:
+            s: SummaryPoint = p  # type: ignore[assignment]
+            nrv = s.no_recorded_value
+            sums.append(NumberPoint(s.attributes, s.sum, s.timestamp_ns, s.created_ns, (), s.start_ns, s.time_ns, nrv))
+            counts.append(NumberPoint(s.attributes, s.count, s.timestamp_ns, s.created_ns, (), s.start_ns, s.time_ns,
+                                      nrv))
+            if nrv:
+                continue
+            for q, v in s.quantiles:
+                attrs = tuple(sorted((*s.attributes, ("quantile", _quantile_text(q)))))
+                quantiles.append(NumberPoint(attrs, v, s.timestamp_ns, None, (), 0, s.time_ns, False))
+        out.append(m._replace(name=f"{m.name}.sum", kind=Kind.SUM, points=tuple(sums), monotonic=True))
+        out.append(m._replace(name=f"{m.name}.count", unit="1", kind=Kind.SUM, points=tuple(counts),
+                              monotonic=True))
+        if quantiles:
+            out.append(m._replace(name=f"{m.name}.quantile", kind=Kind.GAUGE, points=tuple(quantiles),
+                                  monotonic=False))
+    return batch._replace(metrics=tuple(out))
+
+
+__all__ = ["SUMMARY_POLICIES", "DeltaState", "summaries_for_delta"]

@@ -1,0 +1,1728 @@
+"""Parse Prometheus text (0.0.4 and 1.0.0) and OpenMetrics 1.0 expositions into ``MetricFamily`` values.
+
+This is the hot path of the product: a Baseten endpoint exposes ~150k samples per scrape. The
+parser therefore has two paths that must agree on every rule:
+
+* the **careful path** tokenizes a line (regular expressions for the common shapes, a char-level
+  tokenizer for the rest and for precise error messages);
+* the **fast path** handles a sample line whose series was in the previous scrape:
+  ``rpartition(' ')`` splits off the value, the text before it is compared with the previous
+  scrape's line at the same position (past the lines added or removed before it), and only the
+  value (and timestamp) is parsed, strictly. A series that moved is found through an index of the
+  previous lines built for that parse; a new series in the common ``name{pairs}`` shape is matched
+  with regular expressions, sharing label bodies with its siblings. Anything the fast path does not
+  recognise falls back to the careful path, which either accepts the line or raises the error; the
+  fast path never raises.
+
+State kept by an ``ExpositionParser`` (one per scrape target) from one scrape to the next, and
+nothing else per series (memory is the product's limit at ~150k series per target):
+
+* the previous scrape's lines and the ``Sample`` each became, so an unchanged line is one string
+  comparison and shares the previous (immutable) ``Sample``, and a changed one is compared in place;
+* which previous lines took the careful path in a shape whose series text the positional match
+  cannot trust (anything after the value: a timestamp, trailing blanks, an exemplar); few;
+* interned label names and values, so equal strings are stored once; a small value-text cache;
+* OpenMetrics: ``family name → _Plan`` (see below), and the parsed ``le``/``quantile`` values.
+
+Everything is bounded by ``max_cache_entries`` (0 keeps nothing). Label bodies, series prefixes and
+the index of the previous lines live for one parse only.
+
+Family rules are checked on every scrape. Prometheus text has few (family membership from the
+sample names). OpenMetrics has many (grouping, histogram structure, value limits); they are split
+into structural rules, which depend only on a family's type, sample names and labels, and value
+rules. The structural ones are checked once per family structure and the result kept as a
+``_Plan`` (``family name → plan``; the plan also lists which samples each value rule applies
+to); a later scrape whose family has the same structure only runs the value rules, as C-level
+``map`` passes over the family's values. Any failure, and any family with timestamps, goes to
+the reference per-sample pass (``_om_check_samples``), which raises the error of the first
+offending line; the plan never raises, so both ways reject exactly the same input.
+
+Format decisions (the specs leave room; each is a deliberate choice):
+
+* Prometheus text: interleaved samples of a family are merged into the family (as client_golang's
+  text parser does); CRLF line endings and a missing final newline are accepted; escapes other than
+  ``\\\\``, ``\\"`` and ``\\n`` are kept literally (as Prometheus' own scraper does); histogram and
+  summary structure is left to the converter (Prometheus does not check it at parse time either).
+* OpenMetrics: strict, per the 1.0 spec and its conformance suite (``# EOF``, no blank lines,
+  grouping, histogram structure, value constraints).
+* Families that only have metadata are returned with no samples.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import re
+from collections.abc import Callable, Sequence
+from operator import itemgetter, methodcaller
+from typing import NamedTuple
+
+from promotel.errors import ExpositionError
+from promotel.model import Exemplar, Labels, MetricFamily, Sample
+
+__all__ = ["ExpositionParser", "detect_format", "parse_exposition"]
+
+OPENMETRICS = "openmetrics"
+PROMETHEUS = "prometheus"
+
+_METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# The body of a quoted string, without its quotes. Possessive repeats keep this linear and
+# free of backtracking state on a 10 MB value.
+_QUOTED_BODY = r'[^"\\]*+(?:\\.[^"\\]*+)*+'
+_QUOTED_BODY_RE = re.compile(_QUOTED_BODY, re.DOTALL)
+_PAIR = r'[a-zA-Z_][a-zA-Z0-9_]*="' + _QUOTED_BODY + '"'
+# The common series shapes, matched in one call: name, optional {pairs} with no blanks.
+_OM_SERIES_RE = re.compile(
+    r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:" + _PAIR + r"(?:," + _PAIR + r")*+)?)\})?", re.DOTALL)
+_PROM_SERIES_RE = re.compile(
+    r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:" + _PAIR + r"(?:," + _PAIR + r")*+,?)?)\})?", re.DOTALL)
+_PAIRS_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(' + _QUOTED_BODY + ')"', re.DOTALL)
+_PAIR_FULL_RE = _PAIRS_RE    # used with fullmatch on one "name=\"value\"" pair
+_OM_BODY_RE = re.compile(_PAIR + r"(?:," + _PAIR + r")*+", re.DOTALL)
+_PROM_BODY_RE = re.compile(_PAIR + r"(?:," + _PAIR + r")*+,?", re.DOTALL)
+_BLANKS_RE = re.compile(r"[ \t]+")       # Prometheus text separates tokens by blanks and tabs only
+_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
+_FLOAT_RE = re.compile(
+    r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:[iI][nN][fF](?:[iI][nN][iI][tT][yY])?)"
+    r"|[nN][aA][nN]")
+_OM_TS_RE = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
+# Spellings of the non-finite values both formats accept (Go's ParseFloat; OpenMetrics' ABNF is
+# case-insensitive). Python's float() also takes "+nan"/"-nan", which neither format allows.
+_SPECIALS = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan"})
+_INF = math.inf
+_NINF = -math.inf
+
+_PROM_TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram",
+               "summary": "summary", "untyped": "unknown"}
+_OM_TYPES = frozenset({"counter", "gauge", "histogram", "gaugehistogram", "summary", "info",
+                       "stateset", "unknown"})
+# OpenMetrics: the sample-name suffixes each family type allows.
+_OM_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("_total", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "histogram": ("_count", "_sum", "_bucket", "_created"),
+    "gaugehistogram": ("_gcount", "_gsum", "_bucket"),
+    "info": ("_info",),
+}
+# Prometheus text: a sample named base+suffix belongs to the declared family ``base`` of these types.
+_PROM_SUFFIXES = (
+    ("_bucket", ("histogram",)),
+    ("_count", ("histogram", "summary")),
+    ("_sum", ("histogram", "summary")),
+    ("_created", ("histogram", "summary", "counter")),
+    ("_total", ("counter",)),
+)
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_EXEMPLAR_MAX_CHARS = 128
+_MAX_VALUES = 100_000
+# Value texts → floats: small, because only few repeat (0, 1, bucket counts of idle series); a
+# larger cache filled up with one-off counter values and was no faster (measured on the Baseten bench).
+_MAX_VALUE_TEXTS = 4096
+_NEW_TUPLE = tuple.__new__
+
+
+# ─── small helpers ───────────────────────────────────────────────────────────────────────────
+
+
+def _show(text: str, pos: int) -> str:
+    """How an error message names the token at ``pos``: the character, or the end of the line."""
+    if pos >= len(text):
+        return "the end of the line"
+    ch = text[pos]
+    if ch == "'":
+        return '"\'"'
+    if ch.isprintable():
+        return f"'{ch}'"
+    return repr(ch)
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    """A token for a message: at most ``limit`` characters, control characters escaped."""
+    short = text if len(text) <= limit else text[:limit] + "…"
+    return short if short.isprintable() else repr(short)[1:-1]
+
+
+def _num(x: float) -> str:
+    """A value as the formats spell it, for messages."""
+    if math.isnan(x):
+        return "NaN"
+    if x - x != 0.0:
+        return "+Inf" if x > 0 else "-Inf"
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+
+
+def _unescape(raw: str) -> str:
+    """Label values, quoted names and OpenMetrics HELP: ``\\\\``, ``\\"``, ``\\n``; other
+    backslashes stay as they are (the conformance suite and Prometheus' scraper agree on this)."""
+    if "\\" not in raw:
+        return raw
+    return _ESCAPE_RE.sub(_unescape_one, raw)
+
+
+def _unescape_one(m: re.Match[str]) -> str:
+    ch = m.group(1)
+    if ch == "n":
+        return "\n"
+    if ch == "\\" or ch == '"':
+        return ch
+    return m.group(0)
+
+
+def _unescape_prom_help(raw: str) -> str:
+    """Prometheus text HELP escapes only ``\\\\`` and ``\\n``."""
+    if "\\" not in raw:
+        return raw
+    out: list[str] = []
+    i = 0
+    n = len(raw)
+    while i < n:
+        j = raw.find("\\", i)
+        if j < 0 or j == n - 1:
+            out.append(raw[i:])
+            break
+        out.append(raw[i:j])
+        ch = raw[j + 1]
+        out.append("\n" if ch == "n" else "\\" if ch == "\\" else raw[j:j + 2])
+        i = j + 2
+    return "".join(out)
+
+
+def _parse_value(tok: str) -> float | None:
+    """A sample value as both formats spell it, or None. Never via float() alone: it also takes
+    ``1_0``, surrounding whitespace, non-ASCII digits and ``+nan``."""
+    if _FLOAT_RE.fullmatch(tok) is None:
+        return None
+    return float(tok)
+
+
+def _fast_value(v: str) -> float | None:
+    """``_parse_value`` for the hot path: float() and cheap checks for what float() accepts but
+    the formats do not (underscores, whitespace, non-ASCII digits, odd NaN/Inf spellings)."""
+    try:
+        x = float(v)
+    except ValueError:
+        return None
+    if x - x != 0.0:                       # NaN or ±Inf
+        return x if v.lower() in _SPECIALS else None
+    if v.isascii() and v.isprintable() and "_" not in v:
+        return x
+    return None
+
+
+def _prom_ts_ns(tok: str) -> int | None:
+    """Prometheus text timestamp: an int64 of milliseconds (Go's ParseInt, base 10)."""
+    body = tok[1:] if tok[:1] in ("+", "-") else tok
+    if not body or len(body) > 19 or not (body.isascii() and body.isdigit()):
+        return None
+    ms = int(tok)
+    if ms < _INT64_MIN or ms > _INT64_MAX:
+        return None
+    return ms * 1_000_000
+
+
+def _om_ts_ns(tok: str) -> int | None:
+    """OpenMetrics timestamp: decimal seconds (fraction and exponent allowed) → exact integer ns,
+    truncated toward zero. Integer arithmetic on the digits, never a binary float."""
+    m = _OM_TS_RE.fullmatch(tok)
+    if m is None:
+        return None
+    sign, ip, fp, ex = m.groups()
+    fp = fp or ""
+    if not ip and not fp:
+        return None
+    if ex is not None and len(ex.lstrip("+-").lstrip("0")) > 4:
+        return None                      # an exponent beyond ±9999 is no timestamp
+    digits = (ip + fp).lstrip("0") or "0"
+    if len(digits) > 60:
+        return None
+    scale = 9 - len(fp) + (int(ex) if ex else 0)
+    mant = int(digits)
+    if scale >= 0:
+        if mant and len(digits) + scale > 80:
+            return None
+        ns = mant * int(10**scale)
+    else:
+        ns = 0 if -scale > len(digits) else mant // int(10 ** (-scale))
+    return -ns if sign == "-" else ns
+
+
+def _skip_blanks(line: str, i: int, blanks: bool) -> int:
+    """Prometheus text allows blanks and tabs between tokens; OpenMetrics does not."""
+    if blanks:
+        n = len(line)
+        while i < n and line[i] in " \t":
+            i += 1
+    return i
+
+
+def _quoted(line: str, i: int, what: str, lineno: int) -> tuple[str, int]:
+    """The quoted string opening at ``line[i]`` (unescaped) and the index after its closing quote."""
+    m = _QUOTED_BODY_RE.match(line, i + 1)
+    end = m.end() if m else i + 1
+    if end >= len(line) or line[end] != '"':
+        raise ExpositionError(f"unterminated {what}: missing the closing '\"'", lineno)
+    return _unescape(line[i + 1:end]), end + 1
+
+
+class _Family:
+    """A family being built. ``first_line`` is the line of its first sample (OpenMetrics keeps a
+    family's samples on consecutive lines, so sample i is on line ``first_line + i``)."""
+
+    __slots__ = (
+        "allowed",
+        "declared",
+        "first_line",
+        "help",
+        "help_line",
+        "name",
+        "samples",
+        "type",
+        "type_line",
+        "unit",
+        "unit_line",
+    )
+
+    def __init__(self, name: str, typ: str) -> None:
+        self.name = name
+        self.type = typ
+        self.help: str | None = None
+        self.unit: str | None = None
+        self.samples: list[Sample] = []
+        self.allowed: dict[str, str] = {}
+        self.first_line = 0
+        self.type_line = 0
+        self.help_line = 0
+        self.unit_line = 0
+        self.declared = False
+
+    def freeze(self) -> MetricFamily:
+        return MetricFamily(self.name, self.type, self.help, self.unit or None, tuple(self.samples))
+
+
+class _Dialect(NamedTuple):
+    om: bool
+    quoted_names: bool
+
+
+# ─── format detection ────────────────────────────────────────────────────────────────────────
+
+
+def _dialect(content_type: str | None, text: str) -> _Dialect:
+    if content_type:
+        parts = [p.strip() for p in content_type.split(";")]
+        media = parts[0].lower()
+        params = {}
+        for p in parts[1:]:
+            k, _, v = p.partition("=")
+            params[k.strip().lower()] = v.strip().strip('"')
+        if media == "application/openmetrics-text":
+            return _Dialect(True, False)
+        if media == "text/plain":
+            # A missing version means the newest text format (1.0.0), which allows quoted names.
+            return _Dialect(False, not params.get("version", "").startswith("0."))
+    if _ends_with_eof(text):
+        return _Dialect(True, False)
+    return _Dialect(False, True)
+
+
+def _ends_with_eof(text: str) -> bool:
+    end = len(text)
+    if text.endswith("\n"):
+        end -= 1
+        if text.endswith("\r\n"):
+            end -= 1
+    start = text.rfind("\n", 0, end) + 1
+    return text[start:end] == "# EOF"
+
+
+def detect_format(content_type: str | None, text: str) -> str:
+    """``"openmetrics"`` or ``"prometheus"``: from the content type when it names a text format,
+    else OpenMetrics when the last line is ``# EOF``."""
+    return OPENMETRICS if _dialect(content_type, text).om else PROMETHEUS
+
+
+def _decode(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ExpositionError(
+            f"invalid UTF-8 (byte 0x{data[exc.start]:02x} at column {col}); expositions must be "
+            "UTF-8 encoded", line) from exc
+
+
+# ─── the parser ──────────────────────────────────────────────────────────────────────────────
+
+
+class ExpositionParser:
+    """Parses the successive scrapes of one target, reusing what earlier scrapes taught it."""
+
+    def __init__(self, max_cache_entries: int = 1_000_000) -> None:
+        self.max_cache_entries = max(0, max_cache_entries)
+        # Kept from one scrape to the next: the previous scrape's text, what each of its lines became
+        # (None: metadata), and which lines took the careful path in a shape the positional match must
+        # not trust (see ``_canonical``). The text is kept whole and split again by the next parse:
+        # one block the allocator returns to the OS whole, where 150k line strings kept from one
+        # scrape to the next left the heap fragmented (measured: RSS rising ~1 MB a round for 30
+        # rounds on the Baseten bench, flat with the text), for ~20 ms a parse.
+        self._prev_text = ""
+        self._prev_lines: list[str] = []        # the previous text split, during a parse only
+        self._prev_got: list[Sample | None] = []
+        self._careful: set[int] = set()
+        # Per parse, dropped when it ends: label bodies and series prefixes (shared by a series'
+        # buckets, _sum and _count), the careful set being built, the offset between this scrape's
+        # lines and the previous scrape's, and the index of the previous scrape's series texts
+        # (built on the first line that is not where it was).
+        self._bodies: dict[str, Labels] = {}
+        self._prefixes: dict[str, tuple[str, Labels]] = {}
+        self._next_careful: set[int] = set()
+        self._shift = 0
+        self._index: dict[int, int] | None = None
+        self._names: dict[str, str] = {}
+        self._last_pairs: dict[str, tuple[str, str]] = {}
+        self._strings: dict[str, str] = {}
+        self._dialect: _Dialect | None = None
+        # Keyed by the labels' flat tuple, not the Labels: Labels equality ignores the order of the
+        # pairs, and the group's labels are printed in errors in the order of the line at hand.
+        self._group_memo: dict[tuple[tuple[str, ...], str], Labels] = {}
+        self._values: dict[str, float] = {}     # value text → float, only strictly valid ones
+        self._plans: dict[str, _Plan] = {}      # OpenMetrics family name → its checked structure
+        self._le_memo: dict[str, float] = {}    # valid bucket bounds
+        self._q_memo: dict[str, float] = {}     # valid quantiles
+
+    def parse(self, data: bytes | str, content_type: str | None = None) -> list[MetricFamily]:
+        """Parse one scrape. Raises ``ExpositionError`` (with the 1-based ``.line``) if invalid."""
+        text = _decode(data)
+        del data            # a caller that hands over its only reference frees the bytes here
+        dialect = _dialect(content_type, text)
+        if dialect != self._dialect:
+            # The previous lines were validated under another dialect's syntax: forget them.
+            self._prev_text = ""
+            self._prev_got = []
+            self._careful = set()
+            self._plans = {}
+            self._dialect = dialect
+        if len(self._strings) >= self.max_cache_entries:
+            self._strings = {}
+        if len(self._names) >= self.max_cache_entries:
+            self._names = {}
+        if not dialect.om and "\r" in text:
+            text = text.replace("\r\n", "\n")     # Prometheus text tolerates CRLF; OpenMetrics does not
+        lines = text.split("\n")
+        # The previous text is needed as lines for this parse only; its block is let go meanwhile.
+        if self._prev_got:
+            self._prev_lines = self._prev_text.split("\n")
+        self._prev_text = ""
+        self._shift = 0
+        self._index = None
+        try:
+            families = self._parse_om(lines) if dialect.om else self._parse_prom(lines, dialect.quoted_names)
+            if self._prev_got:                   # kept (see _keep): this text is the next parse's previous one
+                self._prev_text = text
+            return families
+        except BaseException:
+            # The previous text is gone: the next scrape starts afresh.
+            self._prev_got = []
+            self._careful = set()
+            raise
+        finally:
+            self._bodies = {}
+            self._prefixes = {}
+            self._prev_lines = []
+            self._next_careful = set()
+            self._index = None
+
+    # ─── caches ────────────────────────────────────────────────────────────────────────────
+
+    def _intern(self, s: str) -> str:
+        strings = self._strings
+        got = strings.get(s)
+        if got is not None:
+            return got
+        if len(strings) >= self.max_cache_entries:
+            strings.clear()
+        strings[s] = s
+        return s
+
+    def _value(self, v: str) -> float | None:
+        """A strictly parsed value (see ``_fast_value``), remembered: bucket counts and small
+        integers repeat a lot."""
+        try:
+            x = float(v)
+        except ValueError:
+            return None
+        if x - x != 0.0:                       # NaN or ±Inf
+            if v.lower() not in _SPECIALS:
+                return None
+        elif not (v.isascii() and v.isprintable()) or "_" in v:
+            return None
+        values = self._values
+        if len(values) >= _MAX_VALUE_TEXTS:
+            values.clear()
+        values[v] = x
+        return x
+
+    def _reuse(self, lines: list[str]) -> list[Sample | None]:
+        """What each line became in the previous scrape, where the line is unchanged at the same
+        position (a string comparison, no hashing): expositions keep their series order, so
+        an unchanged line costs next to nothing. A shifted line just misses."""
+        prev_lines = self._prev_lines
+        got = [s if a == b else None for a, b, s in zip(lines, prev_lines, self._prev_got)]
+        if len(got) < len(lines):
+            got.extend([None] * (len(lines) - len(got)))
+        # A careful-path line that is unchanged at its position stays one.
+        self._next_careful = {i for i in self._careful if i < len(got) and got[i] is not None}
+        return got
+
+    def _keep(self, lines: list[str], got: list[Sample | None]) -> None:
+        if len(lines) <= self.max_cache_entries:
+            self._prev_got = got
+            self._careful = self._next_careful
+        else:
+            self._prev_got = []
+            self._careful = set()
+
+    def _series_fast(self, head: str) -> tuple[str, Labels] | None:
+        """The common series shape ``name{pairs}`` (no blanks, no quoted names) for a series text
+        that was not in the previous scrape; None for anything else (the careful path decides).
+
+        Series that differ from a known one only in their last pair (histogram buckets differ
+        in the trailing ``le``) extend the known one's labels: a valid series prefix, ',' and a
+        valid pair make a valid series, so only the last pair is matched."""
+        if not head or head[-1] != "}":
+            known = self._names.get(head)
+            if known is None:
+                if _METRIC_NAME_RE.fullmatch(head) is None:
+                    return None
+                known = self._names[head] = self._intern(head)
+            entry = (known, _EMPTY)
+        else:
+            pre, comma, last = head.rpartition(",")
+            ent = self._prefixes.get(pre) if comma else None
+            pair = (self._last_pairs.get(last) or self._last_pair(last)) if ent is not None else None
+            if ent is not None and pair is not None:
+                flat = ent[1].flat
+                # A name equal to any string of the prefix (maybe a duplicate label) goes the
+                # careful way.
+                if pair[0] in flat:
+                    return None
+                entry = (ent[0], Labels.from_flat(flat + pair))
+            else:
+                got = self._series_parse(head)
+                if got is None:
+                    return None
+                entry = got
+        return entry
+
+    def _last_pair(self, last: str) -> tuple[str, str] | None:
+        """``name="value"}`` (the end of a series) → the interned (name, value), remembered."""
+        pairs = self._last_pairs
+        got = pairs.get(last)
+        if got is None:
+            m = _PAIR_FULL_RE.fullmatch(last, 0, len(last) - 1)
+            if m is None:
+                return None
+            k, raw = m.groups()
+            if k == "__name__":
+                return None
+            got = (self._intern(k), self._intern(_unescape(raw)))
+            if len(pairs) >= self.max_cache_entries:
+                pairs.clear()
+            pairs[last] = got
+        return got
+
+    def _series_parse(self, head: str) -> tuple[str, Labels] | None:
+        """``name{body}`` matched whole (the body cache serves ``_sum``/``_count`` siblings);
+        also remembers the series without its last pair for ``_series_fast``."""
+        brace = head.find("{")
+        if brace <= 0:
+            return None
+        name = head[:brace]
+        known = self._names.get(name)
+        if known is None:
+            if _METRIC_NAME_RE.fullmatch(name) is None:
+                return None
+            known = self._names[name] = self._intern(name)
+        body = head[brace + 1:-1]
+        bodies = self._bodies
+        labels = bodies.get(body)
+        if labels is None:
+            body_re = _OM_BODY_RE if self._dialect is not None and self._dialect.om else _PROM_BODY_RE
+            if body and body_re.fullmatch(body) is None:
+                return None
+            pairs = _PAIRS_RE.findall(body)
+            flat_l: list[str] = []
+            intern = self._strings.setdefault       # the size is checked once per parse
+            for k, raw in pairs:
+                flat_l.append(intern(k, k))
+                if "\\" in raw:
+                    raw = _unescape(raw)
+                flat_l.append(intern(raw, raw))
+            names = flat_l[0::2]
+            if len(set(names)) != len(names) or "__name__" in names:
+                return None
+            flat = tuple(flat_l)
+            labels = Labels.from_flat(flat)
+            if self.max_cache_entries:
+                bodies[body] = labels
+                if len(pairs) > 1 and not body.endswith(","):
+                    # The body and the series without the last pair, for siblings that differ there.
+                    k, raw = pairs[-1]
+                    cut = len(body) - (len(k) + len(raw) + 4)
+                    short = bodies.setdefault(body[:cut], Labels.from_flat(flat[:-2]))
+                    self._prefixes[head[:brace + 1 + cut]] = (known, short)
+        return (known, labels)
+
+    # ─── Prometheus text ───────────────────────────────────────────────────────────────────
+
+    def _parse_prom(self, lines: list[str], quoted_names: bool) -> list[MetricFamily]:
+        if lines and lines[-1] == "":
+            lines.pop()
+        got = self._reuse(lines)
+        prev_lines = self._prev_lines
+        prev_got = self._prev_got
+        careful = self._careful
+        n_prev = len(prev_got)
+        shift = 0
+        values = self._values
+        new = _NEW_TUPLE
+        S = Sample
+        careful_path = functools.partial(self._prom_sample_careful, quoted_names=quoted_names)
+        fams: dict[str, _Family] = {}
+        resolved: dict[str, list[Sample]] = {}
+        last_name: str | None = None
+        last_list: list[Sample] = []
+        for idx, s in enumerate(got):
+            if s is None:
+                line = lines[idx]
+                if (not line or line[0] in "# \t") and self._prom_meta_or_blank(
+                        line, idx + 1, fams, quoted_names):
+                    resolved.clear()
+                    last_name = None
+                    continue
+                # Inlined fast path: the previous scrape's line at this position (past the lines added
+                # or removed before it) has the same series text; only the value is new.
+                head, _, v = line.rpartition(" ")
+                j = idx + shift         # never negative: shift = (a previous line) − (an earlier idx)
+                if shift and j < n_prev and line == prev_lines[j]:
+                    s = prev_got[j]                 # unchanged, moved by the lines added or removed
+                    if j in careful:
+                        self._next_careful.add(idx)
+                elif j < n_prev:
+                    p = prev_got[j]
+                    if p is not None and p[3] is None and j not in careful:
+                        pl = prev_lines[j]
+                        if pl.rfind(" ") == len(head) and pl.startswith(head):
+                            x = values.get(v)
+                            if x is None:
+                                x = self._value(v)
+                            if x is not None:
+                                s = new(S, (p[0], p[1], x, None, None))
+                if s is None:
+                    s = self._miss(line, idx, head, v, careful_path, _prom_ts_ns)
+                    shift = self._shift
+                got[idx] = s
+            name = s[0]
+            if name is not last_name:
+                lst = resolved.get(name)
+                if lst is None:
+                    lst = resolved[name] = self._prom_resolve(name, fams).samples
+                last_name = name
+                last_list = lst
+            last_list.append(s)
+        self._keep(lines, got)
+        return [f.freeze() for f in fams.values()]
+
+    def _miss(self, line: str, idx: int, head: str, v: str, careful: Callable[[str, int], Sample],
+              timestamp: Callable[[str], int | None]) -> Sample:
+        """A sample line (``head`` and ``v`` split at its last space) the inline positional match did
+        not take: its series moved (lines were added or removed before it, or the order changed),
+        is new, carries a timestamp, or needs the careful path (which also raises the error for an
+        invalid line)."""
+        prev = self._prev_got
+        j = idx + self._shift
+        if j < len(prev) and (p := prev[j]) is not None and p[3] is not None:
+            # The previous line here had a timestamp: most likely this one has one too.
+            s = self._timestamped_line(line, idx, timestamp)
+            if s is not None:
+                return s
+        x = self._values.get(v)
+        if x is None:
+            x = self._value(v)
+        if x is not None:
+            p = self._moved(head, idx) if prev else None
+            if p is not None:
+                return _NEW_TUPLE(Sample, (p[0], p[1], x, None, None))
+            ent = self._series_fast(head)
+            if ent is not None:
+                return _NEW_TUPLE(Sample, (ent[0], ent[1], x, None, None))
+        s = self._timestamped_line(line, idx, timestamp)
+        if s is None:
+            s = careful(line, idx + 1)
+            if not self._canonical(line, s):
+                self._next_careful.add(idx)
+        return s
+
+    def _timestamped_line(self, line: str, idx: int, timestamp: Callable[[str], int | None]) -> Sample | None:
+        """A known or fast-shape series, a value and a timestamp (parsed by ``timestamp``: the formats
+        differ); None when the line is not that."""
+        head, _, ts_text = line.rpartition(" ")
+        series, _, v = head.rpartition(" ")
+        if not series:
+            return None
+        ent = self._known(series, idx)
+        if ent is None:
+            return None
+        ts = timestamp(ts_text)
+        if ts is None:
+            return None
+        x = self._value(v)
+        if x is None:
+            return None
+        return _NEW_TUPLE(Sample, (ent[0], ent[1], x, ts, None))
+
+    def _canonical(self, line: str, s: Sample) -> bool:
+        """Whether a careful-path line is ``series SP value`` with nothing after the value, so that
+        the text before its last space is its series text (what the positional match relies on).
+        A strictly valid value has no blanks, so it is the last token; without a timestamp or an
+        exemplar it is the value token, and what precedes it is the series."""
+        return s[3] is None and s[4] is None and self._value(line[line.rfind(" ") + 1:]) is not None
+
+    # ─── the previous scrape's lines ───────────────────────────────────────────────────────
+
+    def _prev_series(self, j: int, series: str) -> Sample | None:
+        """The previous scrape's sample at line ``j`` when that line's series text is exactly ``series``.
+
+        Trusted only for lines in the shape ``series SP value [SP timestamp]`` with strictly valid
+        value and timestamp: every line the fast paths take, and careful-path lines that
+        ``_canonical`` accepts. There the text before the value is the series text, so an equal text
+        is the same series (a series' syntax does not depend on what follows it)."""
+        prev = self._prev_got
+        if j >= len(prev):
+            return None
+        p = prev[j]
+        if p is None or j in self._careful:
+            return None
+        pl = self._prev_lines[j]
+        e = pl.rfind(" ")
+        if p[3] is not None:
+            e = pl.rfind(" ", 0, e)
+        return p if e == len(series) and pl.startswith(series) else None
+
+    def _moved(self, series: str, idx: int) -> Sample | None:
+        """The previous scrape's sample of ``series`` wherever it was; realigns the positional match
+        from line ``idx`` on."""
+        index = self._index
+        if index is None:
+            index = self._index = self._prev_index()
+        j = index.get(hash(series))
+        if j is None:
+            return None
+        p = self._prev_series(j, series)       # the hash finds a candidate; the text decides
+        if p is not None:
+            self._shift = j - idx
+        return p
+
+    def _known(self, series: str, idx: int) -> tuple[str, Labels] | None:
+        """(name, Labels) of the series text of line ``idx``: from the previous scrape's line at the
+        same position, or wherever that series was, or parsed when it is new and in the fast shape."""
+        if self._prev_got:
+            p = self._prev_series(idx + self._shift, series) or self._moved(series, idx)
+            if p is not None:
+                return (p[0], p[1])
+        return self._series_fast(series)
+
+    def _prev_index(self) -> dict[int, int]:
+        """hash(text before the last space) → line of the previous scrape. Only candidates:
+        ``_prev_series`` decides (metadata lines and a timestamped line's ``series value`` are keys
+        no series text finds; a moved timestamped series is parsed as new). Built at C speed, once
+        per parse, on the first line that is not where it was, and dropped with the parse; it holds
+        integers, not texts (a dict of the texts would add ~40 MB to the peak of such a parse)."""
+        heads = map(itemgetter(0), map(methodcaller("rpartition", " "), self._prev_lines))
+        return dict(zip(map(hash, heads), itertools.count()))
+
+    def _prom_resolve(self, name: str, fams: dict[str, _Family]) -> _Family:
+        fam = fams.get(name)
+        if fam is not None and fam.declared:
+            return fam
+        for suffix, types in _PROM_SUFFIXES:
+            if name.endswith(suffix):
+                base = fams.get(name[: -len(suffix)])
+                if base is not None and base.declared and base.type in types:
+                    return base
+        if fam is None:
+            fam = _Family(name, "unknown")
+            fams[name] = fam
+        return fam
+
+    def _prom_meta_or_blank(self, line: str, lineno: int, fams: dict[str, _Family],
+                            quoted_names: bool) -> bool:
+        """Handles a blank, comment, HELP or TYPE line; False when the line is a sample."""
+        s = line.strip(" \t")
+        if not s:
+            return True
+        if s[0] != "#":
+            return False
+        body = s[1:].lstrip(" \t")
+        kw_end = 0
+        while kw_end < len(body) and body[kw_end] not in " \t":
+            kw_end += 1
+        kw = body[:kw_end]
+        if kw not in ("HELP", "TYPE"):
+            return True                                   # an ordinary comment
+        rest = body[kw_end:].lstrip(" \t")
+        if not rest:
+            raise ExpositionError(f"{kw} line needs a metric name after '# {kw}'", lineno)
+        if rest[0] == '"':
+            if not quoted_names:
+                raise ExpositionError(
+                    f"quoted metric name in a {kw} line; quoted (UTF-8) names need the text format "
+                    "version 1.0.0 (Content-Type: text/plain; version=1.0.0)", lineno)
+            m = _QUOTED_BODY_RE.match(rest, 1)
+            end = m.end() if m else 1
+            if end >= len(rest) or rest[end] != '"':
+                raise ExpositionError(f"unterminated quoted metric name in the {kw} line", lineno)
+            name = _unescape(rest[1:end])
+            pos = end + 1
+        else:
+            m = _METRIC_NAME_RE.match(rest)
+            if m is None:
+                raise ExpositionError(
+                    f"expected a metric name after '# {kw}', found {_show(rest, 0)}", lineno)
+            name = m.group(0)
+            pos = m.end()
+        if pos < len(rest) and rest[pos] not in " \t":
+            raise ExpositionError(
+                f"invalid character {_show(rest, pos)} in the metric name of the {kw} line", lineno)
+        tail = rest[pos:].lstrip(" \t")
+        fam = fams.get(name)
+        if fam is None:
+            fam = _Family(name, "unknown")
+            fams[name] = fam
+        if kw == "HELP":
+            if fam.help_line:
+                raise ExpositionError(
+                    f'second HELP line for "{name}" (the first is on line {fam.help_line}); '
+                    "a metric may have only one", lineno)
+            fam.help = _unescape_prom_help(tail)
+            fam.help_line = lineno
+        else:
+            parts = _BLANKS_RE.split(tail) if tail else []
+            if len(parts) != 1:
+                raise ExpositionError(
+                    f'TYPE line for "{name}" needs exactly one type after the name, found '
+                    f"{len(parts)} tokens", lineno)
+            typ = _PROM_TYPES.get(parts[0].lower())
+            if typ is None:
+                raise ExpositionError(
+                    f'unknown type "{_clip(parts[0])}" for "{name}"; expected one of counter, gauge, '
+                    "histogram, summary, untyped", lineno)
+            if fam.type_line:
+                raise ExpositionError(
+                    f'second TYPE line for "{name}" (the first is on line {fam.type_line}); '
+                    "a metric may have only one", lineno)
+            if fam.samples:
+                raise ExpositionError(
+                    f'TYPE line for "{name}" comes after its samples; it must come before the first '
+                    "sample of the metric", lineno)
+            fam.type = typ
+            fam.type_line = lineno
+        fam.declared = True
+        return True
+
+    def _prom_sample_careful(self, line: str, lineno: int, quoted_names: bool) -> Sample:
+        start = 0
+        n = len(line)
+        while start < n and line[start] in " \t":
+            start += 1
+        m = _PROM_SERIES_RE.match(line, start)
+        if m is not None and m.group(2) is None and line[m.end():].lstrip(" \t")[:1] == "{":
+            m = None                              # 'name {labels}': blanks before the labels
+        if m is not None and m.end() < n and line[m.end()] in " \t":
+            name = self._intern(m.group(1))
+            body = m.group(2)
+            labels = self._labels_from_pairs(_PAIRS_RE.findall(body), lineno) if body else _EMPTY
+            end = m.end()
+        else:
+            name, labels, end = self._series_slow(line, start, lineno, om=False,
+                                                  quoted_names=quoted_names)
+            name = self._intern(name)
+        # The value and an optional timestamp, separated by blanks.
+        toks = _BLANKS_RE.split(line[end:].strip(" \t"))
+        if toks == [""]:
+            toks = []
+        if not toks:
+            raise ExpositionError(f'missing value after the series "{_clip(line[:end])}"', lineno)
+        x = _parse_value(toks[0])
+        if x is None:
+            raise ExpositionError(
+                f'invalid value "{_clip(toks[0])}" for "{name}"; expected a number, NaN, +Inf or -Inf',
+                lineno)
+        ts: int | None = None
+        if len(toks) > 1:
+            if toks[1].startswith("#"):
+                raise ExpositionError(
+                    "exemplars are not part of the Prometheus text format; serve OpenMetrics "
+                    "(application/openmetrics-text) to expose them", lineno)
+            ts = _prom_ts_ns(toks[1])
+            if ts is None:
+                raise ExpositionError(
+                    f'invalid timestamp "{_clip(toks[1])}"; expected integer milliseconds since the epoch',
+                    lineno)
+            if len(toks) > 2:
+                raise ExpositionError(
+                    f'unexpected "{_clip(toks[2])}" after the timestamp; a sample line is '
+                    "'name{labels} value [timestamp]'", lineno)
+        return _NEW_TUPLE(Sample, (name, labels, x, ts, None))
+
+    # ─── series tokenizing (shared) ────────────────────────────────────────────────────────
+
+    def _labels_from_pairs(self, pairs: list[tuple[str, str]], lineno: int) -> Labels:
+        intern = self._intern
+        flat: list[str] = []
+        for k, raw in pairs:
+            flat.append(intern(k))
+            flat.append(intern(_unescape(raw) if "\\" in raw else raw))
+        names = flat[0::2]
+        if len(set(names)) != len(names):
+            seen: set[str] = set()
+            for k in names:
+                if k in seen:
+                    raise ExpositionError(f'label "{k}" appears twice in one sample', lineno)
+                seen.add(k)
+        if "__name__" in names:
+            raise ExpositionError(
+                'label name "__name__" is reserved for the metric name; rename the label', lineno)
+        return Labels.from_flat(tuple(flat))
+
+    def _series_slow(self, line: str, pos: int, lineno: int, *, om: bool,
+                     quoted_names: bool) -> tuple[str, Labels, int]:
+        """Char-level tokenizer for series the regular expressions did not take: unusual but valid
+        spellings (blanks, quoted names) or errors, for which it names the offending token."""
+        n = len(line)
+        blanks = not om
+
+        def skip(i: int) -> int:
+            return _skip_blanks(line, i, blanks)
+
+        pairs: list[str] = []
+        name: str | None = None
+        if pos < n and line[pos] == "{":
+            if om or not quoted_names:
+                raise ExpositionError(
+                    "expected a metric name at the start of the line, found '{'"
+                    + ("" if om else "; quoted (UTF-8) names need the text format version 1.0.0"),
+                    lineno)
+            i = skip(pos + 1)
+            if i >= n or line[i] != '"':
+                raise ExpositionError(
+                    f"expected a quoted metric name after '{{', found {_show(line, i)}", lineno)
+            name, i = _quoted(line, i, "quoted metric name", lineno)
+            i = skip(i)
+            if i < n and line[i] == ",":
+                i = skip(i + 1)
+                i = self._label_pairs(line, i, lineno, om, quoted_names, pairs,
+                                      allow_empty_after_comma=True)
+            elif i >= n or line[i] != "}":
+                raise ExpositionError(
+                    f"expected ',' or '}}' after the quoted metric name, found {_show(line, i)}", lineno)
+            else:
+                i += 1
+        else:
+            m = _METRIC_NAME_RE.match(line, pos)
+            if m is None:
+                raise ExpositionError(
+                    f"expected a metric name at the start of the line, found {_show(line, pos)}", lineno)
+            name = m.group(0)
+            i = m.end()
+            j = skip(i)
+            if j < n and line[j] == "{":
+                i = self._label_pairs(line, skip(j + 1), lineno, om, quoted_names, pairs,
+                                      allow_empty_after_comma=False)
+            elif i < n and line[i] not in " \t":
+                raise ExpositionError(
+                    f'invalid character {_show(line, i)} in metric name "{_clip(name)}"', lineno)
+        intern = self._intern
+        flat = tuple(intern(s) for s in pairs)
+        names = flat[0::2]
+        seen: set[str] = set()
+        for k in names:
+            if k in seen:
+                raise ExpositionError(f'label "{k}" appears twice in one sample', lineno)
+            seen.add(k)
+        if "__name__" in seen:
+            raise ExpositionError(
+                'label name "__name__" is reserved for the metric name; rename the label', lineno)
+        return name, Labels.from_flat(flat), i
+
+    def _label_pairs(self, line: str, i: int, lineno: int, om: bool, quoted_names: bool,
+                     out: list[str], *, allow_empty_after_comma: bool) -> int:
+        """Parses ``name="value", …}`` from ``i`` (just after '{'); returns the index after '}'."""
+        n = len(line)
+        blanks = not om
+        after_comma = allow_empty_after_comma
+        first = True
+        while True:
+            if i < n and line[i] == "}":
+                if after_comma and om and not first:
+                    raise ExpositionError("unexpected '}' after ','; remove the trailing comma", lineno)
+                return int(i + 1)
+            if i >= n:
+                raise ExpositionError("unterminated label set: missing '}'", lineno)
+            if line[i] == '"' and not om and quoted_names:
+                lname, i = _quoted(line, i, "quoted label name", lineno)
+            else:
+                m = _LABEL_NAME_RE.match(line, i)
+                if m is None:
+                    if line[i] == ",":
+                        raise ExpositionError("unexpected ',' in the label set; expected a label name",
+                                              lineno)
+                    raise ExpositionError(f"expected a label name, found {_show(line, i)}", lineno)
+                lname = m.group(0)
+                i = m.end()
+            i = _skip_blanks(line, i, blanks)
+            if i >= n or line[i] != "=":
+                raise ExpositionError(
+                    f'expected \'=\' after label name "{_clip(lname)}", found {_show(line, i)}', lineno)
+            i = _skip_blanks(line, i + 1, blanks)
+            if i >= n or line[i] != '"':
+                raise ExpositionError(
+                    f'expected \'"\' to open the value of label "{_clip(lname)}", found {_show(line, i)}',
+                    lineno)
+            value, i = _quoted(line, i, f'value of label "{_clip(lname)}"', lineno)
+            out.append(lname)
+            out.append(value)
+            first = False
+            i = _skip_blanks(line, i, blanks)
+            if i < n and line[i] == ",":
+                i = _skip_blanks(line, i + 1, blanks)
+                after_comma = True
+                if i < n and line[i] == "}" and om:
+                    raise ExpositionError("unexpected '}' after ','; remove the trailing comma", lineno)
+                continue
+            if i < n and line[i] == "}":
+                return int(i + 1)
+            raise ExpositionError(
+                f'expected \',\' or \'}}\' after the value of label "{_clip(lname)}", found {_show(line, i)}',
+                lineno)
+
+    # ─── OpenMetrics ───────────────────────────────────────────────────────────────────────
+
+    def _parse_om(self, lines: list[str]) -> list[MetricFamily]:
+        if lines[-1] == "":
+            lines.pop()
+        if not lines or lines[-1] != "# EOF":
+            eof_at = lines.index("# EOF") + 1 if "# EOF" in lines else 0
+            if eof_at:
+                raise ExpositionError("text after '# EOF'; '# EOF' must be the last line", eof_at + 1)
+            raise ExpositionError(
+                "missing '# EOF' at the end; an OpenMetrics exposition must end with it "
+                "(a truncated response?)", len(lines) + 1)
+        lines.pop()
+        got = self._reuse(lines)
+        prev_lines = self._prev_lines
+        prev_got = self._prev_got
+        careful = self._careful
+        n_prev = len(prev_got)
+        shift = 0
+        values = self._values
+        new = _NEW_TUPLE
+        S = Sample
+        out: list[MetricFamily] = []
+        seen_names: set[str] = set()
+        fam: _Family | None = None
+        allowed: dict[str, str] = {}
+        samples: list[Sample] = []
+        for idx, s in enumerate(got):
+            if s is None:
+                line = lines[idx]
+                if not line or line[0] == "#":
+                    fam = self._om_meta(line, idx + 1, fam, out, seen_names)
+                    allowed = fam.allowed
+                    samples = fam.samples
+                    continue
+                # The inlined fast path of ``_parse_prom``.
+                head, _, v = line.rpartition(" ")
+                j = idx + shift         # never negative: shift = (a previous line) − (an earlier idx)
+                if shift and j < n_prev and line == prev_lines[j]:
+                    s = prev_got[j]                 # unchanged, moved by the lines added or removed
+                    if j in careful:
+                        self._next_careful.add(idx)
+                elif j < n_prev:
+                    p = prev_got[j]
+                    if p is not None and p[3] is None and j not in careful:
+                        pl = prev_lines[j]
+                        if pl.rfind(" ") == len(head) and pl.startswith(head):
+                            x = values.get(v)
+                            if x is None:
+                                x = self._value(v)
+                            if x is not None:
+                                s = new(S, (p[0], p[1], x, None, None))
+                if s is None:
+                    s = self._miss(line, idx, head, v, self._om_sample_careful, _om_ts_ns)
+                    shift = self._shift
+                got[idx] = s
+            if s[0] not in allowed:
+                # A sample the current family does not own starts a family of type unknown.
+                if fam is not None:
+                    self._om_finish(fam, out, seen_names)
+                fam = _Family(s[0], "unknown")
+                fam.allowed = allowed = {s[0]: ""}
+                samples = fam.samples
+            if not samples:
+                assert fam is not None
+                fam.first_line = idx + 1
+            samples.append(s)
+        if fam is not None:
+            self._om_finish(fam, out, seen_names)
+        self._keep(lines, got)
+        return out
+
+    def _om_meta(self, line: str, lineno: int, fam: _Family | None, out: list[MetricFamily],
+                 seen_names: set[str]) -> _Family:
+        if not line:
+            raise ExpositionError("blank line; OpenMetrics does not allow empty lines", lineno)
+        if line == "# EOF":
+            raise ExpositionError("text after '# EOF'; '# EOF' must be the last line", lineno + 1)
+        parts = line.split(" ", 3)
+        if parts[0] != "#" or len(parts) < 2:
+            raise ExpositionError(
+                "comments are not allowed in OpenMetrics; a line starting with '#' must be "
+                "'# HELP', '# TYPE', '# UNIT' or '# EOF'", lineno)
+        kw = parts[1]
+        if kw not in ("HELP", "TYPE", "UNIT"):
+            raise ExpositionError(
+                f"unknown metadata keyword \"{_clip(kw)}\"; expected HELP, TYPE or UNIT "
+                "(OpenMetrics has no comments)", lineno)
+        if len(parts) < 4:
+            raise ExpositionError(
+                f"a {kw} line is '# {kw} <metric name> <text>' with a single space after the name",
+                lineno)
+        name = parts[2]
+        if _METRIC_NAME_RE.fullmatch(name) is None:
+            raise ExpositionError(f'invalid metric name "{_clip(name)}" in the {kw} line', lineno)
+        value = parts[3]
+        if fam is None or fam.name != name:
+            if fam is not None:
+                self._om_finish(fam, out, seen_names)
+            fam = _Family(name, "unknown")
+            fam.allowed = {name: ""}
+        elif fam.samples:
+            raise ExpositionError(
+                f'{kw} line for "{name}" after its samples; metadata must come before the samples',
+                lineno)
+        if kw == "HELP":
+            if fam.help_line:
+                raise ExpositionError(
+                    f'second HELP line for "{name}" (the first is on line {fam.help_line})', lineno)
+            fam.help = _unescape(value)
+            fam.help_line = lineno
+        elif kw == "TYPE":
+            if fam.type_line:
+                raise ExpositionError(
+                    f'second TYPE line for "{name}" (the first is on line {fam.type_line})', lineno)
+            if value not in _OM_TYPES:
+                raise ExpositionError(
+                    f'unknown type "{_clip(value)}" for "{name}"; expected one of '
+                    + ", ".join(sorted(_OM_TYPES)), lineno)
+            fam.type = value
+            fam.type_line = lineno
+            fam.allowed = {name + sfx: sfx for sfx in _OM_SUFFIXES.get(value, ("",))}
+        else:
+            if fam.unit_line:
+                raise ExpositionError(
+                    f'second UNIT line for "{name}" (the first is on line {fam.unit_line})', lineno)
+            fam.unit = value
+            fam.unit_line = lineno
+        return fam
+
+    def _om_sample_careful(self, line: str, lineno: int) -> Sample:
+        m = _OM_SERIES_RE.match(line)
+        if m is not None and m.end() < len(line) and line[m.end()] == " ":
+            name = m.group(1)
+            body = m.group(2)
+            labels = self._labels_from_pairs(_PAIRS_RE.findall(body), lineno) if body else _EMPTY
+            end = m.end()
+        else:
+            name, labels, end = self._series_slow(line, 0, lineno, om=True, quoted_names=False)
+        name = self._intern(name)
+        if end >= len(line) or line[end] != " ":
+            raise ExpositionError(
+                f"expected a single space and the value after the series, found {_show(line, end)}",
+                lineno)
+        rest = line[end + 1:]
+        vtok, sp, after = rest.partition(" ")
+        x = _parse_value(vtok)
+        if x is None:
+            raise ExpositionError(
+                f'invalid value "{_clip(vtok)}" for "{name}"; expected a number, NaN, +Inf or -Inf '
+                "with single spaces around it", lineno)
+        ts: int | None = None
+        exemplar: Exemplar | None = None
+        if sp:
+            if after.startswith("#"):
+                ex_text = after
+            else:
+                ttok, sp2, ex_text = after.partition(" ")
+                ts = _om_ts_ns(ttok)
+                if ts is None:
+                    raise ExpositionError(
+                        f'invalid timestamp "{_clip(ttok)}"; expected seconds since the epoch '
+                        "(a decimal number, no NaN or Inf), with no trailing space", lineno)
+                if sp2 and not ex_text.startswith("#"):
+                    raise ExpositionError(
+                        f"unexpected {_show(ex_text, 0)} after the timestamp; only an exemplar "
+                        "(' # {labels} value') may follow", lineno)
+            if ex_text:
+                exemplar = self._om_exemplar(line, len(line) - len(ex_text), lineno)
+        return _NEW_TUPLE(Sample, (name, labels, x, ts, exemplar))
+
+    def _om_exemplar(self, line: str, i: int, lineno: int) -> Exemplar:
+        # line[i] == '#'; the exemplar is "# {labels} value [timestamp]".
+        if line[i:i + 3] != "# {":
+            raise ExpositionError("an exemplar is ' # {labels} value [timestamp]'; expected '# {' "
+                                  f"after the value, found \"{_clip(line[i:i + 3])}\"", lineno)
+        pairs: list[str] = []
+        j = self._label_pairs(line, i + 3, lineno, True, False, pairs,
+                              allow_empty_after_comma=False)
+        names = pairs[0::2]
+        if len(set(names)) != len(names):
+            raise ExpositionError("an exemplar label appears twice", lineno)
+        if sum(len(p) for p in pairs) > _EXEMPLAR_MAX_CHARS:
+            raise ExpositionError(
+                f"exemplar labels are longer than {_EXEMPLAR_MAX_CHARS} characters (names and "
+                "values together); shorten them", lineno)
+        rest = line[j:]
+        if not rest.startswith(" "):
+            raise ExpositionError(
+                f"expected a space and the exemplar value after its labels, found {_show(line, j)}",
+                lineno)
+        toks = rest[1:].split(" ")
+        if len(toks) > 2 or any(not t for t in toks):
+            raise ExpositionError(
+                "an exemplar ends with 'value [timestamp]' separated by single spaces, with nothing "
+                "after", lineno)
+        x = _parse_value(toks[0])
+        if x is None:
+            raise ExpositionError(f'invalid exemplar value "{_clip(toks[0])}"', lineno)
+        ts: int | None = None
+        if len(toks) == 2:
+            ts = _om_ts_ns(toks[1])
+            if ts is None:
+                raise ExpositionError(
+                    f'invalid exemplar timestamp "{_clip(toks[1])}"; expected seconds since the epoch',
+                    lineno)
+        flat = tuple(self._intern(p) for p in pairs)
+        return Exemplar(Labels.from_flat(flat), x, ts)
+
+    # ─── OpenMetrics family rules ──────────────────────────────────────────────────────────
+
+    def _om_finish(self, fam: _Family, out: list[MetricFamily], seen_names: set[str]) -> None:
+        name = fam.name
+        typ = fam.type
+        line = fam.first_line or fam.type_line or fam.help_line or fam.unit_line
+        for sfx in set(_OM_SUFFIXES.get(typ, ()) + ("",)):
+            if name + sfx in seen_names:
+                raise ExpositionError(
+                    f'the name "{name + sfx}" is used by two metric families; families must not '
+                    "repeat or overlap (samples of one family must be consecutive)", line)
+            seen_names.add(name + sfx)
+        if fam.unit:
+            if not name.endswith("_" + fam.unit):
+                raise ExpositionError(
+                    f'unit "{_clip(fam.unit)}" does not match the metric name "{name}"; the name must '
+                    f'end with "_{_clip(fam.unit)}"', fam.unit_line)
+            if typ in ("info", "stateset"):
+                raise ExpositionError(f"{'an' if typ == 'info' else 'a'} {typ} metric cannot have a unit; remove the UNIT line", fam.unit_line)
+        if fam.samples:
+            self._om_check(fam)
+        out.append(fam.freeze())
+
+    # The family rules run in two ways that must agree (see the module docstring): the reference
+    # ``_om_check_samples`` (with ``_om_check_histogram``) walks the samples in order and raises the
+    # error of the first offending line; ``_om_check`` runs the structural rules once per family
+    # structure (``_om_plan``) and the value rules per scrape (``_Plan.values_ok``), and hands
+    # anything they do not accept to the reference.
+
+    def _om_check(self, fam: _Family) -> None:
+        samples = fam.samples
+        n = len(samples)
+        names, labs, vals, tss, exs = zip(*samples)
+        if tss.count(None) != n:
+            # Timestamps add per-sample ordering rules; the reference handles them.
+            self._om_check_samples(fam)
+            return
+        plans = self._plans
+        plan = plans.get(fam.name)
+        if plan is None or plan.type != fam.type or plan.names != names or plan.labels != labs:
+            plan = self._om_plan(fam, names, labs)
+            if plan is None:
+                self._om_check_samples(fam)           # raises the structural error
+                return
+            if self.max_cache_entries:
+                if len(plans) >= self.max_cache_entries:
+                    plans.clear()
+                plans[fam.name] = plan
+        if (exs.count(None) == n or plan.exemplars_ok(exs)) and plan.values_ok(vals):
+            return
+        self._om_check_samples(fam)                   # raises the value error
+
+    def _om_plan(self, fam: _Family, names: tuple[str, ...], labs: tuple[Labels, ...]) -> _Plan | None:
+        """The structure of a family's samples, checked, or None if a structural rule fails (the
+        reference then names it). Mirrors ``_om_check_samples``/``_om_check_histogram`` for samples
+        without timestamps."""
+        typ = fam.type
+        name = fam.name
+        n = len(names)
+        sfxs = tuple(map(fam.allowed.__getitem__, names))
+        is_hist = typ in ("histogram", "gaugehistogram")
+        plan = _Plan(typ, names, labs, sfxs,
+                     ("_bucket",) if is_hist else ("_total",) if typ == "counter" else ())
+        if typ == "info":
+            # One group (no labels dropped, no timestamps): only the values are checked.
+            plan.set_checks(one=range(n))
+            return plan
+        nonneg_int: list[int] = []     # bucket, _count, _gcount: non-negative integers
+        nonneg: list[int] = []         # _total, _sum (and _gsum without negative buckets): >= 0, not NaN
+        not_nan: list[int] = []        # _gsum with negative buckets
+        not_neg: list[int] = []        # summary quantiles: not < 0 (NaN allowed)
+        zero_one: list[int] = []       # stateset states
+        cum_a: list[int] = []          # bucket i-1, bucket i of one group: cumulative
+        cum_b: list[int] = []
+        inf_b: list[int] = []          # the +Inf bucket and the _count of one group: equal
+        inf_c: list[int] = []
+        le_memo = self._le_memo
+        q_memo = self._q_memo
+        seen: set[frozenset[tuple[str, str]]] = set()
+        prev_key: tuple[str, ...] | None = None
+        # The histogram state of the current group (the reference's ``state`` list).
+        last_le: float | None = None
+        last_b = -1
+        count = -1
+        has_sum = has_gsum = neg_b = False
+        gsums: list[int] = []
+        started = False
+        b = 0.0
+        for i in range(n):
+            sfx = sfxs[i]
+            fl = labs[i].flat
+            key = fl
+            if sfx == "_bucket":
+                if len(fl) >= 2 and fl[-2] == "le":
+                    le = fl[-1]
+                    key = fl[:-2]
+                else:
+                    got_le = labs[i].get("le")
+                    if got_le is None:
+                        return None
+                    le = got_le
+                    key = _without(fl, "le")
+                got_b = le_memo.get(le)
+                if got_b is None:
+                    got_b = _le_bound(le)
+                    if got_b is None:
+                        return None
+                    if len(le_memo) >= _MAX_VALUES:
+                        le_memo.clear()
+                    le_memo[le] = got_b
+                b = got_b
+                nonneg_int.append(i)
+            elif sfx == "":
+                if typ == "summary":
+                    q = labs[i].get("quantile")
+                    if q is None:
+                        return None
+                    if q not in q_memo:
+                        qv = _parse_value(q)
+                        if qv is None or not (0.0 <= qv <= 1.0):
+                            return None
+                        if len(q_memo) >= _MAX_VALUES:
+                            q_memo.clear()
+                        q_memo[q] = qv
+                    key = _without(fl, "quantile")
+                    not_neg.append(i)
+                elif typ == "stateset":
+                    if name not in labs[i]:
+                        return None
+                    key = _without(fl, name)
+                    zero_one.append(i)
+            elif sfx == "_count" or sfx == "_gcount":
+                nonneg_int.append(i)
+            elif sfx == "_total" or sfx == "_sum":
+                nonneg.append(i)
+            if key != prev_key:
+                # A new group, unless it is another order of the same pairs (label names are
+                # unique, so with the names in the same order, other values are another group).
+                if (prev_key is None or len(key) != len(prev_key) or key[0::2] == prev_key[0::2]
+                        or _pair_set(key) != _pair_set(prev_key)):
+                    g = _pair_set(key)
+                    if g in seen:
+                        return None                   # the group is not consecutive
+                    seen.add(g)
+                    if is_hist:
+                        if started and not _hist_group_ok(last_le, count, has_sum, has_gsum, neg_b):
+                            return None
+                        if started:
+                            if count >= 0:
+                                inf_b.append(last_b)
+                                inf_c.append(count)
+                            (not_nan if neg_b else nonneg).extend(gsums)
+                        started = True
+                        last_le = None
+                        last_b = count = -1
+                        has_sum = has_gsum = neg_b = False
+                        gsums = []
+                prev_key = key
+            if is_hist:
+                if sfx == "_bucket":
+                    if b < 0:
+                        neg_b = True
+                    if last_le is not None and b <= last_le:
+                        return None                   # buckets out of "le" order
+                    if last_b >= 0:
+                        cum_a.append(last_b)
+                        cum_b.append(i)
+                    last_le = b
+                    last_b = i
+                elif sfx == "_count" or sfx == "_gcount":
+                    count = i
+                elif sfx == "_sum":
+                    has_sum = True
+                elif sfx == "_gsum":
+                    has_gsum = True
+                    gsums.append(i)
+        if is_hist and started:
+            if not _hist_group_ok(last_le, count, has_sum, has_gsum, neg_b):
+                return None
+            if count >= 0:
+                inf_b.append(last_b)
+                inf_c.append(count)
+            (not_nan if neg_b else nonneg).extend(gsums)
+        plan.set_checks(nonneg_int=nonneg_int, nonneg=nonneg, not_nan=not_nan, not_neg=not_neg,
+                        zero_one=zero_one, cum=(cum_a, cum_b), equal=(inf_b, inf_c))
+        return plan
+
+    def _group(self, labels: Labels, drop: str) -> Labels:
+        key = (labels.flat, drop)
+        g = self._group_memo.get(key)
+        if g is None:
+            g = labels.without(drop) if drop else labels
+            if len(self._group_memo) >= self.max_cache_entries:
+                self._group_memo.clear()
+            self._group_memo[key] = g
+        return g
+
+    def _om_check_samples(self, fam: _Family) -> None:
+        name = fam.name
+        typ = fam.type
+        allowed = fam.allowed
+        line0 = fam.first_line
+        is_hist = typ in ("histogram", "gaugehistogram")
+        group: Labels | None = None
+        group_ts: int | None = None
+        seen_groups: set[Labels] = set()
+        for idx, s in enumerate(fam.samples):
+            lineno = line0 + idx
+            sname, labels, value, ts, exemplar = s
+            sfx = allowed[sname]
+            drop = ""
+            if sfx == "_bucket":
+                le = labels.get("le")
+                if le is None or le == "NaN":
+                    raise ExpositionError(f'histogram bucket "{sname}" needs an "le" label', lineno)
+                b = _parse_value(le)
+                if b is None or math.isnan(b) or (b - b != 0.0 and le not in ("+Inf", "-Inf")):
+                    raise ExpositionError(
+                        f'invalid "le" label value "{_clip(le)}"; expected a number or "+Inf"', lineno)
+                if not value.is_integer() or value < 0:
+                    raise ExpositionError(
+                        f'bucket value {_num(value)} of "{sname}" must be a non-negative integer', lineno)
+                drop = "le"
+            elif sfx in ("_count", "_gcount"):
+                if not value.is_integer() or value < 0:
+                    raise ExpositionError(
+                        f'"{sname}" must be a non-negative integer, found {_num(value)}', lineno)
+            elif sfx in ("_total", "_sum"):
+                if math.isnan(value) or value < 0:
+                    raise ExpositionError(
+                        f'"{sname}" is a counter-like value and cannot be {_num(value)}', lineno)
+            elif sfx == "_gsum":
+                if math.isnan(value):
+                    raise ExpositionError(f'"{sname}" cannot be NaN', lineno)
+            elif typ == "summary" and sfx == "":
+                q = labels.get("quantile")
+                qv = _parse_value(q) if q is not None else None
+                if q is None or qv is None or not (0.0 <= qv <= 1.0):
+                    raise ExpositionError(
+                        f'summary quantile sample "{sname}" needs a "quantile" label between 0 and 1, '
+                        f"found {q!r}", lineno)
+                if value < 0:
+                    raise ExpositionError(f"quantile values cannot be negative, found {_num(value)}", lineno)
+                drop = "quantile"
+            elif typ == "stateset":
+                if name not in labels:
+                    raise ExpositionError(
+                        f'stateset sample needs a label named after the metric ("{name}")', lineno)
+                if value != 0.0 and value != 1.0:
+                    raise ExpositionError(f"stateset values must be 0 or 1, found {_num(value)}", lineno)
+                drop = name
+            elif typ == "info" and value != 1.0:
+                raise ExpositionError(f"info values must be 1, found {_num(value)}", lineno)
+            if exemplar is not None and not ((is_hist and sfx == "_bucket")
+                                             or (typ == "counter" and sfx == "_total")):
+                raise ExpositionError(
+                    "only counter _total samples and histogram buckets can have exemplars", lineno)
+            # Grouping: the samples of one series group (labels without le/quantile/state) must be
+            # consecutive, with timestamps on all or none of them, never going backwards.
+            g = EMPTY_GROUP if typ == "info" else self._group(labels, drop)
+            if g is group or g == group:
+                if (ts is None) != (group_ts is None):
+                    raise ExpositionError(
+                        "some samples of this series group have a timestamp and some do not", lineno)
+                if ts is not None and group_ts is not None and ts < group_ts and typ != "info":
+                    raise ExpositionError("timestamps go backwards within a series group", lineno)
+            else:
+                if g in seen_groups:
+                    raise ExpositionError(
+                        f'samples of "{name}" with labels {dict(g.pairs())!r} are not consecutive; '
+                        "all samples of a series group must be together", lineno)
+                seen_groups.add(g)
+            group = g
+            group_ts = ts
+        if is_hist:
+            self._om_check_histogram(fam)
+
+    def _om_check_histogram(self, fam: _Family) -> None:
+        """Per series group (and timestamp): buckets ascending and cumulative, a +Inf bucket equal to
+        _count, _sum/_count together, no _sum with negative buckets (OpenMetrics 1.0)."""
+        allowed = fam.allowed
+        name = fam.name
+        line0 = fam.first_line
+        state: list[object] | None = None
+        # state: [group, ts, last_le, last_value, count, has_sum, has_gsum, neg_buckets, neg_gsum, line]
+        cur_group: Labels | None = None
+        cur_ts: int | None = None
+
+        def check(st: list[object]) -> None:
+            last_le, last_val, count, has_sum, has_gsum, neg_b, neg_gsum, ln = st[2:]
+            assert isinstance(ln, int) and isinstance(last_val, float)
+            if last_le != _INF:
+                raise ExpositionError(f'histogram "{name}" is missing its le="+Inf" bucket', ln)
+            if isinstance(count, float) and last_val != count:
+                raise ExpositionError(
+                    f'the _count of histogram "{name}" ({_num(count)}) differs from its +Inf bucket '
+                    f"({_num(last_val)})", ln)
+            if has_sum and count is None:
+                raise ExpositionError(f'histogram "{name}" has a _sum but no _count', ln)
+            if has_gsum and count is None:
+                raise ExpositionError(f'gauge histogram "{name}" has a _gsum but no _gcount', ln)
+            if count is not None and not (has_sum or has_gsum):
+                raise ExpositionError(f'histogram "{name}" has a _count/_gcount but no _sum/_gsum', ln)
+            if neg_b and has_sum:
+                raise ExpositionError(
+                    f'histogram "{name}" has negative buckets, so it cannot have a _sum', ln)
+            if neg_gsum and not neg_b:
+                raise ExpositionError(
+                    f'gauge histogram "{name}" has a negative _gsum but no negative buckets', ln)
+
+        for idx, s in enumerate(fam.samples):
+            sfx = allowed[s[0]]
+            labels = s[1]
+            g = self._group(labels, "le") if sfx == "_bucket" else self._group(labels, "")
+            ts = s[3]
+            if state is None or not (g is cur_group or g == cur_group) or ts != cur_ts:
+                if state is not None:
+                    check(state)
+                state = [g, ts, None, 0.0, None, False, False, False, False, line0 + idx]
+            cur_group = g
+            cur_ts = ts
+            state[9] = line0 + idx
+            v = s[2]
+            if sfx == "_bucket":
+                b = float(labels["le"])
+                if b < 0:
+                    state[7] = True
+                last = state[2]
+                if last is not None and isinstance(last, float) and b <= last:
+                    raise ExpositionError(
+                        f'buckets of histogram "{name}" are not in increasing "le" order', line0 + idx)
+                prev = state[3]
+                assert isinstance(prev, float)
+                if v < prev:
+                    raise ExpositionError(
+                        f'bucket counts of histogram "{name}" decrease; buckets are cumulative',
+                        line0 + idx)
+                state[2] = b
+                state[3] = v
+            elif sfx in ("_count", "_gcount"):
+                state[4] = v
+            elif sfx == "_sum":
+                state[5] = True
+            elif sfx == "_gsum":
+                state[6] = True
+                if v < 0:
+                    state[8] = True
+        if state is not None:
+            check(state)
+
+
+_EMPTY = Labels.from_flat(())
+EMPTY_GROUP = _EMPTY
+
+# Value predicates as bound C methods, so ``map`` runs them without Python frames.
+_IS_INT = float.is_integer
+_ZERO_LE = (0.0).__le__           # 0 <= v: False for negatives and NaN
+_ZERO_GT = (0.0).__gt__           # 0 > v: True for negatives only
+_ONE_EQ = (1.0).__eq__
+_ZERO_ONE = frozenset((0.0, 1.0)).__contains__
+_FLOAT_LE = float.__le__
+_Picker = Callable[[tuple[float, ...]], tuple[float, ...]]
+
+
+def _picker(idx: Sequence[int], n: int) -> _Picker | None:
+    """A C-level function picking the values at ``idx`` (as a tuple) out of a family's values."""
+    if not idx:
+        return None
+    if len(idx) == n:
+        return _identity                  # idx covers every sample, in order
+    if len(idx) == 1:
+        only = idx[0]
+        return lambda vals: (vals[only],)
+    got: _Picker = itemgetter(*idx)
+    return got
+
+
+def _identity(vals: tuple[float, ...]) -> tuple[float, ...]:
+    return vals
+
+
+def _without(flat: tuple[str, ...], key: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for i in range(0, len(flat), 2):
+        if flat[i] != key:
+            out.append(flat[i])
+            out.append(flat[i + 1])
+    return tuple(out)
+
+
+def _pair_set(flat: tuple[str, ...]) -> frozenset[tuple[str, str]]:
+    """A label set as a value that ignores order (what ``Labels`` equality compares)."""
+    return frozenset(zip(flat[0::2], flat[1::2]))
+
+
+def _le_bound(le: str) -> float | None:
+    """A bucket's ``le`` as the reference accepts it (a number, ``+Inf`` or ``-Inf``; no NaN)."""
+    if le == "NaN":
+        return None
+    b = _parse_value(le)
+    if b is None or math.isnan(b) or (b - b != 0.0 and le not in ("+Inf", "-Inf")):
+        return None
+    return b
+
+
+def _hist_group_ok(last_le: float | None, count: int, has_sum: bool, has_gsum: bool,
+                   neg_b: bool) -> bool:
+    """The structural part of the reference's end-of-group histogram check."""
+    if last_le != _INF:
+        return False
+    if (has_sum or has_gsum) and count < 0:
+        return False
+    if count >= 0 and not (has_sum or has_gsum):
+        return False
+    return not (neg_b and has_sum)
+
+
+class _Plan:
+    """A family's structure that passed the structural rules, and the value checks it implies.
+
+    Valid for a later scrape whose family has the same type, sample names and labels (compared
+    as tuples: the cached strings and ``Labels`` are the same objects, so this is a pointer walk)
+    and no timestamps."""
+
+    __slots__ = ("cum", "equal", "ex_sfx", "labels", "names", "nonneg", "nonneg_int", "not_nan",
+                 "not_neg", "one", "sfxs", "type", "zero_one")
+
+    def __init__(self, typ: str, names: tuple[str, ...], labels: tuple[Labels, ...],
+                 sfxs: tuple[str, ...], ex_sfx: tuple[str, ...]) -> None:
+        self.type = typ
+        self.names = names
+        self.labels = labels
+        self.sfxs = sfxs
+        self.ex_sfx = ex_sfx
+        self.nonneg_int: _Picker | None = None
+        self.nonneg: _Picker | None = None
+        self.not_nan: _Picker | None = None
+        self.not_neg: _Picker | None = None
+        self.zero_one: _Picker | None = None
+        self.one: _Picker | None = None
+        self.cum: tuple[_Picker, _Picker] | None = None
+        self.equal: tuple[_Picker, _Picker] | None = None
+
+    def set_checks(self, *, nonneg_int: Sequence[int] = (), nonneg: Sequence[int] = (),
+                   not_nan: Sequence[int] = (), not_neg: Sequence[int] = (),
+                   zero_one: Sequence[int] = (), one: Sequence[int] = (),
+                   cum: tuple[Sequence[int], Sequence[int]] = ((), ()),
+                   equal: tuple[Sequence[int], Sequence[int]] = ((), ())) -> None:
+        n = len(self.names)
+        self.nonneg_int = _picker(nonneg_int, n)
+        self.nonneg = _picker(nonneg, n)
+        self.not_nan = _picker(not_nan, n)
+        self.not_neg = _picker(not_neg, n)
+        self.zero_one = _picker(zero_one, n)
+        self.one = _picker(one, n)
+        a, b = _picker(cum[0], n), _picker(cum[1], n)
+        self.cum = (a, b) if a is not None and b is not None else None
+        a, b = _picker(equal[0], n), _picker(equal[1], n)
+        self.equal = (a, b) if a is not None and b is not None else None
+
+    def values_ok(self, vals: tuple[float, ...]) -> bool:
+        """The reference's value rules, for this structure. Values are always ``float``."""
+        pick = self.nonneg_int
+        if pick is not None:
+            v = pick(vals)
+            if not all(map(_IS_INT, v)) or any(map(_ZERO_GT, v)):
+                return False
+        pick = self.nonneg
+        if pick is not None and not all(map(_ZERO_LE, pick(vals))):
+            return False
+        pick = self.not_nan
+        if pick is not None:
+            v = pick(vals)
+            if not all(map(float.__eq__, v, v)):
+                return False
+        pick = self.not_neg
+        if pick is not None and any(map(_ZERO_GT, pick(vals))):
+            return False
+        pick = self.zero_one
+        if pick is not None and not all(map(_ZERO_ONE, pick(vals))):
+            return False
+        pick = self.one
+        if pick is not None and not all(map(_ONE_EQ, pick(vals))):
+            return False
+        if self.cum is not None:
+            a, b = self.cum
+            if not all(map(_FLOAT_LE, a(vals), b(vals))):
+                return False
+        if self.equal is not None:
+            # Both sides passed the integer check above, so no NaN: tuple equality is exact.
+            a, b = self.equal
+            if a(vals) != b(vals):
+                return False
+        return True
+
+    def exemplars_ok(self, exs: tuple[Exemplar | None, ...]) -> bool:
+        """Only counter ``_total`` samples and histogram buckets may carry exemplars."""
+        sfxs = self.sfxs
+        ok = self.ex_sfx
+        return all(sfxs[i] in ok for i, e in enumerate(exs) if e is not None)
+
+
+def parse_exposition(data: bytes | str, content_type: str | None = None) -> list[MetricFamily]:
+    """Parse one exposition (bytes or str). Raises ``ExpositionError`` (with ``.line``) if invalid."""
+    return ExpositionParser().parse(data, content_type)

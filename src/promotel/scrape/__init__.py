@@ -1,0 +1,13 @@
+"""The scrape stage: one HTTP GET of one target into bytes and a content type (``client``), and which
+targets this replica owns when the bridge is sharded (``shard``)."""
+
+from promotel.scrape.client import (
+    ACCEPT,
+    RateBudget,
+    Scraper,
+    ScrapeResult,
+    build_ssl_context,
+    parse_retry_after,
+)
+
+__all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "build_ssl_context", "parse_retry_after"]

@@ -1,0 +1,386 @@
+"""The scrape stage: one HTTP GET of one target, bounded in time and size, into bytes + content type.
+
+A ``Scraper`` is built once per source and owns its ``httpx.AsyncClient`` (connection reuse, TLS
+settings, auth). ``scrape()`` returns a ``ScrapeResult`` or raises ``ScrapeError`` with a bounded
+``kind`` (``dns``, ``connect``, ``tls``, ``timeout``, ``protocol``, ``http_status``, ``rate_limited``,
+``too_large``, ``redirect``, ``format``) and a message that says what to do. Messages never contain
+credentials: the auth header is built from ``reveal()`` at request time and never formatted.
+
+Limits, all per source:
+
+* time: the whole request, body included, ends at ``timeout`` (a server dribbling bytes cannot hold
+  a scrape open);
+* size: ``max_body_bytes`` applies to the bytes on the wire AND to the decompressed body, checked
+  while streaming (a gzip bomb stops at the cap, a lying Content-Length fails early);
+* rate: a ``Retry-After`` from a 429/503 is honoured through ``next_allowed_at()``; for mapping
+  ``baseten`` a process-wide limiter keeps every (host, key) pair — one Baseten organization —
+  within 6 requests in any 60 s window, shared by all sources using that key.
+
+State: the only state outside a Scraper is that limiter (``_BUDGETS``), a dict of recent request
+times per (host, key hash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import hashlib
+import socket
+import ssl
+import time
+import urllib.parse
+import zlib
+from collections.abc import Callable
+from typing import NamedTuple
+
+import httpx
+
+from promotel import __version__
+from promotel.config import SourceConfig
+from promotel.config.secrets import redact, redact_all, reveal
+from promotel.errors import ScrapeError
+from promotel.httpcommon import parse_retry_after, safe_url
+from promotel.httpcommon import ssl_context as build_ssl_context
+
+__all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "build_ssl_context", "parse_retry_after"]
+
+# Prometheus-style negotiation: OpenMetrics first, then the Prometheus text formats.
+ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+          "text/plain;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1")
+MAX_REDIRECTS = 5
+# A Retry-After beyond this is treated as this: a bad header must not silence a target for days.
+# Baseten: 6 requests per minute per organization (HTTP 429 beyond).
+BASETEN_REQUESTS = 6
+BASETEN_WINDOW = 60.0
+_CHUNK = 64 * 1024
+
+
+class ScrapeResult(NamedTuple):
+    body: bytes                 # decompressed
+    content_type: str | None
+    duration_s: float
+    status: int
+    url: str                    # the final URL (after redirects), without credentials
+
+
+class RateBudget:
+    """At most ``limit`` requests in any ``window`` seconds (a sliding window of request times)."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._times: collections.deque[float] = collections.deque(maxlen=limit)
+
+    def next_free(self, now: float) -> float:
+        """The earliest time a request may start."""
+        if len(self._times) < self.limit:
+            return now
+        return max(now, self._times[0] + self.window)
+
+    def reserve(self, now: float, max_wait: float) -> float | None:
+        """Book the next free slot: the seconds to wait for it, or None (nothing booked) if over ``max_wait``."""
+        at = self.next_free(now)
+        if at - now > max_wait:
+            return None
+        self._times.append(at)
+        return at - now
+
+
+_BUDGETS: dict[tuple[str, str], RateBudget] = {}
+
+
+def _budget_for(host: str, key: str) -> RateBudget:
+    """The shared budget of one organization: one host:port and one credential."""
+    # Keyed by a hash so the key itself is not kept in another place in memory longer than needed.
+    ident = (host.lower(), hashlib.sha256(key.encode()).hexdigest()[:16])
+    budget = _BUDGETS.get(ident)
+    if budget is None:
+        budget = _BUDGETS[ident] = RateBudget(BASETEN_REQUESTS, BASETEN_WINDOW)
+    return budget
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+class Scraper:
+    """Scrapes one source. Not safe for concurrent ``scrape()`` calls on one instance (one at a time)."""
+
+    def __init__(self, source: SourceConfig, *, transport: httpx.AsyncBaseTransport | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.source = source
+        self._clock = clock
+        self._not_before = 0.0
+        self._secrets = self._secret_values()
+        url = httpx.URL(source.url)
+        self._has_credentials = source.auth is not None or bool(source.headers) or bool(url.password)
+        self._budget: RateBudget | None = None
+        if source.mapping == "baseten":
+            port = url.port or (443 if url.scheme == "https" else 80)
+            self._budget = _budget_for(f"{url.host}:{port}", self._secrets[0] if self._secrets else "")
+        try:
+            verify: ssl.SSLContext = build_ssl_context(source.tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise ScrapeError(f"cannot use the TLS files of source {source.name}: {exc}; check tls.ca_file, "
+                              "tls.cert_file and tls.key_file", kind="tls") from exc
+        self._extensions: dict[str, str] = {}
+        if source.tls is not None and source.tls.server_name:
+            self._extensions["sni_hostname"] = source.tls.server_name
+        t = source.timeout
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            verify=verify,
+            timeout=httpx.Timeout(t, connect=t, read=t, write=t, pool=t),
+            follow_redirects=False,   # followed by hand: credentials must never leave for another host
+            trust_env=False,          # proxies and netrc from the environment would change where the key goes
+        )
+        self._headers = self._build_headers()
+
+    def _secret_values(self) -> list[str]:
+        values: list[str] = []
+        auth = self.source.auth
+        if auth is not None:
+            for s in (auth.api_key, auth.bearer_token, auth.basic.password if auth.basic else None):
+                if s:
+                    values.append(reveal(s))
+        values += [reveal(v) for v in self.source.headers.values() if v]
+        password = urllib.parse.urlsplit(self.source.url).password
+        if password:
+            values.append(password)
+        return values
+
+    def _build_headers(self) -> dict[str, str]:
+        headers = {
+            "Accept": ACCEPT,
+            "Accept-Encoding": "gzip",
+            "User-Agent": f"promotel/{__version__}",
+            # Tells the target how long it has (Prometheus sends the same header).
+            "X-Prometheus-Scrape-Timeout-Seconds": f"{self.source.timeout:g}",
+        }
+        headers.update({k: reveal(v) for k, v in self.source.headers.items()})
+        auth = self.source.auth
+        if auth is not None:
+            if auth.api_key:
+                headers["Authorization"] = f"Api-Key {reveal(auth.api_key)}"
+            elif auth.bearer_token:
+                headers["Authorization"] = f"Bearer {reveal(auth.bearer_token)}"
+            elif auth.basic is not None:
+                pair = f"{auth.basic.username}:{reveal(auth.basic.password)}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        return headers
+
+    def next_allowed_at(self) -> float:
+        """Monotonic time before which a scrape would break a rate limit or a server's Retry-After."""
+        at = self._not_before
+        if self._budget is not None:
+            at = max(at, self._budget.next_free(self._clock()))
+        return at
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _error(self, message: str, kind: str, retry_after: float | None = None) -> ScrapeError:
+        clean = redact_all(redact(message, self._secrets))
+        err = ScrapeError(clean, kind=kind, retry_after=retry_after)
+        err.target = self.source.name
+        return err
+
+    async def scrape(self) -> ScrapeResult:
+        """One GET of the source. Raises ``ScrapeError``."""
+        if self._budget is not None:
+            # Wait for a slot of the organization's budget when it comes within one interval; beyond
+            # that the scrape is skipped (another source or process is using up the budget).
+            wait = self._budget.reserve(self._clock(), self.source.interval)
+            if wait is None:
+                retry = self._budget.next_free(self._clock()) - self._clock()
+                raise self._error(f"skipped to stay within Baseten's budget of {BASETEN_REQUESTS} requests per "
+                                  f"minute per organization (another source uses the same API key); the next "
+                                  f"request is allowed in {retry:.0f}s", "rate_limited", retry)
+            if wait > 0:
+                await asyncio.sleep(wait)
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.source.timeout):
+                return await self._fetch(start)
+        except TimeoutError as exc:
+            raise self._error(f"no complete answer from {safe_url(self.source.url)} within the timeout of "
+                              f"{self.source.timeout:g}s; raise 'timeout' (below the interval) or check the "
+                              "target's load", "timeout") from exc
+
+    async def _fetch(self, start: float) -> ScrapeResult:
+        url = httpx.URL(self.source.url)
+        headers = dict(self._headers)
+        for _hop in range(MAX_REDIRECTS + 1):
+            request = self._client.build_request("GET", url, headers=headers, extensions=self._extensions)
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc, url) from exc
+            try:
+                if response.is_redirect:
+                    url = self._redirect_target(response, url)
+                    continue
+                if not response.is_success:
+                    await self._status_error(response, url)
+                body = await self._read_body(response, url)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc, url) from exc
+            finally:
+                await response.aclose()
+            content_type = response.headers.get("content-type")
+            self._check_not_html(content_type, body, url)
+            return ScrapeResult(body, content_type, time.perf_counter() - start, response.status_code,
+                                safe_url(url))
+        raise self._error(f"more than {MAX_REDIRECTS} redirects starting at {safe_url(self.source.url)}; point "
+                          "'url' at the final address", "redirect")
+
+    def _redirect_target(self, response: httpx.Response, url: httpx.URL) -> httpx.URL:
+        location = response.headers.get("location")
+        if not location:
+            raise self._error(f"{safe_url(url)} answered {response.status_code} without a Location header",
+                              "redirect")
+        target = url.join(location)
+        if self._has_credentials and _origin(target) != _origin(url):
+            raise self._error(f"{safe_url(url)} redirects to another origin ({target.scheme}://{target.host}"
+                              f"{':' + str(target.port) if target.port else ''}); promotel does not send "
+                              "credentials to another host. Set 'url' to the final address if you trust it",
+                              "redirect")
+        return target
+
+    async def _status_error(self, response: httpx.Response, url: httpx.URL) -> None:
+        status = response.status_code
+        where = safe_url(url)
+        if status in (429, 503):
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is None and status == 429 and self._budget is not None:
+                retry_after = BASETEN_WINDOW   # Baseten's budget is per minute: wait for the window to pass
+            if retry_after is not None:
+                self._not_before = max(self._not_before, self._clock() + retry_after)
+            when = f"; retrying after {retry_after:g}s as the server asked" if retry_after is not None else ""
+            if status == 429:
+                hint = (" Baseten allows 6 requests per minute per organization: use interval 60s and one "
+                        "bridge per organization" if self.source.mapping == "baseten" else
+                        " Raise the interval")
+                raise self._error(f"{where} answered HTTP 429 Too Many Requests{when}.{hint}", "rate_limited",
+                                  retry_after)
+            raise self._error(f"{where} answered HTTP 503 Service Unavailable{when}", "http_status", retry_after)
+        if status in (401, 403):
+            hint = ("check the API key; Baseten expects 'Authorization: Api-Key <key>' (auth.api_key)"
+                    if self.source.mapping == "baseten" or (self.source.auth and self.source.auth.api_key) else
+                    "check the credentials in 'auth' (api_key, bearer_token or basic)")
+            if self.source.auth is None and not self.source.headers:
+                hint = "the target needs credentials: add 'auth' (api_key, bearer_token or basic) to the source"
+            raise self._error(f"{where} answered HTTP {status} ({response.reason_phrase}); {hint}", "http_status")
+        if status == 404:
+            raise self._error(f"{where} answered HTTP 404 Not Found; check the path (metrics are usually served "
+                              "at /metrics)", "http_status")
+        raise self._error(f"{where} answered HTTP {status} ({response.reason_phrase})", "http_status")
+
+    async def _read_body(self, response: httpx.Response, url: httpx.URL) -> bytes:
+        cap = self.source.max_body_bytes
+        where = safe_url(url)
+
+        def too_large(what: str) -> ScrapeError:
+            return self._error(f"the body from {where} is larger than max_body_bytes ({cap} bytes{what}); "
+                               "raise max_body_bytes or reduce what the target exposes", "too_large")
+
+        length = response.headers.get("content-length")
+        if length is not None and length.strip().isdigit() and int(length) > cap:
+            raise too_large(f"; Content-Length says {int(length)}")
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        decoder: zlib._Decompress | None
+        if encoding in ("", "identity"):
+            decoder = None
+        elif encoding in ("gzip", "x-gzip"):
+            decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            decoder = zlib.decompressobj()
+        else:
+            raise self._error(f"{where} sent Content-Encoding {encoding!r}, which promotel does not decode "
+                              "(it asks for gzip or identity)", "format")
+        raw_size = 0
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_raw(_CHUNK):
+                raw_size += len(chunk)
+                if raw_size > cap:
+                    raise too_large("")
+                if decoder is None:
+                    parts.append(chunk)
+                    size += len(chunk)
+                    continue
+                data = chunk
+                # Decompress at most up to the cap (+1 byte to detect overflow): a gzip bomb never
+                # inflates past the cap in memory.
+                while data:
+                    out = decoder.decompress(data, cap - size + 1)
+                    size += len(out)
+                    parts.append(out)
+                    if size > cap:
+                        raise too_large(" after decompression")
+                    data = decoder.unconsumed_tail
+            if decoder is not None:
+                tail = decoder.flush()
+                size += len(tail)
+                parts.append(tail)
+                if size > cap:
+                    raise too_large(" after decompression")
+                if not decoder.eof:
+                    raise self._error(f"the compressed body from {where} ended early (truncated gzip stream)",
+                                      "protocol")
+        except zlib.error as exc:
+            raise self._error(f"the body from {where} is not valid {encoding} data ({exc})", "format") from exc
+        return b"".join(parts)
+
+    def _check_not_html(self, content_type: str | None, body: bytes, url: httpx.URL) -> None:
+        if content_type and content_type.split(";")[0].strip().lower() == "text/html" \
+                and body.lstrip()[:1] == b"<":
+            raise self._error(f"{safe_url(url)} returned an HTML page, not Prometheus metrics; check the URL "
+                              "(metrics are usually served at /metrics) and the credentials (a login page?)",
+                              "format")
+
+    def _transport_error(self, exc: httpx.HTTPError, url: httpx.URL) -> ScrapeError:
+        host = url.host
+        port = url.port or (443 if url.scheme == "https" else 80)
+        causes = _causes(exc)
+        if isinstance(exc, httpx.TimeoutException):
+            phase = "connecting to" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else "reading from"
+            return self._error(f"timed out {phase} {host}:{port} after {self.source.timeout:g}s", "timeout")
+        if any(isinstance(c, socket.gaierror) for c in causes) or "name or service not known" in str(exc).lower() \
+                or "nodename nor servname" in str(exc).lower():
+            return self._error(f"DNS lookup of {host} failed; check the host name in 'url'", "dns")
+        if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            reason = next((c.verify_message for c in causes if isinstance(c, ssl.SSLCertVerificationError)
+                           and c.verify_message), "certificate verify failed")
+            return self._error(f"TLS certificate verification of {host}:{port} failed ({reason}); set tls.ca_file "
+                               "to the CA that signed the server's certificate (or tls.server_name if it was "
+                               "issued for another name)", "tls")
+        if any(isinstance(c, ssl.SSLError) for c in causes):
+            return self._error(f"TLS handshake with {host}:{port} failed ({exc}); check that the URL scheme "
+                               "(https) matches the server and the tls settings", "tls")
+        if any(isinstance(c, ConnectionRefusedError) for c in causes) or "connection refused" in str(exc).lower() \
+                or "connect call failed" in str(exc).lower():
+            return self._error(f"connection to {host}:{port} refused; is the target running and listening on "
+                               "that port?", "connect")
+        if isinstance(exc, httpx.RemoteProtocolError):
+            return self._error(f"{safe_url(url)} broke the HTTP protocol ({exc}); the body may be shorter than "
+                               "its Content-Length", "protocol")
+        detail = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.ConnectError):
+            return self._error(f"cannot connect to {host}:{port} ({detail})", "connect")
+        if isinstance(exc, httpx.ReadError) and url.scheme == "http":
+            return self._error(f"{host}:{port} closed the connection without answering ({detail}); if the "
+                               "target serves HTTPS, write https:// in 'url'", "connect")
+        return self._error(f"request to {safe_url(url)} failed ({detail})", "connect")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its chain of causes/contexts (bounded)."""
+    out: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(out) < 10:
+        out.append(current)
+        current = current.__cause__ or current.__context__
+    return out

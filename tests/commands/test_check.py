@@ -1,0 +1,204 @@
+"""``promotel check`` against real local targets and a real OTLP receiver."""
+
+from __future__ import annotations
+
+import io
+import socket
+import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.sink import OTLPSink
+
+from promotel.cli import main
+from promotel.commands.check import run_check
+
+pytestmark = pytest.mark.timeout(60)
+
+KEY = "check-secret-api-key-0042"
+EXPOSITION = b"# TYPE up gauge\nup 1\n# TYPE requests_total counter\nrequests_total{code=\"200\"} 7\n" \
+             b"requests_total{code=\"500\"} 1\n"
+
+
+class Target:
+    """One server, one behaviour per path: /ok, /auth (needs the Api-Key), /html, /garbage, else 404."""
+
+    def __init__(self) -> None:
+        class _H(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/ok":
+                    self._reply(200, "text/plain; version=0.0.4", EXPOSITION)
+                elif self.path == "/auth":
+                    if self.headers.get("Authorization") == f"Api-Key {KEY}":
+                        self._reply(200, "text/plain; version=0.0.4", EXPOSITION)
+                    else:
+                        self._reply(401, "text/plain", b"unauthorized\n")
+                elif self.path == "/html":
+                    self._reply(200, "text/html", b"<html><body>Sign in</body></html>")
+                elif self.path == "/garbage":
+                    self._reply(200, "text/plain; version=0.0.4", b"up 1\nthis is {not an exposition\n")
+                else:
+                    self._reply(404, "text/plain", b"not found\n")
+
+            def _reply(self, status: int, ctype: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    t = Target()
+    yield t
+    t.httpd.shutdown()
+    t.httpd.server_close()
+
+
+@pytest.fixture
+def sink() -> Iterator[OTLPSink]:
+    s = OTLPSink().start()
+    yield s
+    s.stop()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write(tmp_path: Path, text: str, mode: int = 0o600) -> str:
+    path = tmp_path / "promotel.yaml"
+    path.write_text(textwrap.dedent(text))
+    path.chmod(mode)
+    return str(path)
+
+
+def check(path: str | None, env: dict[str, str] | None = None, **kw: Any) -> tuple[int, list[str]]:
+    out = io.StringIO()
+    code = run_check(path, env=env or {}, out=out, **kw)
+    return code, out.getvalue().splitlines()
+
+
+def test_offline_validates_only(tmp_path: Path) -> None:
+    path = write(tmp_path, f"""
+        sources:
+          - {{name: a, url: "http://127.0.0.1:{closed_port()}/metrics"}}
+          - {{name: b, url: "http://no-such-host.invalid/metrics"}}
+        exporters: [{{name: e, endpoint: "http://127.0.0.1:{closed_port()}"}}]
+    """)
+    code, lines = check(path, offline=True)
+    assert code == 0
+    assert lines == [f"config {path}: OK (2 sources, 1 exporter)"]
+
+
+def test_invalid_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        sources:
+          - {name: a, url: "http://h/metrics", intervall: 5s}
+          - {name: b, mapping: baseten, url: "https://app.baseten.co/metrics", interval: 2s}
+        exporters: [{name: e, protocol: http/json}]
+    """)
+    code, lines = check(path, offline=True)
+    assert code == 1
+    assert lines[0] == f"config {path}: INVALID (3 problems)"
+    assert "sources[0].intervall: unknown key 'intervall' (did you mean 'interval'?)" in lines
+    assert any(line.startswith("sources[1].interval: must be at least 10s for mapping baseten") for line in lines)
+    assert any(line.startswith("exporters[0].protocol: OTLP/JSON ('http/json') is not supported") for line in lines)
+
+
+def test_preset_problems_are_config_problems(tmp_path: Path) -> None:
+    path = write(tmp_path, "exporters: [{name: dd, preset: datadog, site: datadoghq.mars}]\n")
+    code, lines = check(path, offline=True)
+    assert code == 1
+    assert any(line.startswith("exporters[0].") and "datadoghq.mars" in line for line in lines)
+
+
+def test_probes_diagnose_each_failure_and_never_print_the_key(tmp_path: Path, target: Target,
+                                                             sink: OTLPSink) -> None:
+    refused = closed_port()
+    path = write(tmp_path, f"""
+        sources:
+          - {{name: good, url: "{target.url('/ok')}"}}
+          - {{name: keyed, url: "{target.url('/auth')}", auth: {{api_key: "${{KEY}}"}}}}
+          - {{name: wrong-key, mapping: baseten, url: "{target.url('/auth')}", auth: {{api_key: "wrong-{KEY}"}}}}
+          - {{name: wrong-path, url: "{target.url('/metricz')}"}}
+          - {{name: html, url: "{target.url('/html')}"}}
+          - {{name: garbage, url: "{target.url('/garbage')}"}}
+          - {{name: down, url: "http://127.0.0.1:{refused}/metrics"}}
+          - {{name: nxdomain, url: "http://no-such-host.invalid/metrics"}}
+        exporters:
+          - {{name: sink, endpoint: "http://127.0.0.1:{sink.http_port}/v1/metrics", protocol: http/protobuf}}
+          - {{name: nobody, endpoint: "http://127.0.0.1:{refused}/v1/metrics", protocol: http/protobuf,
+              headers: {{api-key: "{KEY}"}}}}
+    """)
+    code, lines = check(path, env={"KEY": KEY})
+    print("\n".join(lines))
+    assert code == 1
+    text = "\n".join(lines)
+    assert KEY not in text
+    by_name = {line.split(":", 1)[0]: line for line in lines[1:]}
+    assert by_name["source good"].startswith("source good: OK (3 samples, ")
+    assert by_name["source keyed"].startswith("source keyed: OK (3 samples, ")
+    assert by_name["source wrong-key"].startswith("source wrong-key: FAILED — ")
+    assert "401" in by_name["source wrong-key"] and "Api-Key <key>" in by_name["source wrong-key"]
+    assert "404" in by_name["source wrong-path"] and "/metrics" in by_name["source wrong-path"]
+    assert "HTML" in by_name["source html"]
+    assert "FAILED" in by_name["source garbage"] and "line 2" in by_name["source garbage"]
+    assert "refused" in by_name["source down"]
+    assert "DNS lookup of no-such-host.invalid failed" in by_name["source nxdomain"]
+    assert by_name["exporter sink"].startswith("exporter sink: OK")
+    assert by_name["exporter nobody"].startswith("exporter nobody: FAILED — ")
+    assert len(lines) == 1 + 8 + 2
+    assert len(sink.requests) == 1        # the probe's one empty request reached the receiver
+
+
+def test_everything_ok_exits_0(tmp_path: Path, target: Target, sink: OTLPSink) -> None:
+    path = write(tmp_path, f"""
+        sources: [{{name: good, url: "{target.url('/ok')}"}}]
+        exporters: [{{name: sink, endpoint: "http://127.0.0.1:{sink.http_port}/v1/metrics", protocol: http/protobuf}}]
+    """)
+    code, lines = check(path)
+    assert code == 0, lines
+    assert lines[1].startswith("source good: OK (3 samples, ")
+    assert lines[2] == "exporter sink: OK"
+
+
+def test_cli_refuses_world_readable_secrets_unless_allowed(tmp_path: Path, target: Target,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, f"""
+        sources: [{{name: keyed, url: "{target.url('/auth')}", auth: {{api_key: "{KEY}"}}}}]
+        exporters: [{{name: e}}]
+    """, mode=0o644)
+    assert main(["check", "-c", path, "--offline"]) == 1
+    out = capsys.readouterr()
+    assert f"chmod 600 {path}" in out.out
+    assert KEY not in out.out + out.err
+    assert main(["check", "-c", path, "--offline", "--allow-insecure-config-permissions"]) == 0
+    out = capsys.readouterr()
+    assert f"config {path}: OK (1 source, 1 exporter)" in out.out
+    assert "chmod 600" in out.err                 # still warned, on the log
+    assert KEY not in out.out + out.err
+
+
+def test_without_a_file_the_environment_configures_the_exporter(sink: OTLPSink) -> None:
+    code, lines = check(None, env={"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://127.0.0.1:{sink.http_port}/v1/metrics",
+                                   "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
+    assert code == 0, lines
+    assert lines == ["config environment (OTEL_EXPORTER_OTLP_*): OK (0 sources, 1 exporter)", "exporter otlp: OK"]

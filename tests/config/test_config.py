@@ -1,0 +1,403 @@
+"""Config loading: schema, defaults, ${VAR} expansion, every problem at once, env-only config, permissions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from support.paths import REPO
+
+from promotel.config import (
+    Config,
+    check_file_permissions,
+    config_from_env,
+    config_has_secrets,
+    load_config,
+    parse_duration,
+    parse_size,
+)
+from promotel.config.secrets import Secret, redact_all, reveal
+from promotel.errors import ConfigError
+
+MINIMAL = """
+sources:
+  - name: app
+    url: http://127.0.0.1:9100/metrics
+exporters:
+  - name: sidecar
+    endpoint: http://127.0.0.1:4317
+"""
+
+
+def write(tmp_path: Path, text: str, mode: int = 0o600, name: str = "promotel.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    path.chmod(mode)
+    return str(path)
+
+
+def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), env=env or {})
+    return dict(info.value.problems)
+
+
+# ─── durations and sizes ──────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("15s", 15.0), ("1m", 60.0), ("500ms", 0.5), ("1h30m", 5400.0), ("2d", 172800.0), ("1.5s", 1.5),
+    ("90", 90.0), (15, 15.0), (0.25, 0.25), ("1m30s", 90.0), (" 10s ", 10.0),
+])
+def test_parse_duration(text: str | float, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "s", "15x", "1s1m", "-5s", "1m1m", "ten seconds", True])
+def test_parse_duration_rejects(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text, size", [
+    ("64MiB", 64 * 1024 * 1024), ("500KB", 500_000), ("1GiB", 1 << 30), ("2048", 2048), (1000, 1000), ("10 MB", 10**7),
+])
+def test_parse_size(text: str | int, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["12XB", "MiB", "-1", 1.5])
+def test_parse_size_rejects(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)  # type: ignore[arg-type]
+
+
+# ─── defaults ─────────────────────────────────────────────────────────────────────────────────
+
+
+def test_minimal_config_defaults(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL), env={})
+    src = cfg.sources[0]
+    assert (src.mapping, src.interval, src.timeout) == ("passthrough", 15.0, 10.0)
+    assert src.max_body_bytes == 64 * 1024 * 1024 and src.max_series == 200_000 and src.expire_after_scrapes == 5
+    assert (src.users, src.unmapped, src.honor_timestamps, src.auth, src.tls) == ("keep", "keep", True, None, None)
+    exp = cfg.exporters[0]
+    assert (exp.preset, exp.protocol, exp.timeout, exp.queue_size) == ("otlp", None, 10.0, 64)
+    assert (exp.retry.initial_interval, exp.retry.max_interval, exp.retry.max_elapsed) == (1.0, 30.0, 300.0)
+    assert (exp.spool.enabled, exp.spool.max_bytes) == (True, 256 * 1024 * 1024)
+    assert (cfg.state_dir, cfg.health, cfg.shard, cfg.resource_attributes) == (None, None, None, {})
+    assert (cfg.self_telemetry.enabled, cfg.self_telemetry.interval) == (True, 60.0)
+
+
+def test_baseten_defaults_to_60s_and_timeout_follows_interval(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """
+        sources:
+          - {name: b, mapping: baseten, url: "https://app.baseten.co/metrics"}
+          - {name: fast, url: "http://127.0.0.1:1/metrics", interval: 5s}
+        exporters: [{name: e}]
+    """), env={})
+    assert (cfg.sources[0].interval, cfg.sources[0].timeout) == (60.0, 10.0)
+    assert (cfg.sources[1].interval, cfg.sources[1].timeout) == (5.0, 4.0)    # min(10 s, 0.8 × interval)
+
+
+def test_models_are_frozen(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL), env={})
+    with pytest.raises(ValidationError):
+        cfg.sources[0].interval = 1.0  # type: ignore[misc]
+
+
+def test_architecture_example_is_valid(tmp_path: Path) -> None:
+    """The config sketch of docs/architecture.md loads as written (its keys are a contract)."""
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    start = doc.index("```yaml", doc.index("## Configuration")) + len("```yaml")
+    example = doc[start:doc.index("```", start)]
+    env = {"BASETEN_API_KEY": "bk-123456", "DD_API_KEY": "dd-123456"}
+    text = example.replace("users: pseudonymize", "users: pseudonymize\n    pseudonymize_key: \"${PSEUDO_KEY}\"")
+    cfg = load_config(write(tmp_path, text), env={**env, "PSEUDO_KEY": "a-long-pseudonymization-key"})
+    assert [s.name for s in cfg.sources] == ["baseten-prod", "router"]
+    assert cfg.sources[0].auth is not None and reveal(cfg.sources[0].auth.api_key) == "bk-123456"
+    assert cfg.exporters[0].preset == "datadog" and cfg.exporters[0].site == "datadoghq.eu"
+    assert cfg.health is not None and cfg.health.listen == "127.0.0.1:8888"
+    assert cfg.state_dir == "/var/lib/promotel"
+
+
+# ─── every problem at once ────────────────────────────────────────────────────────────────────
+
+
+def test_all_problems_are_reported_together(tmp_path: Path) -> None:
+    found = problems(tmp_path, """
+        sources:
+          - name: a
+            url: http://127.0.0.1:1/metrics
+          - name: b
+            url: ftp://example.com/metrics
+            intervall: 30s
+            users: pseudonymize
+          - name: a
+            mapping: baseten
+            url: https://app.baseten.co/metrics
+            interval: 5s
+          - name: d
+            url: http://127.0.0.1:1/metrics
+            interval: 10s
+            timeout: 10s
+            max_body_bytes: 12XB
+        exporters:
+          - name: x
+            protocol: http/json
+            preset: nope
+        health: {listen: localhost}
+        shard: 3/2
+    """)
+    assert found["sources[1].url"].startswith("expected an http:// or https:// URL")
+    assert found["sources[1].intervall"] == "unknown key 'intervall' (did you mean 'interval'?)"
+    assert "required when users is 'pseudonymize'" in found["sources[1].pseudonymize_key"]
+    assert found["sources[2].name"].startswith("duplicate name 'a' (also used by sources[0])")
+    assert "6 requests per minute" in found["sources[2].interval"]
+    assert found["sources[3].timeout"] == "must be shorter than the interval (10s), got 10s"
+    assert found["sources[3].max_body_bytes"].startswith("invalid size '12XB'")
+    assert "'http/json'" in found["exporters[0].protocol"] and "http/protobuf" in found["exporters[0].protocol"]
+    assert found["exporters[0].preset"].startswith("expected one of 'otlp', 'datadog'")
+    assert found["health.listen"].startswith("expected HOST:PORT")
+    assert "shard" in found
+    assert len(found) == 11
+
+
+def test_config_error_message_lists_each_problem_on_its_own_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "sources: []\nexporters: []\nextra_key: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    lines = str(info.value).splitlines()
+    assert f"{path}: exporters: at least one exporter is required" in lines
+    assert any(line.startswith(f"{path}: extra_key: unknown key 'extra_key'") for line in lines)
+
+
+def test_password_in_an_invalid_url_is_masked(tmp_path: Path) -> None:
+    path = write(tmp_path, "sources: [{name: a, url: 'ftp://user:url-password-77@host/metrics'}]\nexporters: [{name: e}]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert "url-password-77" not in str(info.value)
+    assert "ftp://user:***@host/metrics" in str(info.value)
+    assert redact_all("x url-password-77 y") == "x *** y"      # and it is masked in every log line
+
+
+def test_unknown_key_in_nested_section_suggests_the_right_one(tmp_path: Path) -> None:
+    found = problems(tmp_path, """
+        sources:
+          - name: a
+            url: http://127.0.0.1:1/metrics
+            auth: {apikey: k}
+            overrides:
+              some_family: {unti: s}
+        exporters: [{name: e, retry: {max_elapsd: 1m}}]
+    """)
+    assert found["sources[0].auth.apikey"] == "unknown key 'apikey' (did you mean 'api_key'?)"
+    assert found["sources[0].overrides.some_family.unti"] == "unknown key 'unti' (did you mean 'unit'?)"
+    assert found["exporters[0].retry.max_elapsd"] == "unknown key 'max_elapsd' (did you mean 'max_elapsed'?)"
+
+
+def test_yaml_syntax_error_reports_line_and_column(tmp_path: Path) -> None:
+    found = problems(tmp_path, "sources:\n  - name: a\n    url: [unclosed\nexporters: []\n")
+    (message,) = found.values()
+    assert "invalid YAML at line" in message and "column" in message
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    assert problems(tmp_path, "- a\n- b\n") == {"": "the top level must be a mapping (sources:, exporters:, …), "
+                                                    "got a list"}
+
+
+def test_unknown_mapping_is_reported(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL.replace("name: app", "name: app\n    mapping: basetn"))
+    assert "unknown mapping 'basetn' (did you mean 'baseten'?)" in found["sources[0].mapping"]
+
+
+def test_auth_needs_exactly_one_credential(tmp_path: Path) -> None:
+    found = problems(tmp_path, """
+        sources:
+          - {name: a, url: "http://h/metrics", auth: {api_key: k1, bearer_token: k2}}
+          - {name: b, url: "http://h/metrics", auth: {}}
+        exporters: [{name: e}]
+    """)
+    assert "got api_key and bearer_token" in found["sources[0].auth"]
+    assert "got none" in found["sources[1].auth"]
+
+
+# ─── ${VAR} expansion ─────────────────────────────────────────────────────────────────────────
+
+
+def test_env_expansion_defaults_and_escape(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """
+        sources:
+          - name: "${NAME}"
+            url: "http://${HOST:-127.0.0.1}:9100/metrics"
+            interval: "${INTERVAL:-30s}"
+            headers: {X-Price: "$$5", X-Empty: "${EMPTY:-fallback}"}
+            auth: {api_key: "${KEY}"}
+        exporters: [{name: e}]
+    """), env={"NAME": "from-env", "KEY": "env-key-value", "EMPTY": ""})
+    src = cfg.sources[0]
+    assert src.name == "from-env"
+    assert src.url == "http://127.0.0.1:9100/metrics"
+    assert src.interval == 30.0
+    assert src.headers == {"X-Price": "$5", "X-Empty": "fallback"}
+    assert src.auth is not None and reveal(src.auth.api_key) == "env-key-value"
+
+
+def test_missing_variable_names_it_and_its_path(tmp_path: Path) -> None:
+    found = problems(tmp_path, """
+        sources:
+          - {name: a, url: "http://h/metrics", auth: {api_key: "${BASETEN_API_KEY}"}}
+        exporters: [{name: e, api_key: "${DD_KEY}", endpoint: "${BAD"}]
+    """)
+    assert found["sources[0].auth.api_key"].startswith("environment variable BASETEN_API_KEY is not set")
+    assert found["exporters[0].api_key"].startswith("environment variable DD_KEY is not set")
+    assert "invalid variable reference" in found["exporters[0].endpoint"]
+    assert len(found) == 3   # the emptied values cause no follow-on errors
+
+
+# ─── secrets from files ───────────────────────────────────────────────────────────────────────
+
+
+def test_secret_files_are_read_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "key.txt").write_text("file-api-key\n")
+    (tmp_path / "pw.txt").write_text("file-password")
+    cfg = load_config(write(tmp_path, """
+        sources:
+          - {name: a, url: "http://h/metrics", auth: {api_key_file: key.txt}}
+          - {name: b, url: "http://h/metrics", auth: {basic: {username: u, password_file: pw.txt}}}
+        exporters: [{name: e}]
+    """), env={})
+    a, b = cfg.sources[0].auth, cfg.sources[1].auth
+    assert a is not None and reveal(a.api_key) == "file-api-key"
+    assert isinstance(a.api_key, Secret)
+    assert b is not None and b.basic is not None and reveal(b.basic.password) == "file-password"
+
+
+def test_missing_secret_file_is_a_problem_with_its_path(tmp_path: Path) -> None:
+    found = problems(tmp_path, """
+        sources:
+          - {name: a, url: "http://h/metrics", auth: {bearer_token_file: /nonexistent/token}}
+        exporters: [{name: e, tls: {ca_file: missing-ca.pem}}]
+    """)
+    assert found["sources[0].auth.bearer_token_file"].startswith("cannot read '/nonexistent/token'")
+    assert "missing-ca.pem" in found["exporters[0].tls.ca_file"]
+
+
+def test_secrets_print_masked(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """
+        sources:
+          - name: a
+            url: http://h/metrics
+            auth: {api_key: "${K}"}
+            headers: {Authorization: "${H}", X-Team: visible}
+        exporters: [{name: e, api_key: "${K2}"}]
+    """), env={"K": "source-key-1", "H": "Bearer header-token", "K2": "exporter-key-2"})
+    text = repr(cfg) + str(cfg) + f"{cfg}"
+    for secret in ("source-key-1", "header-token", "exporter-key-2"):
+        assert secret not in text
+    assert "visible" in text
+
+
+# ─── permissions ──────────────────────────────────────────────────────────────────────────────
+
+
+def test_world_readable_file_with_literal_secret_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path, MINIMAL.replace("url: http://127.0.0.1:9100/metrics",
+                                           "url: http://127.0.0.1:9100/metrics\n    auth: {api_key: literal-k}"),
+                 mode=0o644)
+    with pytest.raises(ConfigError) as info:
+        check_file_permissions(path, allow_insecure=False)
+    message = str(info.value)
+    assert f"chmod 600 {path}" in message
+    assert "sources[0].auth.api_key" in message
+    assert "literal-k" not in message
+    caplog.set_level(logging.WARNING, logger="promotel")
+    root = logging.getLogger("promotel")
+    saved = root.propagate
+    root.propagate = True
+    try:
+        check_file_permissions(path, allow_insecure=True)         # only a warning
+    finally:
+        root.propagate = saved
+    assert any("chmod 600" in r.getMessage() for r in caplog.records)
+    os.chmod(path, 0o600)
+    check_file_permissions(path, allow_insecure=False)            # private: fine
+    cfg = load_config(path, env={})
+    assert config_has_secrets(cfg)
+
+
+def test_world_readable_file_with_only_env_references_is_fine(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace("url: http://127.0.0.1:9100/metrics",
+                                           "url: http://127.0.0.1:9100/metrics\n    auth: {api_key: \"${K}\"}"),
+                 mode=0o644)
+    check_file_permissions(path, allow_insecure=False)
+    assert not config_has_secrets(load_config(path, env={"K": "from-environment"}))
+
+
+# ─── no file: OTEL_EXPORTER_OTLP_* ────────────────────────────────────────────────────────────
+
+
+def test_config_from_env_reads_the_standard_variables() -> None:
+    cfg = config_from_env({
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%3D%3D,x-team=a%20b",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "Delta",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=prod,service.name=ignored",
+        "OTEL_SERVICE_NAME": "bridge",
+    })
+    (exp,) = cfg.exporters
+    assert cfg.sources == []
+    assert exp.endpoint == "http://collector:4318/v1/metrics"     # the signal path joins the base URL
+    assert exp.protocol == "http/protobuf"
+    assert {k: reveal(v) for k, v in exp.headers.items()} == {"api-key": "abc==", "x-team": "a b"}
+    assert isinstance(exp.headers["api-key"], Secret)
+    assert exp.timeout == 2.5                                    # milliseconds → seconds
+    assert (exp.compression, exp.insecure, exp.temporality) == ("gzip", True, "delta")
+    assert cfg.resource_attributes == {"deployment.environment.name": "prod", "service.name": "bridge"}
+
+
+def test_config_from_env_metrics_variables_win() -> None:
+    cfg = config_from_env({
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://general:4317",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "https://metrics.example/custom/path",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "lowmemory",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": __file__,
+    })
+    exp = cfg.exporters[0]
+    assert exp.endpoint == "https://metrics.example/custom/path"  # used as it is
+    assert exp.protocol == "http/protobuf"
+    assert exp.temporality == "delta"
+    assert exp.tls is not None and exp.tls.ca_file == __file__
+
+
+def test_config_from_env_with_nothing_set_is_one_default_exporter() -> None:
+    cfg = config_from_env({})
+    assert isinstance(cfg, Config)
+    assert [(e.name, e.endpoint, e.protocol) for e in cfg.exporters] == [("otlp", None, None)]
+    assert load_config(None, env={}).exporters[0].name == "otlp"
+
+
+def test_config_from_env_reports_every_bad_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_env({
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "soon",
+            "OTEL_EXPORTER_OTLP_INSECURE": "maybe",
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "sometimes",
+        })
+    found = dict(info.value.problems)
+    assert "not supported" in found["OTEL_EXPORTER_OTLP_PROTOCOL"]
+    assert "milliseconds" in found["OTEL_EXPORTER_OTLP_TIMEOUT"]
+    assert set(found) == {"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_INSECURE",
+                          "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"}

@@ -1,0 +1,272 @@
+"""temporality: cumulative → delta with persisted state, and summaries for delta backends."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promotel.errors import ConfigError, StateError
+from promotel.export.delta import DeltaState, summaries_for_delta
+from promotel.model import (
+    HistogramPoint,
+    Kind,
+    Metric,
+    NumberPoint,
+    SummaryPoint,
+    TargetBatch,
+    Temporality,
+)
+
+S = 1_000_000_000
+A = (("k", "a"),)
+B = (("k", "b"),)
+
+
+def counter(*points: NumberPoint) -> Metric:
+    return Metric("c", "", "1", Kind.SUM, tuple(points), monotonic=True, prom_type="counter")
+
+
+def batch(t: int, *metrics: Metric, target: str = "t") -> TargetBatch:
+    return TargetBatch(target, (), tuple(metrics), t)
+
+
+def cp(attrs: tuple[tuple[str, str], ...], value: float, start: int, t: int, **kw: object) -> NumberPoint:
+    return NumberPoint(attrs, value, start_ns=start, time_ns=t, **kw)  # type: ignore[arg-type]
+
+
+def hp(count: float, counts: tuple[float, ...], sum_: float | None, start: int, t: int,
+       bounds: tuple[float, ...] = (1.0,)) -> HistogramPoint:
+    return HistogramPoint(A, bounds, counts, count, sum_, start_ns=start, time_ns=t)
+
+
+def test_baseline_then_contiguous_deltas_and_reset() -> None:
+    d = DeltaState("e", None)
+    assert d.to_delta(batch(10 * S, counter(cp(A, 5, S, 10 * S)))).metrics == ()     # baseline
+    (m,) = d.to_delta(batch(20 * S, counter(cp(A, 8, S, 20 * S)))).metrics
+    assert m.temporality is Temporality.DELTA and m.monotonic
+    (p,) = m.points
+    assert (p.value, p.start_ns, p.time_ns) == (3.0, 10 * S, 20 * S)  # type: ignore[union-attr]
+    (m,) = d.to_delta(batch(30 * S, counter(cp(A, 2, 30 * S, 30 * S)))).metrics      # reset: all of it
+    assert (m.points[0].value, m.points[0].start_ns) == (2.0, 20 * S)  # type: ignore[union-attr]
+    # start time changed while the value grew (restart between scrapes, created known): still a reset
+    (m,) = d.to_delta(batch(40 * S, counter(cp(A, 9, 35 * S, 40 * S, created_ns=35 * S)))).metrics
+    assert m.points[0].value == 9.0  # type: ignore[union-attr]
+
+
+def test_new_series_after_previous_export_counts_whole_value() -> None:
+    d = DeltaState("e", None)
+    d.to_delta(batch(10 * S, counter(cp(A, 5, S, 10 * S))))
+    out = d.to_delta(batch(20 * S, counter(cp(A, 6, S, 20 * S), cp(B, 4, 15 * S, 20 * S, created_ns=15 * S))))
+    vals = {p.attributes: (p.value, p.start_ns) for p in out.metrics[0].points}  # type: ignore[union-attr]
+    assert vals == {A: (1.0, 10 * S), B: (4.0, 15 * S)}
+    # A series whose start is before the previous export is a baseline.
+    out2 = d.to_delta(batch(30 * S, counter(cp(A, 6, S, 30 * S), cp((("k", "c"),), 4, 5 * S, 30 * S))))
+    assert [p.attributes for p in out2.metrics[0].points] == [A]
+
+
+def test_gauges_and_non_monotonic_untouched() -> None:
+    d = DeltaState("e", None)
+    g = Metric("g", "", "1", Kind.GAUGE, (cp(A, 5, 0, S),))
+    u = Metric("u", "", "1", Kind.SUM, (cp(A, 5, S, S),), monotonic=False)
+    s = Metric("s", "", "1", Kind.SUMMARY, (SummaryPoint(A, (), 1.0, 1.0, start_ns=S, time_ns=S),))
+    assert d.to_delta(batch(S, g, u, s)).metrics == (g, u, s)
+
+
+def test_histogram_bucket_by_bucket_and_bounds_change() -> None:
+    d = DeltaState("e", None)
+    d.to_delta(batch(10 * S, Metric("h", "", "s", Kind.HISTOGRAM, (hp(5, (2, 3), 10.0, S, 10 * S),))))
+    (m,) = d.to_delta(batch(20 * S, Metric("h", "", "s", Kind.HISTOGRAM, (hp(9, (3, 6), 12.5, S, 20 * S),)))).metrics
+    p = m.points[0]
+    assert isinstance(p, HistogramPoint) and m.temporality is Temporality.DELTA
+    assert (p.counts, p.count, p.sum, p.start_ns, p.time_ns) == ((1, 3), 4, 2.5, 10 * S, 20 * S)
+    (m,) = d.to_delta(batch(30 * S, Metric("h", "", "s", Kind.HISTOGRAM,
+                                           (hp(10, (4, 6), 13.0, S, 30 * S, bounds=(2.0,)),)))).metrics
+    q = m.points[0]
+    assert (q.counts, q.count, q.sum) == ((4, 6), 10, 13.0)           # bounds changed: reset  # type: ignore[union-attr]
+    (m,) = d.to_delta(batch(40 * S, Metric("h", "", "s", Kind.HISTOGRAM,
+                                           (hp(11, (3, 8), 14.0, S, 40 * S, bounds=(2.0,)),)))).metrics
+    r = m.points[0]
+    assert (r.counts, r.count) == ((3, 8), 11)                          # a bucket went down: reset  # type: ignore[union-attr]
+
+
+def test_staleness_marker_passes_and_the_returning_series_continues() -> None:
+    d = DeltaState("e", None)
+    d.to_delta(batch(10 * S, counter(cp(A, 5, S, 10 * S))))
+    (m,) = d.to_delta(batch(20 * S, counter(cp(A, 0, S, 20 * S, no_recorded_value=True)))).metrics
+    assert m.points[0].no_recorded_value and m.temporality is Temporality.DELTA
+    # Back after the gap (new first-seen start time from the converter): continues from 5, as rate() does.
+    (m,) = d.to_delta(batch(30 * S, counter(cp(A, 9, 30 * S, 30 * S)))).metrics
+    assert (m.points[0].value, m.points[0].start_ns) == (4.0, 10 * S)  # type: ignore[union-attr]
+    (m,) = d.to_delta(batch(40 * S, counter(cp(A, 12, 30 * S, 40 * S)))).metrics
+    assert m.points[0].value == 3.0  # type: ignore[union-attr]
+    # Gone again and back lower: it restarted, the new value is the delta.
+    d.to_delta(batch(50 * S, counter(cp(A, 0, 30 * S, 50 * S, no_recorded_value=True))))
+    (m,) = d.to_delta(batch(60 * S, counter(cp(A, 2, 60 * S, 60 * S)))).metrics
+    assert (m.points[0].value, m.points[0].start_ns) == (2.0, 40 * S)  # type: ignore[union-attr]
+
+
+def test_first_sighting_without_created_is_a_baseline() -> None:
+    d = DeltaState("e", None)
+    d.to_delta(batch(10 * S, counter(cp(A, 5, S, 10 * S))))
+    # B first seen at 20 s: the converter's start time (20 s) is after the previous export, but only
+    # ``_created`` proves the series started since then.
+    out = d.to_delta(batch(20 * S, counter(cp(A, 6, S, 20 * S), cp(B, 4, 20 * S, 20 * S))))
+    assert [p.attributes for p in out.metrics[0].points] == [A]
+
+
+def test_targets_are_separate_and_state_is_bounded(tmp_path: Path) -> None:
+    d = DeltaState("e", str(tmp_path), expire_after_rounds=2)
+    assert d.path == str(tmp_path / "delta-e.db")
+    d.to_delta(batch(10 * S, counter(cp(A, 5, S, 10 * S), cp(B, 1, S, 10 * S))))
+    assert d.to_delta(batch(10 * S, counter(cp(A, 50, S, 10 * S)), target="other")).metrics == ()
+    for r in range(2, 5):
+        d.to_delta(batch(r * 10 * S, counter(cp(A, 5 + r, S, r * 10 * S))))
+    d.commit()
+    d.close()
+    d2 = DeltaState("e", str(tmp_path))
+    assert set(d2._targets) == {"t", "other"}
+    assert [k[-1] for k in d2._targets["t"].series] == [A]          # B expired after 2 rounds unseen
+    d2.close()
+
+
+def test_unusable_database_raises_state_error(tmp_path: Path) -> None:
+    bad = tmp_path / "corrupt.db"
+    bad.write_bytes(b"this is not a sqlite database" * 100)
+    with pytest.raises(StateError, match="corrupt.db"):
+        DeltaState("e", str(bad))
+    with pytest.raises(StateError, match="state directory"):
+        DeltaState("e", str(tmp_path / "missing-dir" / "x.db"))
+
+
+def test_summaries_for_delta_policies() -> None:
+    s = Metric("rt", "Latency.", "s", Kind.SUMMARY, (
+        SummaryPoint(A, ((0.5, 1.0), (0.99, 2.0)), 10.0, 12.0, start_ns=S, time_ns=2 * S),
+        SummaryPoint(B, (), 0.0, 0.0, start_ns=S, time_ns=2 * S, no_recorded_value=True)), prom_type="summary")
+    g = Metric("g", "", "1", Kind.GAUGE, (cp(A, 1, 0, S),))
+    b = batch(2 * S, s, g)
+    assert summaries_for_delta(b, "keep") is b
+    assert summaries_for_delta(b, "drop").metrics == (g,)
+    out = {m.name: m for m in summaries_for_delta(b, "convert").metrics}
+    assert set(out) == {"rt.sum", "rt.count", "rt.quantile", "g"}
+    assert out["rt.sum"].kind is Kind.SUM and out["rt.sum"].monotonic and out["rt.sum"].unit == "s"
+    assert [(p.attributes, p.value, p.no_recorded_value) for p in out["rt.count"].points] == [  # type: ignore[union-attr]
+        (A, 10.0, False), (B, 0.0, True)]
+    assert [(p.attributes, p.value) for p in out["rt.quantile"].points] == [  # type: ignore[union-attr]
+        ((("k", "a"), ("quantile", "0.5")), 1.0), ((("k", "a"), ("quantile", "0.99")), 2.0)]
+    assert out["rt.quantile"].kind is Kind.GAUGE
+    # The converted sums then go through delta like any counter.
+    d = DeltaState("e", None)
+    d.to_delta(summaries_for_delta(b, "convert"))
+    later = s._replace(points=(SummaryPoint(A, (), 15.0, 20.0, start_ns=S, time_ns=3 * S),))
+    got = {m.name: m.points[0].value for m in d.to_delta(summaries_for_delta(batch(3 * S, later), "convert")).metrics}  # type: ignore[union-attr]
+    assert got == {"rt.sum": 8.0, "rt.count": 5.0}
+    with pytest.raises(ConfigError, match="convert"):
+        summaries_for_delta(b, "bogus")
+
+
+# ─── restart: SIGKILL between rounds, the deltas add up exactly ──────────────────────────────
+
+CHILD = textwrap.dedent("""
+    import json, sys
+    from promotel.series.store import SeriesStore
+    from promotel.model import HistogramPoint, Kind, Metric, NumberPoint, TargetBatch
+    from promotel.export.delta import DeltaState
+    from schedule import values
+
+    state, results = sys.argv[1], sys.argv[2]
+    store = SeriesStore("t")
+    delta = DeltaState("exp", state)
+    for line in sys.stdin:
+        r = int(line)
+        v = values(r)
+        pts = tuple(NumberPoint(((("s", name),)), val) for name, val in v["counters"].items())
+        hcount, hcounts, hsum = v["hist"]
+        metrics = [Metric("c", "", "1", Kind.SUM, pts, monotonic=True),
+                   Metric("h", "", "s", Kind.HISTOGRAM, (HistogramPoint((), (1.0,), hcounts, hcount, hsum),))]
+        conv = store.convert(metrics, r * 10_000_000_000)
+        out = delta.to_delta(TargetBatch("t", (), conv.metrics, r * 10_000_000_000))
+        got = {}
+        for m in out.metrics:
+            for p in m.points:
+                if m.kind is Kind.SUM:
+                    got[p.attributes[0][1]] = p.value
+                else:
+                    got["h.count"] = p.count
+                    got["h.b0"], got["h.b1"] = p.counts
+                    got["h.sum"] = p.sum
+        with open(results, "a") as f:
+            f.write(json.dumps({"round": r, "delta": got}) + "\\n")
+        delta.commit()
+        print("ok", r, flush=True)
+""")
+
+def values(r: int) -> dict[str, object]:
+    counters = {"a": 10.0 * r if r < 5 else 3.0 * (r - 4)}      # resets at round 5
+    if r >= 3:
+        counters["b"] = 7.0 * (r - 2)                            # appears at round 3
+    return {"counters": counters, "hist": (5.0 * r, (2.0 * r, 3.0 * r), 1.5 * r)}
+
+
+SCHEDULE = inspect.getsource(values)
+
+
+def _expected(rounds: int) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for r in range(2, rounds + 1):
+        cur: dict[str, Any] = values(r)
+        prev: dict[str, Any] = values(r - 1)
+        for name, v in cur["counters"].items():
+            p = prev["counters"].get(name)
+            # A first sighting without ``_created`` is a baseline (0); a decrease is a reset.
+            total[name] = total.get(name, 0.0) + (0.0 if p is None else v if v < p else v - p)
+        total["h.count"] = total.get("h.count", 0.0) + cur["hist"][0] - prev["hist"][0]
+        total["h.b0"] = total.get("h.b0", 0.0) + cur["hist"][1][0] - prev["hist"][1][0]
+        total["h.b1"] = total.get("h.b1", 0.0) + cur["hist"][1][1] - prev["hist"][1][1]
+        total["h.sum"] = total.get("h.sum", 0.0) + cur["hist"][2] - prev["hist"][2]
+    return total
+
+
+def test_sigkill_between_rounds_neither_loses_nor_double_counts(tmp_path: Path) -> None:
+    (tmp_path / "child.py").write_text(CHILD)
+    (tmp_path / "schedule.py").write_text(SCHEDULE)
+    results = tmp_path / "results.jsonl"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]))
+    rounds = 9
+    kill_after = {2, 4, 5, 7}
+    r = 1
+    while r <= rounds:
+        child = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), str(tmp_path), str(results)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        try:
+            assert child.stdin is not None and child.stdout is not None
+            while r <= rounds:
+                child.stdin.write(f"{r}\n")
+                child.stdin.flush()
+                assert child.stdout.readline().split() == ["ok", str(r)]
+                r += 1
+                if r - 1 in kill_after:
+                    child.send_signal(signal.SIGKILL)           # no chance to close anything
+                    break
+        finally:
+            if child.poll() is None and r > rounds:
+                child.stdin.close()  # type: ignore[union-attr]
+            child.wait(timeout=20)
+    lines = [json.loads(x) for x in results.read_text().splitlines()]
+    assert [x["round"] for x in lines] == list(range(1, rounds + 1))
+    assert lines[0]["delta"] == {}                                # the baseline emits nothing
+    total: dict[str, float] = {}
+    for x in lines:
+        for k, v in x["delta"].items():
+            assert v >= 0
+            total[k] = total.get(k, 0.0) + v
+    assert total == pytest.approx(_expected(rounds))
+    assert (tmp_path / "delta-exp.db").exists()

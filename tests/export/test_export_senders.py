@@ -1,0 +1,303 @@
+"""OTLP/HTTP and OTLP/gRPC senders against real receivers on 127.0.0.1: status mapping per the OTLP spec."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import gzip
+import time
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from support.fake_intakes import (
+    GrpcReceiver,
+    HttpReceiver,
+    TcpTap,
+    encode_one,
+    exporter_config,
+    make_batch,
+    partial_success,
+    status_body,
+)
+
+from promotel.errors import ExportError
+from promotel.export.grpc_sender import GrpcSender
+from promotel.export.http_sender import HttpSender, parse_retry_after
+from promotel.export.presets import resolve_exporter
+
+REQUEST = encode_one(make_batch(counters=3))
+BIG_REQUEST = encode_one(make_batch(counters=400, attrs=5))
+# What protobuf itself serializes for the same message: the bytes gRPC puts on the wire uncompressed.
+BIG_WIRE = ExportMetricsServiceRequest.FromString(BIG_REQUEST).SerializeToString()   # repetitive: gzip shrinks it a lot
+
+
+def http_sender(url: str, **kw: object) -> HttpSender:
+    return HttpSender(resolve_exporter(exporter_config(endpoint=url, protocol="http/protobuf", **kw), env={}))
+
+
+def grpc_sender(endpoint: str, **kw: object) -> GrpcSender:
+    return GrpcSender(resolve_exporter(exporter_config(endpoint=endpoint, protocol="grpc", **kw), env={}))
+
+
+async def send_http(url: str, request: bytes = REQUEST, **kw: object) -> object:
+    sender = http_sender(url, **kw)
+    try:
+        return await sender.send(request)
+    finally:
+        await sender.aclose()
+
+
+# ─── HTTP ────────────────────────────────────────────────────────────────────────────────────
+
+def test_http_posts_protobuf_with_gzip_and_headers() -> None:
+    with HttpReceiver() as rx:
+        outcome = asyncio.run(send_http(rx.url, compression="gzip", headers={"X-Tenant": "acme"}))
+    assert outcome == (0, "")
+    rec = rx.requests[0]
+    assert rec.path == "/v1/metrics"                      # path added to an endpoint without one
+    assert rec.headers["content-type"] == "application/x-protobuf"
+    assert rec.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(rec.raw) == REQUEST            # really compressed, and losslessly
+    assert len(rec.raw) != len(REQUEST)
+    assert rec.headers["x-tenant"] == "acme"
+    assert rec.message.resource_metrics[0].scope_metrics[0].metrics[0].name == "requests"
+
+
+def test_http_without_compression_sends_plain_body() -> None:
+    with HttpReceiver() as rx:
+        asyncio.run(send_http(rx.url + "/custom/path", compression="none"))
+    assert rx.requests[0].path == "/custom/path"
+    assert "content-encoding" not in rx.requests[0].headers
+    assert rx.requests[0].raw == REQUEST
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_http_send_leaves_no_cycle_holding_the_request_body(status: int) -> None:
+    """httpx responses and their streams refer to each other; an export must not leave the request (and so
+    the encoded body, MBs for a large target) to the cyclic GC, or RSS grows by a body per export."""
+    import gc
+
+    import httpx
+
+    outcome: list[object] = []
+    with HttpReceiver() as rx:
+        rx.script.append((status, {"Content-Type": "text/plain"}, b"answer"))
+        sender = http_sender(rx.url)
+        gc.collect()
+        gc.disable()
+        try:
+            async def once() -> None:
+                try:
+                    outcome.append(await sender.send(BIG_REQUEST))
+                except ExportError as exc:
+                    outcome.append(exc.kind)
+                await sender.aclose()
+
+            asyncio.run(once())
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            stranded = [type(o).__name__ for o in gc.garbage if isinstance(o, (httpx.Request, httpx.Response))]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert outcome == [(0, "")] if status == 200 else outcome == ["http_503"]
+    assert stranded == []
+
+
+def test_http_partial_success_is_reported() -> None:
+    with HttpReceiver() as rx:
+        rx.script.append((200, {"Content-Type": "application/x-protobuf"}, partial_success(2, "2 points too old")))
+        outcome = asyncio.run(send_http(rx.url))
+    assert outcome == (2, "2 points too old")
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_http_retryable_statuses_with_retry_after_seconds(status: int) -> None:
+    with HttpReceiver() as rx:
+        rx.script.append((status, {"Retry-After": "7", "Content-Type": "text/plain"}, b"slow down"))
+        with pytest.raises(ExportError) as info:
+            asyncio.run(send_http(rx.url))
+    assert info.value.retryable is True
+    assert info.value.retry_after == 7.0
+    assert info.value.kind == f"http_{status}"
+    assert "slow down" in str(info.value)
+
+
+def test_http_retry_after_as_http_date() -> None:
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    with HttpReceiver() as rx:
+        rx.script.append((503, {"Retry-After": when}, b""))
+        with pytest.raises(ExportError) as info:
+            asyncio.run(send_http(rx.url))
+    assert info.value.retryable
+    assert info.value.retry_after is not None and 27 <= info.value.retry_after <= 30
+
+
+def test_parse_retry_after_forms() -> None:
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0   # in the past
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 500])
+def test_http_other_statuses_are_permanent_with_server_message(status: int) -> None:
+    with HttpReceiver() as rx:
+        rx.script.append((status, {"Content-Type": "text/plain"}, b"bad things: " + b"x" * 2000))
+        with pytest.raises(ExportError) as info:
+            asyncio.run(send_http(rx.url))
+    assert info.value.retryable is False
+    assert info.value.retry_after is None
+    assert f"HTTP {status}: bad things" in str(info.value)
+    assert len(str(info.value)) < 700                     # the body is truncated
+
+
+def test_http_protobuf_status_body_is_decoded() -> None:
+    with HttpReceiver() as rx:
+        rx.script.append((400, {"Content-Type": "application/x-protobuf"}, status_body(3, "metric name is empty")))
+        with pytest.raises(ExportError) as info:
+            asyncio.run(send_http(rx.url))
+    assert str(info.value).endswith("HTTP 400: metric name is empty")
+
+
+def test_http_connection_refused_is_retryable() -> None:
+    with HttpReceiver() as rx:
+        url = rx.url
+    with pytest.raises(ExportError) as info:     # the server is gone: nothing listens on the port
+        asyncio.run(send_http(url))
+    assert info.value.retryable
+    assert info.value.kind == "connect"
+    assert "connection refused" in str(info.value)
+
+
+def test_http_timeout_is_retryable() -> None:
+    with HttpReceiver() as rx:
+        rx.stall = 1.0
+        with pytest.raises(ExportError) as info:
+            asyncio.run(send_http(rx.url, timeout=0.2))
+    assert info.value.retryable
+    assert info.value.kind == "timeout"
+
+
+def test_http_error_messages_carry_no_credentials() -> None:
+    with HttpReceiver() as rx:
+        rx.script.append((403, {}, b"nope"))
+        url = f"http://user:hunter2-password@127.0.0.1:{rx.port}/v1/metrics?token=sekrit-token"
+        with pytest.raises(ExportError) as info:
+            asyncio.run(send_http(url, headers={"authorization": "Bearer sekrit-header"}))
+    text = str(info.value)
+    assert "hunter2" not in text and "sekrit" not in text
+    assert f"127.0.0.1:{rx.port}/v1/metrics" in text
+
+
+# ─── gRPC ────────────────────────────────────────────────────────────────────────────────────
+
+async def grpc_case(script: list[object], **kw: object) -> tuple[GrpcReceiver, object]:
+    rx = await GrpcReceiver().start()
+    rx.script.extend(script)  # type: ignore[arg-type]
+    sender = grpc_sender(rx.endpoint, **kw)
+    try:
+        try:
+            result: object = await sender.send(REQUEST)
+        except ExportError as exc:
+            result = exc
+    finally:
+        await sender.aclose()
+        await rx.stop()
+    return rx, result
+
+
+async def tapped_send(compression: str) -> tuple[GrpcReceiver, TcpTap]:
+    rx = await GrpcReceiver().start()
+    tap = await TcpTap(rx.port).start()
+    sender = grpc_sender(f"http://127.0.0.1:{tap.port}", compression=compression, headers={"X-Api-Key": "k1"})
+    try:
+        assert await sender.send(BIG_REQUEST) == (0, "")
+    finally:
+        await sender.aclose()
+        await tap.stop()
+        await rx.stop()
+    return rx, tap
+
+
+def test_grpc_sends_with_metadata_and_gzip() -> None:
+    rx, tap = asyncio.run(tapped_send("gzip"))
+    request, metadata = rx.requests[0]
+    assert request == ExportMetricsServiceRequest.FromString(BIG_REQUEST)   # decompressed back exactly
+    assert metadata["x-api-key"] == "k1"                # lowercased metadata key
+    # On the wire: a gRPC message prefix with the "compressed" flag set, then gzip's magic bytes,
+    # and none of the plain request.
+    wire = bytes(tap.client_bytes)
+    assert any(wire[i] == 1 and wire[i + 5:i + 7] == b"\x1f\x8b" for i in range(len(wire) - 7))
+    assert BIG_WIRE[:200] not in wire
+    assert len(wire) < len(BIG_WIRE) / 2
+
+
+def test_grpc_without_compression_sends_plain_message() -> None:
+    _, tap = asyncio.run(tapped_send("none"))
+    assert BIG_WIRE[:200] in bytes(tap.client_bytes)
+
+
+def test_grpc_partial_success() -> None:
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
+
+    response = ms.ExportMetricsServiceResponse(
+        partial_success=ms.ExportMetricsPartialSuccess(rejected_data_points=1, error_message="dup"))
+    _, outcome = asyncio.run(grpc_case([response]))
+    assert outcome == (1, "dup")
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                                  grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
+                                  grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.DATA_LOSS])
+def test_grpc_retryable_codes(code: grpc.StatusCode) -> None:
+    _, exc = asyncio.run(grpc_case([(code, "try later", None)]))
+    assert isinstance(exc, ExportError)
+    assert exc.retryable
+    assert exc.kind == f"grpc_{code.name.lower()}"
+
+
+def test_grpc_resource_exhausted_with_retry_info_is_retryable_with_delay() -> None:
+    _, exc = asyncio.run(grpc_case([(grpc.StatusCode.RESOURCE_EXHAUSTED, "throttled", 2.5)]))
+    assert isinstance(exc, ExportError)
+    assert exc.retryable
+    assert exc.retry_after == 2.5
+
+
+def test_grpc_resource_exhausted_without_retry_info_is_permanent() -> None:
+    _, exc = asyncio.run(grpc_case([(grpc.StatusCode.RESOURCE_EXHAUSTED, "message too large", None)]))
+    assert isinstance(exc, ExportError)
+    assert not exc.retryable
+    assert "message too large" in str(exc)
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
+                                  grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNIMPLEMENTED])
+def test_grpc_other_codes_are_permanent(code: grpc.StatusCode) -> None:
+    _, exc = asyncio.run(grpc_case([(code, "refused: bad request", None)]))
+    assert isinstance(exc, ExportError)
+    assert not exc.retryable
+    assert "refused: bad request" in str(exc)
+
+
+def test_grpc_connection_refused_is_retryable() -> None:
+    async def go() -> ExportError:
+        rx = await GrpcReceiver().start()
+        endpoint = rx.endpoint
+        await rx.stop()
+        sender = grpc_sender(endpoint, timeout=2.0)
+        try:
+            with pytest.raises(ExportError) as info:
+                await sender.send(REQUEST)
+        finally:
+            await sender.aclose()
+        return info.value
+
+    exc = asyncio.run(go())
+    assert exc.retryable
+    assert exc.kind == "grpc_unavailable"

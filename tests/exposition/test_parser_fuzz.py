@@ -1,0 +1,138 @@
+"""Fuzzing: whatever the bytes, the parser returns families or raises ExpositionError, quickly."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.paths import CONFORMANCE, REPO
+
+from promotel.errors import ExpositionError
+from promotel.exposition import ExpositionParser, parse_exposition
+from promotel.model import MetricFamily
+
+sys.path.insert(0, str(REPO / "bench"))
+from gen_baseten import generate
+
+SUITE = CONFORMANCE
+CORPUS = [p.read_bytes() for p in sorted(SUITE.glob("*/metrics"))]
+CORPUS.append(generate(seed=9, fmt="prometheus", deployments=2).encode())
+CORPUS.append(generate(seed=9, fmt="openmetrics", deployments=2).encode())
+CONTENT_TYPES = [None, "application/openmetrics-text; version=1.0.0", "text/plain; version=0.0.4",
+                 "text/plain; version=1.0.0"]
+LIMIT_S = 2.0
+
+
+def outcome(data: bytes | str, content_type: str | None, parser: ExpositionParser | None = None) -> None:
+    """The only outcomes: a list of families or an ExpositionError with a line; never slow."""
+    t0 = time.perf_counter()
+    try:
+        result = (parser or ExpositionParser()).parse(data, content_type)
+    except ExpositionError as exc:
+        assert isinstance(exc.line, int) and exc.line >= 0
+        assert str(exc)
+    else:
+        assert isinstance(result, list) and all(isinstance(f, MetricFamily) for f in result)
+        for fam in result:
+            assert all(isinstance(s.value, float) for s in fam.samples)
+    assert time.perf_counter() - t0 < LIMIT_S
+
+
+mutation = st.tuples(st.sampled_from(["flip", "insert", "delete", "duplicate"]), st.integers(0, 10**9),
+                     st.binary(min_size=1, max_size=8))
+
+
+def mutate(data: bytes, mutations: list[tuple[str, int, bytes]]) -> bytes:
+    buf = bytearray(data)
+    for op, pos, blob in mutations:
+        if not buf:
+            buf.extend(blob)
+            continue
+        i = pos % len(buf)
+        if op == "flip":
+            buf[i] ^= blob[0] or 1
+        elif op == "insert":
+            buf[i:i] = blob
+        elif op == "delete":
+            del buf[i:i + len(blob)]
+        else:
+            j = (i + 1 + blob[0]) % len(buf)
+            buf[i:i] = buf[min(i, j):max(i, j)][:64]
+    return bytes(buf)
+
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(st.sampled_from(range(len(CORPUS))), st.lists(mutation, min_size=1, max_size=6),
+       st.sampled_from(CONTENT_TYPES))
+def test_mutated_real_expositions(which: int, mutations: list[tuple[str, int, bytes]], ct: str | None) -> None:
+    original = CORPUS[which]
+    mutated = mutate(original, mutations)
+    outcome(mutated, ct)
+    # Through a parser that has seen the original (its caches must not let anything through).
+    parser = ExpositionParser()
+    try:
+        parser.parse(original, ct)
+    except ExpositionError:
+        pass
+    outcome(mutated, ct, parser)
+    fresh_ok = _parses(mutated, ct, ExpositionParser())
+    assert _parses(mutated, ct, parser) == fresh_ok
+
+
+def _parses(data: bytes, ct: str | None, parser: ExpositionParser) -> bool:
+    try:
+        parser.parse(data, ct)
+    except ExpositionError:
+        return False
+    return True
+
+
+@SETTINGS
+@given(st.binary(max_size=300), st.sampled_from(CONTENT_TYPES))
+def test_random_bytes(data: bytes, ct: str | None) -> None:
+    outcome(data, ct)
+
+
+line_pieces = st.sampled_from(['a', '{', '}', '"', '\\', '=', ',', ' ', '\t', '#', '\n', '\r\n', '\x00',
+                               '1', '-', '.', 'e', 'NaN', '+Inf', 'le', '_total', '_bucket', '# TYPE ',
+                               '# HELP ', '# EOF', 'counter', 'histogram', '\xff', 'é', '\u2028'])
+
+
+@SETTINGS
+@given(st.lists(line_pieces, max_size=60), st.sampled_from(CONTENT_TYPES))
+def test_token_soup(pieces: list[str], ct: str | None) -> None:
+    text = "".join(pieces)
+    outcome(text, ct)
+    outcome(text.encode("utf-8", "surrogatepass"), ct)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 200_000), st.sampled_from(["\\", '\\"', "\\\\", "\\n"]), st.sampled_from(CONTENT_TYPES))
+def test_deep_escape_runs(n: int, esc: str, ct: str | None) -> None:
+    outcome('a{x="' + esc * n + '"} 1\n# EOF\n', ct)
+    outcome('# HELP a ' + esc * n + '\na 1\n# EOF\n', ct)
+
+
+def test_huge_lines_invalid_utf8_nul_crlf() -> None:
+    for ct in CONTENT_TYPES:
+        outcome(b"a 1\n" + b"x" * 10_000_000 + b"\n", ct)
+        outcome(b'a{x="' + b"y" * 10_000_000 + b'"} 1\n# EOF\n', ct)
+        outcome(b"a 1\n\xc3\x28\n# EOF\n", ct)
+        outcome(b"a\x00 1\n\x00\n# EOF\n", ct)
+        outcome(b"# TYPE a counter\r\na_total 1\r\n# EOF\r\n", ct)
+        outcome(b"{" * 100_000 + b"\n", ct)
+        outcome(b"a " + b"9" * 5000 + b" " + b"9" * 5000 + b"\n# EOF\n", ct)
+        outcome(b"a 1 1e99999999999\n# EOF\n", ct)
+
+
+def test_a_million_labels_once() -> None:
+    body = ",".join(f'l{i}="v"' for i in range(1_000_000))
+    t0 = time.perf_counter()
+    [fam] = parse_exposition(f"a{{{body}}} 1\n")
+    assert len(fam.samples[0].labels) == 1_000_000
+    assert time.perf_counter() - t0 < LIMIT_S          # one line of 11 MB, a million pairs

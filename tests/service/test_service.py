@@ -1,0 +1,293 @@
+"""The service as operators run it: health endpoints, SIGHUP reload, JSON logs, no leaked secrets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from support.bridge import PROMOTEL, start_bridge, stop_bridge
+from support.collector import free_port
+from support.sink import OTLPSink
+from support.target import ExpositionServer
+
+SECRET = "sk-live-7f3a9c1e5b2d4f60a8e1"   # looks like a real key; must never be printed anywhere
+
+BODY = "# TYPE jobs_total counter\njobs_total{queue=\"a\"} 5\n"
+
+
+@pytest.fixture()
+def sink() -> Iterator[OTLPSink]:
+    s = OTLPSink().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def target() -> Iterator[ExpositionServer]:
+    t = ExpositionServer(BODY).start()
+    yield t
+    t.stop()
+
+
+def config_text(target_url: str, sink_port: int, health_port: int, extra_sources: str = "") -> str:
+    return f"""
+sources:
+  - name: jobs
+    url: "{target_url}"
+    interval: 1s
+    timeout: 0.8s
+    auth: {{bearer_token: "{SECRET}"}}
+{extra_sources}
+exporters:
+  - name: sink
+    endpoint: "http://127.0.0.1:{sink_port}"
+    headers: {{authorization: "Bearer {SECRET}"}}
+health: {{listen: "127.0.0.1:{health_port}"}}
+self_telemetry: {{enabled: false}}
+"""
+
+
+def wait_http(url: str, timeout: float = 20.0, status: int = 200) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(url, timeout=1.0)
+            if last.status_code == status:
+                return last
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer {status}: {last!r}")
+
+
+def test_health_status_reload_and_no_secret_anywhere(sink: OTLPSink, target: ExpositionServer,
+                                                    tmp_path: Path) -> None:
+    health_port = free_port()
+    cfg = tmp_path / "promotel.yaml"
+    cfg.write_text(config_text(target.url, sink.grpc_port, health_port))
+    cfg.chmod(0o600)
+    log_path = tmp_path / "out.log"
+    proc = start_bridge(cfg, log_path, "--log-format", "json")
+    base = f"http://127.0.0.1:{health_port}"
+    outputs: list[str] = []
+    try:
+        assert wait_http(base + "/healthz").text.strip() == "ok"
+        wait_http(base + "/readyz")
+        status = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status = wait_http(base + "/status").json()
+            if status["targets"].get("jobs", {}).get("samples"):
+                break
+            time.sleep(0.2)
+        outputs.append(json.dumps(status))
+        assert status["targets"]["jobs"]["samples"] == 1
+        assert status["targets"]["jobs"]["error"] is None
+        assert "sink" in status["exporters"]
+        assert httpx.get(base + "/nope").status_code == 404
+
+        # An invalid new config is refused; the old one keeps running.
+        cfg.write_text("sources: [{name: jobs}]\nexporters: []\n")
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "previous config keeps running" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "previous config keeps running" in log_path.read_text()
+        hits = target.hits
+        time.sleep(2.5)
+        assert target.hits > hits                      # still scraping with the old config
+
+        # A valid new config with a second source is picked up.
+        second = ExpositionServer("# TYPE other gauge\nother 1\n").start()
+        try:
+            cfg.write_text(config_text(target.url, sink.grpc_port, health_port,
+                                       f"  - name: second\n    url: \"{second.url}\"\n    interval: 1s\n"
+                                       "    timeout: 0.8s\n"))
+            proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                status = wait_http(base + "/status").json()
+                if "second" in status["targets"]:
+                    break
+                time.sleep(0.2)
+            outputs.append(json.dumps(status))
+            assert "second" in status["targets"]
+            assert sink.wait_for(lambda s: "other" in s.metric_names(), 20)
+        finally:
+            second.stop()
+        outputs.append(wait_http(base + "/readyz").text)
+    finally:
+        code = stop_bridge(proc)
+    assert code == 0
+    log_text = log_path.read_text()
+    outputs.append(log_text)
+    # Every log line is one JSON object with a message.
+    lines = [ln for ln in log_text.splitlines() if ln.strip()]
+    assert lines
+    for ln in lines:
+        assert "message" in json.loads(ln)
+    for out in outputs:
+        assert SECRET not in out
+    # The target did receive the secret (it was used), proving the grep is meaningful.
+    assert sink.headers and any(SECRET in " ".join(h.values()) for h in sink.headers)
+
+
+def test_once_exit_codes(sink: OTLPSink, target: ExpositionServer, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_text(target.url, sink.grpc_port, free_port()).replace("health:", "#health:"))
+    cfg.chmod(0o600)
+    ok = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert sink.wait_for(lambda s: "jobs_total" in s.metric_names(), 10)
+    target.mode = "500"
+    bad = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert "jobs" in bad.stderr and "500" in bad.stderr
+    assert SECRET not in bad.stderr + bad.stdout
+
+
+def test_invalid_config_exits_2_with_every_problem(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("sources:\n  - name: a\n    url: ftp://x\n    intervall: 5s\nexporters: []\n")
+    cfg.chmod(0o600)
+    proc = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "sources[0]" in proc.stderr
+    assert "intervall" in proc.stderr
+
+
+def test_readyz_turns_503_when_an_exporter_is_unreachable_without_spool(target: ExpositionServer,
+                                                                       tmp_path: Path) -> None:
+    health_port = free_port()
+    dead = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+sources:
+  - {{name: jobs, url: "{target.url}", interval: 1s, timeout: 0.8s}}
+exporters:
+  - name: nowhere
+    endpoint: "http://127.0.0.1:{dead}"
+    retry: {{initial_interval: 0.05s, max_interval: 0.1s, max_elapsed: 0.5s}}
+    spool: {{enabled: false}}
+health: {{listen: "127.0.0.1:{health_port}"}}
+self_telemetry: {{enabled: false}}
+""")
+    cfg.chmod(0o600)
+    proc = start_bridge(cfg, tmp_path / "out.log")
+    try:
+        wait_http(f"http://127.0.0.1:{health_port}/healthz")
+        resp = wait_http(f"http://127.0.0.1:{health_port}/readyz", status=503)
+        assert "nowhere" in resp.text and "unreachable" in resp.text
+        # Liveness stays green: the process is fine, only its backend is not.
+        assert httpx.get(f"http://127.0.0.1:{health_port}/healthz", timeout=2).status_code == 200
+        status = httpx.get(f"http://127.0.0.1:{health_port}/status", timeout=2).json()
+        assert status["exporters"]["nowhere"]["last_error"]
+    finally:
+        assert stop_bridge(proc) == 0
+
+
+def test_secret_never_reaches_the_spool_or_status(target: ExpositionServer, tmp_path: Path) -> None:
+    health_port = free_port()
+    dead = free_port()
+    state = tmp_path / "state"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+sources:
+  - name: jobs
+    url: "{target.url}"
+    interval: 1s
+    timeout: 0.8s
+    auth: {{bearer_token: "{SECRET}"}}
+exporters:
+  - name: down
+    endpoint: "http://127.0.0.1:{dead}/v1/metrics"
+    protocol: http/protobuf
+    headers: {{x-api-key: "{SECRET}"}}
+    retry: {{initial_interval: 0.05s, max_interval: 0.1s, max_elapsed: 0.3s}}
+state_dir: "{state}"
+health: {{listen: "127.0.0.1:{health_port}"}}
+self_telemetry: {{enabled: false}}
+""")
+    cfg.chmod(0o600)
+    log_path = tmp_path / "out.log"
+    proc = start_bridge(cfg, log_path)
+    try:
+        deadline = time.monotonic() + 20
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = wait_http(f"http://127.0.0.1:{health_port}/status").json()
+            if status["exporters"]["down"].get("spool_requests", 0) >= 2:
+                break
+            time.sleep(0.2)
+        assert status["exporters"]["down"]["spool_requests"] >= 2, status
+        status_text = json.dumps(status)
+    finally:
+        assert stop_bridge(proc) == 0
+    spool_files = list(state.glob("spool-*"))
+    assert spool_files
+    assert target.hits >= 2
+    for f in state.iterdir():
+        assert SECRET.encode() not in f.read_bytes(), f.name
+    assert SECRET not in status_text
+    assert SECRET not in log_path.read_text()
+
+
+def test_reload_keeps_series_state_of_unchanged_sources(sink: OTLPSink, target: ExpositionServer,
+                                                         tmp_path: Path) -> None:
+    """SIGHUP with a source's settings unchanged keeps its series (same start time: no counter reset seen by
+    the backend); changing the source's settings starts it afresh (a new start time); what a reload cannot
+    apply (health listen address, self-telemetry) is logged."""
+    health_port = free_port()
+    cfg = tmp_path / "promotel.yaml"
+    cfg.write_text(config_text(target.url, sink.grpc_port, health_port))
+    cfg.chmod(0o600)
+    log_path = tmp_path / "out.log"
+
+    def start_times() -> list[int]:
+        return [p.start_time_unix_nano for _, m in sink.metrics() if m.name == "jobs_total"
+                for p in m.sum.data_points if p.start_time_unix_nano]
+
+    def reload_and_wait(n_reloads: int) -> int:
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while log_path.read_text().count("Config reloaded.") < n_reloads and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert log_path.read_text().count("Config reloaded.") == n_reloads
+        seen = len(start_times())
+        assert sink.wait_for(lambda s: len(start_times()) >= seen + 2, 20)    # scrapes after the reload
+        return seen
+
+    proc = start_bridge(cfg, log_path)
+    try:
+        assert sink.wait_for(lambda s: len(start_times()) >= 2, 20)
+        first = start_times()[0]
+        time.sleep(0.01)
+
+        seen = reload_and_wait(1)                                # same settings
+        assert set(start_times()[seen:]) == {first}
+        assert "1 of 1 sources keep their series state" in log_path.read_text()
+
+        cfg.write_text(config_text(target.url, sink.grpc_port, health_port).replace("interval: 1s", "interval: 1.1s"))
+        seen = reload_and_wait(2)                                # the source's interval changed
+        after = set(start_times()[seen:])
+        assert len(after) == 1 and after != {first}
+        assert "0 of 1 sources keep their series state" in log_path.read_text()
+
+        # What a reload does not apply is said, and the health endpoints stay where they were.
+        moved = config_text(target.url, sink.grpc_port, free_port()).replace("interval: 1s", "interval: 1.1s")
+        cfg.write_text(moved.replace("self_telemetry: {enabled: false}", "self_telemetry: {enabled: true}"))
+        reload_and_wait(3)
+        text = log_path.read_text()
+        assert f"the health endpoints keep listening on 127.0.0.1:{health_port} until promotel restarts" in text
+        assert "changes 'self_telemetry'; it applies when promotel restarts" in text
+        assert wait_http(f"http://127.0.0.1:{health_port}/healthz").text.strip() == "ok"
+    finally:
+        assert stop_bridge(proc) == 0
