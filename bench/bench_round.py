@@ -1,10 +1,12 @@
 """One full promotel round over loopback vs prometheus_client's parser alone, on the same ~150k-sample text.
 
-Round = HTTP GET (httpx, 127.0.0.1) → parse (promotel.exposition) → map (``--mapping``: the
-passthrough assemble, or a mapping plugin such as ``baseten`` bound to a default source) →
-convert (series store) → encode (OTLP protobuf, split at 4 MiB). Measured in one process, median of
+Round = HTTP GET (httpx, 127.0.0.1) → the service's own composition: ``TargetPipeline.process`` (parse,
+map with ``--mapping``, convert) and ``.batch`` (resource, ``up``, ``scrape_*``), then an OTLP exporter's
+``BatchPreparer.prepare`` (encode, split at 4 MiB) — the code ``promotel run`` runs, not a copy of it. With
+``--gc service`` (default) the process policy of ``promotel.service.runtime`` applies, as in ``promotel run``:
+``tune_gc`` at start and ``RoundMemory.round()`` around the CPU work. Measured in one process, median of
 ``--repeat`` steady-state rounds (the first scrape warms the caches and the series store, as a running
-bridge is warm); each stage's median is printed. Also reports the series store's memory per series
+bridge is warm); the median of each part is printed. Also reports the series store's memory per series
 (tracemalloc) and the RSS.
 
     .venv/bin/python bench/bench_round.py [--repeat 5] [--deployments 200] [--mapping baseten]
@@ -20,9 +22,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,12 +30,11 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_baseten import generate
 
-from promotel.mappings.assemble import passthrough_metrics
+from promotel.commands.map import MapSource, offline_exporter
+from promotel.export.prepare import BatchPreparer
+from promotel.pipeline import TargetPipeline
 from promotel.series.store import SeriesStore
-from promotel.export.encode import encode_requests
-from promotel.exposition import ExpositionParser
-from promotel.mappings import load_mapping
-from promotel.model import Attributes, Metric, MetricFamily, TargetBatch
+from promotel.service.runtime import RoundMemory, tune_gc
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -62,24 +61,6 @@ def serve(bodies: list[bytes]) -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}/metrics"
 
 
-MapFn = Callable[[Sequence[MetricFamily]], tuple[Sequence[Metric], Attributes]]
-
-
-def mapper(name: str) -> MapFn:
-    """The map stage: passthrough's assemble as the bridge runs it, or a plugin bound to a default source."""
-    if name == "passthrough":
-        return lambda families: (passthrough_metrics(families)[0], (("service.name", "bench"),))
-    source = SimpleNamespace(name="bench", overrides={}, users="keep", pseudonymize_key=None,
-                             unmapped="keep", service_name=None)
-    bound = load_mapping(name).bind(source)
-
-    def run(families: Sequence[MetricFamily]) -> tuple[Sequence[Metric], Attributes]:
-        result = bound.map(families)
-        return result.metrics, result.resource
-
-    return run
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
@@ -90,18 +71,17 @@ def main() -> None:
                     help="the bridge's GC policy (promotel.service.tune_gc, as `promotel run` applies it) or "
                          "CPython's defaults; the reference parser runs under the same policy")
     args = ap.parse_args()
-    map_stage = mapper(args.mapping)
+    memory: RoundMemory | None = None
     if args.gc == "service":
-        from promotel.service import tune_gc
-
         tune_gc()
+        memory = RoundMemory()
 
     texts = [generate(seed=1, scrape=k, deployments=args.deployments) for k in range(args.repeat + 1)]
     bodies = [t.encode() for t in texts]
     server, url = serve(bodies)
-    parser = ExpositionParser()
-    store = SeriesStore("bench", max_series=1_000_000)
-    stages: dict[str, list[float]] = {k: [] for k in ("get", "parse", "map", "convert", "encode", "round")}
+    pipeline = TargetPipeline(MapSource(name="bench"), url=url, mapping=args.mapping, max_series=1_000_000)
+    preparer = BatchPreparer(offline_exporter("cumulative"))
+    stages: dict[str, list[float]] = {k: [] for k in ("get", "process", "prepare", "round")}
     samples = points = 0
     with httpx.Client(timeout=30.0) as client:
         for k in range(args.repeat + 1):
@@ -109,20 +89,21 @@ def main() -> None:
             resp = client.get(url)
             resp.raise_for_status()
             t1 = time.perf_counter()
-            families = parser.parse(resp.content, resp.headers.get("content-type"))
+            now = time.time_ns()
+            if memory is not None:
+                with memory.round():
+                    result = pipeline.process([resp.content], resp.headers.get("content-type"), now)
+            else:
+                result = pipeline.process([resp.content], resp.headers.get("content-type"), now)
+            batch = pipeline.batch(result, t1 - t0, now)
             t2 = time.perf_counter()
-            metrics, res_attrs = map_stage(families)
+            prepared = preparer.prepare(batch)
             t3 = time.perf_counter()
-            converted = store.convert(metrics, time.time_ns())
-            t4 = time.perf_counter()
-            batch = TargetBatch("bench", res_attrs, converted.metrics, time.time_ns())
-            encoded = encode_requests(batch)
-            t5 = time.perf_counter()
             if k == 0:
-                samples = sum(len(f.samples) for f in families)
-                points = encoded.points
+                samples = result.samples
+                points = sum(n for _, n in prepared.requests)
                 continue        # warm-up round
-            for name, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0)):
+            for name, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
                 stages[name].append(dt)
     server.shutdown()
 
@@ -134,7 +115,8 @@ def main() -> None:
         ref.append(time.perf_counter() - t0)
 
     # The series store's own memory per series, measured on a fresh store.
-    metrics, _ = map_stage(parser.parse(bodies[0], CONTENT_TYPE))
+    metrics = TargetPipeline(MapSource(name="mem"), url=None, mapping=args.mapping).mapper.map(
+        pipeline.parser.parse(bodies[0], CONTENT_TYPE)).metrics
     tracemalloc.start()
     fresh = SeriesStore("mem", max_series=1_000_000)
     before = tracemalloc.get_traced_memory()[0]
@@ -144,9 +126,10 @@ def main() -> None:
 
     med = {k: statistics.median(v) for k, v in stages.items()}
     ref_med = statistics.median(ref)
+    print("process = parse + map + convert (TargetPipeline); prepare = encode (BatchPreparer)")
     print(f"exposition: {samples} samples, {len(bodies[0]) / 1e6:.1f} MB, {points} OTLP points, {len(fresh)} series")
     print(f"map stage: {args.mapping}")
-    for name in ("get", "parse", "map", "convert", "encode"):
+    for name in ("get", "process", "prepare"):
         print(f"  {name:<9} {med[name] * 1000:8.1f} ms   (min {min(stages[name]) * 1000:.1f})")
     print(f"  {'round':<9} {med['round'] * 1000:8.1f} ms   (median of {args.repeat})")
     print(f"prometheus_client text_string_to_metric_families alone: {ref_med * 1000:.1f} ms")
