@@ -33,6 +33,9 @@ test: $(STAMP) systemd-analyze
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
