@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from support.bridge import PROMOTEL
 from support.collector import Rotel
 from support.sink import OTLPSink
 
@@ -39,3 +40,11 @@ def test_demo_shows_mapped_metrics_and_forwards_to_a_collector(collector: tuple[
     # The same data reached the real collector.
     assert sink.wait_for(lambda s: {"baseten.inference.requests", "sambanova.router.queue.size"}
                          <= s.metric_names(), 20), sorted(sink.metric_names())
+
+
+def test_demo_with_an_invalid_otlp_endpoint_says_so_without_traceback() -> None:
+    done = subprocess.run([*PROMOTEL, "demo", "--duration", "1", "--otlp-endpoint", "ftp://collector.invalid"],
+                          capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2
+    assert "exporters[1].endpoint" in done.stderr and "ftp://collector.invalid" in done.stderr

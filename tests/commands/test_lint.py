@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.cli import run_into_closed_pipe
 from support.paths import CONFORMANCE, conformance_cases
 
 from promotel.cli import main
@@ -84,3 +85,11 @@ def test_subprocess_on_the_conformance_suite() -> None:
     lines = res.stdout.decode().splitlines()
     assert res.returncode == 1 and len(lines) == len(bad) == 167
     assert all(line.split(":")[1].isdigit() for line in lines)
+
+
+def test_lint_into_a_closed_pipe_exits_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.prom"
+    bad.write_text("# TYPE a gauge\na{ 1\n")
+    code, err = run_into_closed_pipe(["lint", str(bad), str(bad)], tmp_path)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert code == 1

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.cli import run_into_closed_pipe
 from support.paths import TESTDATA
 
 from promotel.cli import main
@@ -107,3 +108,20 @@ def test_map_delta_temporality(capsys: pytest.CaptureFixture[str]) -> None:
     metrics = {m["name"]: m for m in second["resourceMetrics"][0]["scopeMetrics"][0]["metrics"]}
     assert metrics["baseten.inference.requests"]["sum"]["aggregationTemporality"] == 1
     assert sorted(p["asDouble"] for p in metrics["baseten.container.restarts"]["sum"]["dataPoints"]) == [1.0]
+
+
+# ─── into a closed pipe (``| head`` exiting early) ───────────────────────────────────────────
+
+def test_map_table_into_a_closed_pipe_exits_without_traceback(tmp_path: Path) -> None:
+    prom = tmp_path / "a.prom"
+    prom.write_text("# TYPE a gauge\n" + "".join(f'a{{x="{i}"}} {i}\n' for i in range(50)))
+    code, err = run_into_closed_pipe(["map", "--mapping", "passthrough", "--format", "table", str(prom)],
+                                     tmp_path)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert code == 1
+
+
+def test_mappings_into_a_closed_pipe_exits_without_traceback(tmp_path: Path) -> None:
+    code, err = run_into_closed_pipe(["mappings", "sambanova"], tmp_path)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert code == 1

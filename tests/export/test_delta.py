@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import signal
 import subprocess
@@ -13,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.families import fam
 
 from promotel.errors import ConfigError, StateError
 from promotel.export.delta import DeltaState, summaries_for_delta
+from promotel.mappings.assemble import assemble
 from promotel.model import (
     HistogramPoint,
     Kind,
@@ -270,3 +273,69 @@ def test_sigkill_between_rounds_neither_loses_nor_double_counts(tmp_path: Path) 
             total[k] = total.get(k, 0.0) + v
     assert total == pytest.approx(_expected(rounds))
     assert (tmp_path / "delta-exp.db").exists()
+
+
+# ─── summaries for delta: quantiles at and outside the ends of [0, 1] ─────────────────────────
+
+T0 = 1_700_000_000_000_000_000
+
+
+def test_summary_quantile_outside_unit_interval_is_dropped_and_delta_conversion_survives() -> None:
+    # OpenMetrics and OTLP both say a quantile lies in [0, 1]. Before the fix quantile="+Inf" was kept,
+    # and summaries_for_delta (Datadog / New Relic presets) died with OverflowError in int(inf),
+    # an exception the exporter's worker does not catch.
+    f = fam("lat", "summary",
+            ("lat", {"m": "a", "quantile": "0.5"}, 1.0), ("lat", {"m": "a", "quantile": "+Inf"}, 9.0),
+            ("lat_count", {"m": "a"}, 3.0), ("lat_sum", {"m": "a"}, 4.0),
+            ("lat", {"m": "b", "quantile": "1.5"}, 2.0),
+            ("lat_count", {"m": "b"}, 1.0), ("lat_sum", {"m": "b"}, 2.0),
+            ("lat", {"m": "c", "quantile": "0.9"}, 2.0),
+            ("lat_count", {"m": "c"}, 1.0), ("lat_sum", {"m": "c"}, 2.0))
+    a = assemble(f)
+    assert a.kind is Kind.SUMMARY
+    assert a.dropped == 2 and a.reasons == ("summary_bad_quantile",)
+    points = [p for _, _, pts in a.groups for p in pts]
+    assert [p.attributes for p in points] == [(("m", "c"),)]
+    metric = Metric("lat", "", "s", Kind.SUMMARY, tuple(points), prom_type="summary")
+    batch = TargetBatch("t", (), (metric,), T0)
+    out = summaries_for_delta(batch, "convert")
+    assert [m.name for m in out.metrics] == ["lat.sum", "lat.count", "lat.quantile"]
+    assert out.metrics[2].points[0].attributes == (("m", "c"), ("quantile", "0.9"))
+
+
+def test_summaries_for_delta_handles_quantile_one_and_zero() -> None:
+    sp = SummaryPoint((), ((0.0, 1.0), (1.0, 5.0)), 2.0, 6.0, start_ns=T0, time_ns=T0 + S)
+    batch = TargetBatch("t", (), (Metric("x", "", "s", Kind.SUMMARY, (sp,)),), T0 + S)
+    out = summaries_for_delta(batch, "convert")
+    q = out.metrics[2]
+    assert [p.attributes for p in q.points] == [(("quantile", "0.0"),), (("quantile", "1.0"),)]
+
+
+# ─── a NaN counter value ──────────────────────────────────────────────────────────────────────
+
+def _counter_batch(value: float, t: int) -> TargetBatch:
+    p = NumberPoint((("k", "v"),), value, start_ns=T0, time_ns=t)
+    return TargetBatch("t", (), (Metric("c", "", "1", Kind.SUM, (p,), monotonic=True),), t)
+
+
+def test_nan_counter_value_neither_breaks_the_state_file_nor_yields_nan_deltas(tmp_path: Path) -> None:
+    # Before the fix the NaN became the previous value: SQLite stores NaN as NULL, so commit() failed
+    # (NOT NULL) on every round while it was dirty, and the next delta was NaN.
+    state = DeltaState("dd", str(tmp_path))
+    assert state.to_delta(_counter_batch(5.0, T0 + S)).metrics == ()          # baseline
+    state.commit()
+    out = state.to_delta(_counter_batch(math.nan, T0 + 2 * S))
+    assert out.metrics == ()
+    state.commit()                                                             # raised StateError before
+    out = state.to_delta(_counter_batch(8.0, T0 + 3 * S))
+    state.commit()
+    (m,) = out.metrics
+    assert m.temporality is Temporality.DELTA
+    (p,) = m.points
+    assert p.value == 3.0 and p.start_ns == T0 + S and p.time_ns == T0 + 3 * S   # contiguous with the last real point
+    state.close()
+    # A restarted bridge continues from the persisted state.
+    again = DeltaState("dd", str(tmp_path))
+    (m2,) = again.to_delta(_counter_batch(10.0, T0 + 4 * S)).metrics
+    assert m2.points[0].value == 2.0 and m2.points[0].start_ns == T0 + 3 * S
+    again.close()

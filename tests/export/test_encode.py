@@ -11,12 +11,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
+from support.families import fam
 
 import promotel
 from promotel import encode as enc
 from promotel.errors import ExportError
 from promotel.export.encode import build_request, encode_requests
 from promotel.export.otlp_json import to_otlp_json
+from promotel.mappings.assemble import assemble
 from promotel.model import (
     Exemplar,
     HistogramPoint,
@@ -319,3 +321,27 @@ def test_attribute_values_equal_across_types_keep_their_own_type() -> None:
 
     assert [kinds(v) for v in (1, True, 1.0, 0, False, 0.0)] == [
         "int_value", "bool_value", "double_value", "int_value", "bool_value", "double_value"]
+
+
+# ─── counts that do not fit a uint64 ──────────────────────────────────────────────────────────
+
+T0 = 1_700_000_000_000_000_000
+
+
+def test_histogram_count_of_2_pow_64_is_dropped_not_failing_the_whole_batch() -> None:
+    # float(2**64 - 1) rounds up to 2**64, so "<= float(2**64 - 1)" let 2**64 through; the encoder's
+    # struct.pack('<Q') then failed and the exporter dropped the whole batch of the target.
+    big = float(2**64)
+    f = fam("h", "histogram",
+            ("h_bucket", {"k": "big", "le": "1"}, 0.0), ("h_bucket", {"k": "big", "le": "+Inf"}, big),
+            ("h_count", {"k": "big"}, big), ("h_sum", {"k": "big"}, 1.0),
+            ("h_bucket", {"k": "ok", "le": "1"}, 1.0), ("h_bucket", {"k": "ok", "le": "+Inf"}, 2.0),
+            ("h_count", {"k": "ok"}, 2.0), ("h_sum", {"k": "ok"}, 1.0))
+    a = assemble(f)
+    assert a.dropped == 1 and a.reasons == ("histogram_bad_count",)
+    points = tuple(p for _, _, pts in a.groups for p in pts)
+    assert [p.attributes for p in points] == [(("k", "ok"),)]
+    # What is left encodes (with start/time set as convert would).
+    pts = tuple(p._replace(start_ns=T0, time_ns=T0 + S) for p in points)
+    batch = TargetBatch("t", (), (Metric("h", "", "s", Kind.HISTOGRAM, pts),), T0 + S)
+    assert encode_requests(batch).points == 1

@@ -378,3 +378,33 @@ def test_a_bug_in_one_batch_costs_that_batch_not_the_worker() -> None:
         assert asyncio.run(deliver(p, make_batch("first", counters=2), make_batch("second", counters=2)))
     assert targets(rx) == ["second"]
     assert p.status()["dropped"] == {"internal_error_batches": 1}   # counted in batches: its points are unknown
+
+
+# ─── a response body httpx cannot decode ──────────────────────────────────────────────────────
+
+def test_pipeline_worker_survives_an_undecodable_response() -> None:
+    async def go(url: str) -> tuple[bool, Any]:
+        resolved = resolve_exporter(exporter_config(endpoint=url, protocol="http/protobuf",
+                                                    retry=Retry(0.01, 0.02, 1.0)), env={})
+
+        async def no_sleep(_s: float) -> None:
+            await asyncio.sleep(0)
+
+        p = ExporterPipeline(resolved, sleep=no_sleep, rng=lambda: 0.0)
+        p.submit(make_batch("first"))
+        p.submit(make_batch("second"))
+        task = asyncio.create_task(p.run())
+        try:
+            done = await p.flush(3.0)
+            return done, task.done()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await p.aclose()
+
+    with HttpReceiver() as rx:
+        rx.script.append((200, {"Content-Encoding": "gzip"}, b"this is not gzip"))
+        done, worker_ended = asyncio.run(go(rx.url))
+        assert rx.attempts == 2
+        assert len(rx.requests) == 2      # the scripted 200 is recorded too; the second batch was delivered
+    assert done is True and worker_ended is False

@@ -301,3 +301,24 @@ def test_grpc_connection_refused_is_retryable() -> None:
     exc = asyncio.run(go())
     assert exc.retryable
     assert exc.kind == "grpc_unavailable"
+
+
+# ─── HTTP: a response body httpx cannot decode ────────────────────────────────────────────────
+
+def test_http_undecodable_response_body_is_an_export_error() -> None:
+    # httpx.DecodingError is not a TransportError: before the fix it escaped the sender.
+    async def go(url: str) -> BaseException | None:
+        sender = http_sender(url)
+        try:
+            await sender.send(b"")
+        except BaseException as exc:  # noqa: BLE001 - the test inspects what escaped
+            return exc
+        finally:
+            await sender.aclose()
+        return None
+
+    with HttpReceiver() as rx:
+        rx.script.append((200, {"Content-Encoding": "gzip"}, b"this is not gzip"))
+        exc = asyncio.run(go(rx.url))
+    assert isinstance(exc, ExportError)
+    assert exc.retryable is False and exc.kind == "bad_response"

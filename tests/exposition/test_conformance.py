@@ -1,8 +1,8 @@
-"""The OpenMetrics parser conformance suite (``../shared/conformance/openmetrics-parsers``).
+"""The OpenMetrics parser conformance suite (``tests/testdata/openmetrics-conformance``, origin in its NOTICE.md).
 
 Each case is a folder with ``metrics`` and ``test.json``; the input must parse iff ``shouldParse``.
 The suite's test.json files carry no expected output beyond ``shouldParse`` (checked below), so
-the parsed values of the valid cases are asserted in ``test_exposition.py``.
+the parsed values of the valid cases are asserted in ``test_parse_exposition.py``.
 """
 
 from __future__ import annotations

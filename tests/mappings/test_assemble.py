@@ -270,3 +270,21 @@ def test_counter_and_gauge_exemplars_scale_with_their_value() -> None:
     g = assemble(fam("g", "gauge", ("g", {}, 2.0, None, ex)), scale=0.5)
     (q,) = only_points(g)
     assert q.value == 1.0 and q.exemplars[0].value == 125.0
+
+
+# ─── counts that do not fit a uint64 ──────────────────────────────────────────────────────────
+
+def test_histogram_count_of_2_pow_64_in_the_general_path_and_summary_count() -> None:
+    big = float(2**64)
+    h = fam("h", "histogram",          # unsorted buckets: the general (checked) path
+            ("h_bucket", {"le": "+Inf"}, big), ("h_bucket", {"le": "1"}, 0.0),
+            ("h_count", {}, 5.0))
+    a = assemble(h)
+    assert a.dropped == 1 and a.reasons == ("histogram_bad_count",)
+    s = fam("s", "summary", ("s", {"quantile": "0.5"}, 1.0), ("s_count", {}, big), ("s_sum", {}, 1.0))
+    b = assemble(s)
+    assert b.dropped == 1 and b.reasons == ("summary_bad_count",)
+    # The largest double below 2**64 still fits and is kept.
+    ok = math.nextafter(big, 0.0)
+    c = assemble(fam("s", "summary", ("s_count", {}, ok), ("s_sum", {}, 1.0)))
+    assert c.dropped == 0

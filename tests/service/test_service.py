@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +19,10 @@ from support.bridge import PROMOTEL, start_bridge, stop_bridge
 from support.collector import free_port
 from support.sink import OTLPSink
 from support.target import ExpositionServer
+
+from promotel.config import load_config_text
+from promotel.errors import ConfigError
+from promotel.model import TargetBatch
 
 SECRET = "sk-live-7f3a9c1e5b2d4f60a8e1"   # looks like a real key; must never be printed anywhere
 
@@ -291,3 +298,128 @@ def test_reload_keeps_series_state_of_unchanged_sources(sink: OTLPSink, target: 
         assert wait_http(f"http://127.0.0.1:{health_port}/healthz").text.strip() == "ok"
     finally:
         assert stop_bridge(proc) == 0
+
+
+# ─── error paths: a busy health port, a bug in a mapping, a config the exporters reject ─────────
+
+def test_health_server_on_a_busy_port_is_a_config_error() -> None:
+    from promotel.service.health import HealthServer
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError) as info:
+            HealthServer(f"127.0.0.1:{port}").start()
+    assert info.value.problems[0][0] == "health.listen"
+    assert str(port) in info.value.problems[0][1]
+
+
+class _BrokenMapper:
+    """Stands in for a mapping plugin with a bug (no shipped plugin is known to crash on any input)."""
+
+    def map(self, families: Any) -> Any:
+        raise KeyError("le")
+
+
+def _runner(url: str, batches: list[TargetBatch]) -> Any:
+    from promotel.service import BridgeStats, SourceRunner
+
+    cfg = load_config_text(f"""
+sources: [{{name: jobs, url: "{url}", interval: 0.2s, timeout: 0.15s}}]
+exporters: [{{name: x, endpoint: "http://127.0.0.1:9"}}]
+""", env={})
+    stats = BridgeStats()
+    runner = SourceRunner(cfg.sources[0], cfg, batches.append, stats)
+    runner.pipeline.mapper = _BrokenMapper()
+    return runner, stats
+
+
+def test_a_bug_in_mapping_fails_the_scrape_instead_of_escaping(target: ExpositionServer) -> None:
+    batches: list[TargetBatch] = []
+    runner, stats = _runner(target.url, batches)
+
+    async def once() -> bool:
+        try:
+            ok: bool = await runner.scrape_once()
+            return ok
+        finally:
+            await runner.aclose()
+
+    assert asyncio.run(once()) is False
+    assert len(batches) == 1
+    up = next(m for m in batches[0].metrics if m.name == "up")
+    assert up.points[0].value == 0.0
+    status = stats.targets["jobs"]
+    assert status.error is not None and "KeyError" in status.error
+    assert stats.counters[("jobs", "scrape_errors.internal")] == 1
+
+
+def test_the_scrape_loop_survives_a_bug_in_mapping(target: ExpositionServer) -> None:
+    batches: list[TargetBatch] = []
+    runner, stats = _runner(target.url, batches)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.loop(stop))
+        deadline = time.monotonic() + 10
+        while len(batches) < 3 and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+        await runner.aclose()
+
+    asyncio.run(run())
+    assert len(batches) >= 3
+    assert stats.counters[("jobs", "scrapes")] >= 3
+
+
+def test_sighup_to_a_config_the_exporters_reject_keeps_the_old_config(target: ExpositionServer,
+                                                                      tmp_path: Path) -> None:
+    sink = OTLPSink().start()
+    try:
+        cfg = tmp_path / "promotel.yaml"
+        good = f"""
+sources:
+  - {{name: jobs, url: "{target.url}", interval: 0.5s, timeout: 0.4s}}
+exporters:
+  - {{name: sink, endpoint: "http://127.0.0.1:{sink.grpc_port}"}}
+self_telemetry: {{enabled: false}}
+"""
+        cfg.write_text(good)
+        log_path = tmp_path / "out.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([*PROMOTEL, "run", "-c", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            deadline = time.monotonic() + 20
+            while target.hits == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert target.hits > 0
+            # Valid YAML and keys, but the Datadog preset needs an api_key: only building the exporter says so.
+            cfg.write_text(good.replace(f'{{name: sink, endpoint: "http://127.0.0.1:{sink.grpc_port}"}}',
+                                        "{name: dd, preset: datadog}"))
+            proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 20
+            while "previous config keeps running" not in log_path.read_text() and time.monotonic() < deadline \
+                    and proc.poll() is None:
+                time.sleep(0.1)
+            text = log_path.read_text()
+            assert proc.poll() is None, text
+            assert "previous config keeps running" in text and "needs an API key" in text
+            hits = target.hits
+            deadline = time.monotonic() + 10
+            while target.hits <= hits + 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert target.hits > hits + 1          # still scraping with the old config
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+                raise
+        assert code == 0, log_path.read_text()
+    finally:
+        sink.stop()

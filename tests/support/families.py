@@ -1,10 +1,11 @@
-"""Parsed families as plain values, for comparing two parses (NaN spelled out, so equal results compare equal)."""
+"""Metric families for tests: built from plain tuples (``fam``), and parsed families as plain values for
+comparing two parses (``comparable``: NaN spelled out, so equal results compare equal)."""
 
 from __future__ import annotations
 
 import math
 
-from promotel.model import MetricFamily
+from promotel.model import Labels, MetricFamily, Sample
 
 
 def comparable(families: list[MetricFamily]) -> list[object]:
@@ -15,3 +16,9 @@ def comparable(families: list[MetricFamily]) -> list[object]:
                None if s.exemplar is None else (s.exemplar.labels.pairs(), num(s.exemplar.value),
                                                 s.exemplar.timestamp_ns))
               for s in f.samples]) for f in families]
+
+
+def fam(name: str, type_: str, *samples: tuple[str, dict[str, str], float]) -> MetricFamily:
+    """A family as the parser would return it, from ``(sample name, labels, value)`` tuples (no help, no unit)."""
+    return MetricFamily(name, type_, None, None,
+                        tuple(Sample(n, Labels(tuple(labels.items())), v) for n, labels, v in samples))

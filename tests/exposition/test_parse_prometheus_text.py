@@ -13,7 +13,8 @@ from promotel.model import Labels, MetricFamily
 PROM = "text/plain; version=0.0.4; charset=utf-8"
 PROM1 = "text/plain; version=1.0.0"
 
-# The example of the format document, verbatim (../shared/reference/prometheus-text-format.md).
+# The example of the format document, verbatim (Prometheus docs, "Exposition formats":
+# https://prometheus.io/docs/instrumenting/exposition_formats/).
 DOC_EXAMPLE = r'''# HELP http_requests_total The total number of HTTP requests.
 # TYPE http_requests_total counter
 http_requests_total{method="post",code="200"} 1027 1395066363000

@@ -9,15 +9,21 @@ and compare every result (or error) with a fresh parse.
 from __future__ import annotations
 
 import random
+import sys
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.families import comparable
+from support.paths import REPO
 
 from promotel.errors import ExpositionError
-from promotel.exposition import ExpositionParser
+from promotel.exposition import ExpositionParser, parse_exposition
+from promotel.model import Labels, Sample
+
+sys.path.insert(0, str(REPO / "bench"))
+from gen_baseten import BasetenTarget
 
 PROM = "text/plain; version=0.0.4"
 PROM1 = "text/plain; version=1.0.0; escaping=allow-utf-8"
@@ -192,3 +198,86 @@ def test_random_rescrapes_across_dialects(data: Any) -> None:
         om = data.draw(st.booleans())
         for text in data.draw(scrapes(om=om))[:2]:
             same_as_fresh(parser, text, OM if om else PROM)
+
+
+# ─── the caches: a re-scrape gives what a fresh parser gives ─────────────────────────────────
+
+
+@pytest.mark.parametrize("fmt", ["prometheus", "openmetrics"])
+def test_steady_state_equals_fresh_parse(fmt: str) -> None:
+    target = BasetenTarget(seed=3, deployments=6)
+    parser = ExpositionParser()
+    for _ in range(4):
+        text = target.render(fmt)
+        assert comparable(parser.parse(text)) == comparable(parse_exposition(text))
+        target.advance()
+
+
+def test_cached_series_still_checked_per_scrape() -> None:
+    parser = ExpositionParser()
+    good = "# TYPE a counter\na_total 1\n# EOF\n"
+    parser.parse(good, OM)
+    with pytest.raises(ExpositionError, match="cannot be -1"):
+        parser.parse("# TYPE a counter\na_total -1\n# EOF\n", OM)
+    # The same line, now in a family that does not own it (it would start a clashing one).
+    parser.parse("# TYPE a gauge\na 1\n# EOF\n", OM)
+    with pytest.raises(ExpositionError, match="used by two metric families"):
+        parser.parse("# TYPE a counter\na 1\n# EOF\n", OM)
+    hist = '# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 2\nh_count 2\nh_sum 1\n# EOF\n'
+    parser.parse(hist, OM)
+    with pytest.raises(ExpositionError, match="decrease"):
+        parser.parse(hist.replace("} 2\n", "} 0\n", 1).replace("h_count 2", "h_count 0"), OM)
+    # Prometheus text: a TYPE after the (cached) samples is still an error.
+    parser.parse("a 1\n", PROM)
+    with pytest.raises(ExpositionError, match="after its samples"):
+        parser.parse("a 1\n# TYPE a gauge\n", PROM)
+
+
+def test_dialect_change_forgets_cached_syntax() -> None:
+    parser = ExpositionParser()
+    parser.parse('a{x="1",} 1\n', PROM)                        # a trailing comma is fine here
+    with pytest.raises(ExpositionError, match="trailing comma"):
+        parser.parse('a{x="1",} 1\n# EOF\n', OM)
+
+
+def test_cache_bound_evicts_and_stays_correct() -> None:
+    parser = ExpositionParser(max_cache_entries=10)
+    target = BasetenTarget(seed=5, deployments=3)
+    for _ in range(3):
+        text = target.render("prometheus")
+        assert comparable(parser.parse(text)) == comparable(parse_exposition(text))
+        assert not parser._prev_got and not parser._prev_text and not parser._bodies and not parser._prefixes
+        target.advance()
+    assert comparable(ExpositionParser(max_cache_entries=0).parse(text)) == comparable(parse_exposition(text))
+
+
+def test_unchanged_lines_share_samples_across_scrapes() -> None:
+    parser = ExpositionParser()
+    first = parser.parse("a 1\nb 2\n")
+    second = parser.parse("a 1\nb 3\n")
+    assert second[0].samples[0] is first[0].samples[0]
+    assert second[1].samples[0] == Sample("b", Labels(), 3.0)
+    # Labels of one series are one object across scrapes and across _sum/_count siblings.
+    text = '# TYPE h histogram\nh_bucket{a="1",le="1"} 1\nh_bucket{a="1",le="+Inf"} 2\nh_sum{a="1"} 3\nh_count{a="1"} 2\n'
+    p = ExpositionParser()
+    s1 = p.parse(text)[0].samples
+    s2 = p.parse(text.replace(" 3\n", " 4\n"))[0].samples
+    assert s1[2].labels is s2[2].labels is s2[3].labels
+
+
+@pytest.mark.parametrize(("ctype", "eof", "t1", "t2", "want2"), [
+    ("text/plain; version=0.0.4", "", "1000", "2500", 2_500_000_000),
+    ("application/openmetrics-text; version=1.0.0", "# EOF\n", "1", "2.5", 2_500_000_000),
+])
+def test_rescrape_of_timestamped_series_uses_the_cache_and_still_checks(
+        ctype: str, eof: str, t1: str, t2: str, want2: int) -> None:
+    parser = ExpositionParser()
+    body = '# TYPE a gauge\na{x="1"} {v} {t}\n' + eof
+    first = parser.parse(body.replace("{v}", "1").replace("{t}", t1), ctype)
+    second = parser.parse(body.replace("{v}", "7").replace("{t}", t2), ctype)
+    (s1,), (s2,) = first[0].samples, second[0].samples
+    assert s2.labels is s1.labels                      # the cached series was reused
+    assert (s2.value, s2.timestamp_ns) == (7.0, want2)
+    with pytest.raises(ExpositionError) as info:
+        parser.parse(body.replace("{v}", "7").replace("{t}", "12x"), ctype)
+    assert info.value.line == 2
