@@ -1,7 +1,7 @@
 """A deterministic generator of Baseten-shaped expositions (~150k samples), for benchmarks and tests.
 
 The families and labels follow the Baseten metrics support matrix
-(``../shared/seeds/baseten-metrics-support-matrix.md``): about 200 deployments with replicas and
+(Baseten's documentation; the families are listed in ``docs/mappings.md``): about 200 deployments with replicas and
 GPUs, request counters and histograms per status code and ``is_async``, ``environment`` and
 ``rollout_phase`` labels (empty when the deployment has no environment).
 
