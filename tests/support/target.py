@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
 class ExpositionServer:
-    """Serves ``self.body`` at /metrics; ``mode`` makes it fail: "ok", "500", "garbage", "slow"."""
+    """Serves ``self.body`` at /metrics; ``mode`` makes it fail: "ok", "500", "garbage", "slow".
 
-    def __init__(self, body: str = "", content_type: str = "text/plain; version=0.0.4") -> None:
+    With ``bodies``, the target moves through them instead: GET number *n* (1-based) serves
+    ``bodies[n - 1]``, and every GET after the last body serves the last one again; ``served`` records
+    the index of the body each GET got, in order. ``mode`` still applies (a failing GET consumes a body)."""
+
+    def __init__(self, body: str = "", content_type: str = "text/plain; version=0.0.4",
+                 bodies: Sequence[str] = ()) -> None:
         self.body = body
+        self.bodies = tuple(bodies)
+        self.served: list[int] = []
         self.content_type = content_type
         self.mode = "ok"
         self.slow_s = 5.0
@@ -38,6 +46,10 @@ class ExpositionServer:
                 with target.lock:
                     target.hits += 1
                     mode, body, ctype = target.mode, target.body, target.content_type
+                    if target.bodies:
+                        index = min(target.hits, len(target.bodies)) - 1
+                        target.served.append(index)
+                        body = target.bodies[index]
                 if mode == "500":
                     self._reply(500, "text/plain", b"internal error\n")
                 elif mode == "garbage":
