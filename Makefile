@@ -27,7 +27,17 @@ systemd-analyze:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
 	  else echo "warning: systemd-analyze not found; install the 'systemd' package for the unit-file tests"; fi; }
 
-test: $(STAMP) systemd-analyze
+# tests/e2e/test_real_prometheus.py compares with what Debian's Prometheus binary (/usr/bin/prometheus)
+# ingests from the captured expositions. If it is missing and we are root (CI), install it; otherwise say how.
+.PHONY: prometheus-binary
+prometheus-binary:
+	@test -x /usr/bin/prometheus || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing prometheus (for tests/e2e/test_real_prometheus.py)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	  else echo "warning: /usr/bin/prometheus not found; install Debian's 'prometheus' package for the real-exporter tests"; fi; }
+
+test: $(STAMP) systemd-analyze prometheus-binary
 	$(BIN)/python -m pytest -q
 
 typecheck: $(STAMP)
