@@ -34,7 +34,7 @@ prometheus-binary:
 	@test -x /usr/bin/prometheus || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing prometheus (for tests/e2e/test_real_prometheus.py)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  else echo "warning: /usr/bin/prometheus not found; install Debian's 'prometheus' package for the real-exporter tests"; fi; }
 
 test: $(STAMP) systemd-analyze prometheus-binary
