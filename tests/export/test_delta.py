@@ -202,7 +202,7 @@ def test_a_state_file_written_by_0_1_loads_the_same_and_is_converted(tmp_path: P
                                                                       caplog: pytest.LogCaptureFixture) -> None:
     import sqlite3
 
-    attrs = tuple(kv for kv in TYPED if kv[0] != "i_inf")        # 0.1's repr of inf (``inf``) never read back
+    attrs: Any = tuple(kv for kv in TYPED if kv[0] != "i_inf")   # 0.1's repr of inf (``inf``) never read back
     native_dir, old_dir = tmp_path / "native", tmp_path / "old"
     native_dir.mkdir()
     old_dir.mkdir()
@@ -232,7 +232,7 @@ def test_a_state_file_written_by_0_1_loads_the_same_and_is_converted(tmp_path: P
     # And it continues exactly: the next round is the increase since the 0.1 value, contiguous.
     for state in (old, reloaded_native):
         (m,) = state.to_delta(batch(20 * S, counter(cp(attrs, 8.0, S, 20 * S)))).metrics
-        assert [(p.value, p.start_ns, p.time_ns) for p in m.points] == [(3.0, 10 * S, 20 * S)]
+        assert [(p.value, p.start_ns, p.time_ns) for p in m.points] == [(3.0, 10 * S, 20 * S)]  # type: ignore[union-attr]
         state.commit()
         state.close()
     caplog.clear()
