@@ -71,7 +71,8 @@ _WIRE_OF_TYPE = {
     FieldDescriptor.TYPE_FLOAT: _I32, FieldDescriptor.TYPE_FIXED32: _I32, FieldDescriptor.TYPE_SFIXED32: _I32,
     **dict.fromkeys(_LEN_TYPES, _LEN),
 }                                                # every other scalar type (ints, bool, enum) is a varint
-_TYPE_NAMES = {getattr(FieldDescriptor, k): k[len("TYPE_"):].lower() for k in dir(FieldDescriptor) if k.startswith("TYPE_")}
+_TYPE_NAMES = {getattr(FieldDescriptor, k): k[len("TYPE_"):].lower()
+               for k in dir(FieldDescriptor) if k.startswith("TYPE_")}
 
 
 def _repeated(fd: Any) -> bool:
