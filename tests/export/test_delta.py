@@ -17,7 +17,12 @@ import pytest
 from support.families import fam
 
 from promotel.errors import ConfigError, StateError
-from promotel.export.delta import DeltaState, summaries_for_delta
+from promotel.export.delta import (
+    DeltaState,
+    series_key,
+    series_text,
+    summaries_for_delta,
+)
 from promotel.mappings.assemble import assemble
 from promotel.model import (
     HistogramPoint,
@@ -148,6 +153,110 @@ def test_unusable_database_raises_state_error(tmp_path: Path) -> None:
         DeltaState("e", str(bad))
     with pytest.raises(StateError, match="state directory"):
         DeltaState("e", str(tmp_path / "missing-dir" / "x.db"))
+
+
+# ─── the state file's series keys ────────────────────────────────────────────────────────────
+
+TYPED = (("a_str", "1"), ("b_int", 1), ("c_float", 1.0), ("d_bool", True), ("e_big", 2**70), ("f_neg0", -0.0),
+         ("g_tiny", 5e-324), ("h_exp", 1e16), ("i_inf", math.inf), ("j_uni", "ü\u2603\ud800\"\\,]"), ("k_false", False),
+         ("l_zero", 0))
+
+
+def typed(attrs: Any) -> list[tuple[str, type, str]]:
+    """Attributes with their exact types (``1 == 1.0 == True`` in Python, so plain equality is not enough)."""
+    return [(k, type(v), repr(v)) for k, v in attrs]
+
+
+def test_series_key_text_is_versioned_json_and_keeps_every_attribute_type() -> None:
+    key = ("http_requests", Kind.SUM, "lib", "1.2", TYPED)
+    text = series_text(key)
+    assert text.isascii() and json.loads(text)[:5] == [1, "http_requests", "sum", "lib", "1.2"]
+    back = series_key(text)
+    assert back[:4] == key[:4] and typed(back[4]) == typed(TYPED)
+    assert series_text(back) == text                                   # stable: the text is the row's key
+    nan = series_key(series_text(("m", Kind.HISTOGRAM, "", "", (("x", math.nan),))))[4][0][1]
+    assert isinstance(nan, float) and math.isnan(nan)
+    # Values equal in Python but of different types are different series, with different texts.
+    texts = {series_text(("m", Kind.SUM, "", "", (("v", v),))) for v in (1, 1.0, True, "1")}
+    assert len(texts) == 4
+    assert series_text(("m", Kind.SUM, "", "", (("v", 1.0),))) == '[1,"m","sum","","",[["v",1.0]]]'
+    for bad in ('[2,"m","sum","","",[]]', '[1,"m","nope","","",[]]', '[1,"m","sum","","",[["v",[1]]]]',
+                '[1,"m","sum","",""]', '{"a": 1}', "not json", '("m", "sum", "", "", (("v", x),))'):
+        with pytest.raises(ValueError):
+            series_key(bad)
+
+
+def _write_01_row(path: Path, exporter: str, target: str, name: str, kind: Kind, scope_name: str, scope_version: str,
+                  attrs: Any, start: int, time_ns: int, value: float, round_: int, last_export: int) -> None:
+    """A row as 0.1 wrote it: the series column is ``repr((name, kind.value, scope_name, scope_version, attrs))``."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("INSERT INTO delta_series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (exporter, target, repr((name, kind.value, scope_name, scope_version, attrs)), start, time_ns,
+                    value, None, None, None, round_))
+        db.execute("INSERT OR REPLACE INTO delta_targets VALUES (?, ?, ?, ?)", (exporter, target, last_export, round_))
+    db.close()
+
+
+def test_a_state_file_written_by_0_1_loads_the_same_and_is_converted(tmp_path: Path,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    import sqlite3
+
+    attrs: Any = tuple(kv for kv in TYPED if kv[0] != "i_inf")   # 0.1's repr of inf (``inf``) never read back
+    native_dir, old_dir = tmp_path / "native", tmp_path / "old"
+    native_dir.mkdir()
+    old_dir.mkdir()
+    # The same round, once through this version (written in format 1) ...
+    native = DeltaState("e", str(native_dir))
+    assert native.to_delta(batch(10 * S, counter(cp(attrs, 5.0, S, 10 * S)))).metrics == ()   # baseline
+    native.commit()
+    native.close()
+    # ... and once as 0.1 wrote it.
+    DeltaState("e", str(old_dir)).close()                        # the schema, unchanged since 0.1
+    old_file = old_dir / "delta-e.db"
+    _write_01_row(old_file, "e", "t", "c", Kind.SUM, "", "", attrs, S, 10 * S, 5.0, 1, 10 * S)
+
+    with caplog.at_level("INFO", logger="promotel.export.delta"):
+        old = DeltaState("e", str(old_dir))
+    assert "from the 0.1 format" in caplog.text
+    reloaded_native = DeltaState("e", str(native_dir))
+    for state in (old, reloaded_native):
+        ((key, prev),) = state._targets["t"].series.items()
+        assert key[:4] == ("c", Kind.SUM, "", "") and typed(key[4]) == typed(attrs)
+        assert (prev.start_ns, prev.time_ns, prev.value, prev.round, prev.restored) == (S, 10 * S, 5.0, 1, True)
+        assert (state._targets["t"].last_export_ns, state._targets["t"].round) == (10 * S, 1)
+    # The row now holds the format-1 text, the very row this version writes for that series.
+    rows = sqlite3.connect(old_file).execute("SELECT series FROM delta_series").fetchall()
+    native_rows = sqlite3.connect(native_dir / "delta-e.db").execute("SELECT series FROM delta_series").fetchall()
+    assert rows == native_rows == [(series_text(("c", Kind.SUM, "", "", attrs)),)]
+    # And it continues exactly: the next round is the increase since the 0.1 value, contiguous.
+    for state in (old, reloaded_native):
+        (m,) = state.to_delta(batch(20 * S, counter(cp(attrs, 8.0, S, 20 * S)))).metrics
+        assert [(p.value, p.start_ns, p.time_ns) for p in m.points] == [(3.0, 10 * S, 20 * S)]  # type: ignore[union-attr]
+        state.commit()
+        state.close()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="promotel.export.delta"):
+        again = DeltaState("e", str(old_dir))                    # converted once: nothing left to convert
+    assert "0.1 format" not in caplog.text
+    assert [typed(k[4]) for k in again._targets["t"].series] == [typed(attrs)]
+    again.close()
+
+
+def test_an_unreadable_series_row_becomes_a_new_baseline(tmp_path: Path) -> None:
+    import sqlite3
+
+    DeltaState("e", str(tmp_path)).close()
+    _write_01_row(tmp_path / "delta-e.db", "e", "t", "c", Kind.SUM, "", "", A, S, 10 * S, 5.0, 1, 10 * S)
+    db = sqlite3.connect(tmp_path / "delta-e.db")
+    with db:
+        db.execute("INSERT INTO delta_series VALUES ('e', 't', 'garbage(', 1, 2, 3.0, NULL, NULL, NULL, 1)")
+    db.close()
+    d = DeltaState("e", str(tmp_path))
+    assert [k[4] for k in d._targets["t"].series] == [A]
+    d.close()
 
 
 def test_summaries_for_delta_policies() -> None:

@@ -12,11 +12,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from support.families import fam
+from support.reference_encoder import build_request, count_points
 
 import promotel
 from promotel import encode as enc
 from promotel.errors import ExportError
-from promotel.export.encode import build_request, encode_requests
+from promotel.export.encode import encode_requests
 from promotel.export.otlp_json import to_otlp_json
 from promotel.mappings.assemble import assemble
 from promotel.model import (
@@ -48,6 +49,7 @@ def same_as_reference(batch: TargetBatch) -> ExportMetricsServiceRequest:
     # NaN != NaN in message equality: compare the serialized reference with ours re-serialized.
     assert got.SerializeToString(deterministic=True) == want.SerializeToString(deterministic=True)
     assert result.points == sum(len(m.points) for m in batch.metrics)
+    assert result.request_points == (result.points,)
     return got
 
 
@@ -116,6 +118,29 @@ def test_field_numbers_match_installed_descriptors() -> None:
     assert pb.DataPointFlags.Value("DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK") == enc.NO_RECORDED_VALUE
     # Every fixed-width field really has a 64-bit wire type (fixed64 = 6, double = 1 in descriptor terms).
     assert hdp.DESCRIPTOR.fields_by_name["count"].type == 6 and ndp.DESCRIPTOR.fields_by_name["as_double"].type == 1
+
+
+def test_a_field_laid_out_otherwise_than_the_encoder_writes_it_is_refused_by_name() -> None:
+    """The numbers come from the descriptors; ``_field`` also checks the type, repeatedness, packing and a
+    one-byte tag, so a metrics.proto that changed any of them fails the import instead of mis-encoding."""
+    from google.protobuf import descriptor_pb2
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    assert enc._field(pb.HistogramDataPoint, "bucket_counts", F.TYPE_FIXED64, repeated=True) == 6
+    cases = [
+        ((pb.HistogramDataPoint, "count", F.TYPE_DOUBLE), "HistogramDataPoint.count is fixed64 (wire type 1)"),
+        ((pb.HistogramDataPoint, "bucket_counts", F.TYPE_FIXED64),
+         "is packed repeated fixed64 (wire type 2)"),
+        ((pb.NumberDataPoint, "as_int", F.TYPE_DOUBLE), "is sfixed64 (wire type 1)"),
+        ((pb.NumberDataPoint, "value_double", F.TYPE_DOUBLE), "NumberDataPoint.value_double does not exist"),
+        ((descriptor_pb2.FieldDescriptorProto, "proto3_optional", F.TYPE_BOOL), "has number 17"),
+    ]
+    for (message, name, proto_type), fragment in cases:
+        with pytest.raises(ExportError) as info:
+            enc._field(message, name, proto_type)
+        assert fragment in str(info.value) and "opentelemetry-proto" in str(info.value), str(info.value)
+    with pytest.raises(ExportError, match=r"share one field number.*\[1, 2\]"):
+        enc._same([1, 2], "Gauge and Sum data_points")
 
 
 def test_every_point_type_flags_exemplars_and_envelopes() -> None:
@@ -197,6 +222,7 @@ def test_split_under_limit_all_points_once_in_order() -> None:
     assert len(r.requests) > 4
     assert all(len(req) <= limit for req in r.requests)
     assert r.points == len(expected)
+    assert r.request_points == tuple(count_points(decode(req)) for req in r.requests)
     got = _all_points(r.requests)
     # Order within each scope is preserved and every point is present exactly once.
     for scope in ("promotel", "lib"):
@@ -210,6 +236,26 @@ def test_split_under_limit_all_points_once_in_order() -> None:
             assert all(m.description == "d" for m in sm.metrics if m.name.startswith("m"))
 
 
+def test_points_per_request_of_a_split_batch_are_what_each_request_holds() -> None:
+    """``request_points`` is what the exporter counts as sent or dropped per request: for a batch split
+    into several requests (metrics split between their points, several scopes) each count is what
+    decoding that request finds, and they add up to the batch's points."""
+    metrics = tuple(
+        Metric(f"m{mi}", "", "1", kind, tuple(
+            NumberPoint((("i", f"{i:04d}"), ("pad", "p" * 40)), float(i), time_ns=S) if kind is Kind.GAUGE else
+            HistogramPoint((("i", f"{i:04d}"),), (1.0, 2.0), (1.0, 2.0, 3.0), 6.0, 1.0, time_ns=S)
+            for i in range(n)), scope_name="lib" if mi % 2 else "")
+        for mi, (kind, n) in enumerate([(Kind.GAUGE, 300), (Kind.HISTOGRAM, 7), (Kind.GAUGE, 1),
+                                        (Kind.HISTOGRAM, 500), (Kind.GAUGE, 250)]))
+    batch = TargetBatch("t", (("service.name", "x"),), metrics, S)
+    r = encode_requests(batch, max_request_bytes=8000)
+    assert len(r.requests) >= 5 and len(r.request_points) == len(r.requests)
+    decoded = [count_points(decode(req)) for req in r.requests]
+    assert list(r.request_points) == decoded
+    assert sum(r.request_points) == r.points == sum(len(m.points) for m in metrics) == 1058
+    assert all(n > 0 for n in r.request_points)
+
+
 def test_single_point_over_limit_raises_non_retryable() -> None:
     attrs = (("huge", "x" * 5000),)
     batch = TargetBatch("t", (), (Metric("wide", "", "", Kind.GAUGE, (NumberPoint(attrs, 1.0, time_ns=S),)),), S)
@@ -220,7 +266,7 @@ def test_single_point_over_limit_raises_non_retryable() -> None:
 
 def test_empty_batch_gives_no_request() -> None:
     r = encode_requests(TargetBatch("t", (), (Metric("e", "", "", Kind.GAUGE, ()),), S))
-    assert r.requests == () and r.points == 0
+    assert r.requests == () and r.points == 0 and r.request_points == ()
 
 
 def test_otlp_json_mapping() -> None:
@@ -305,7 +351,8 @@ def test_property_split_preserves_points(metrics: list[Metric], limit: int) -> N
                      for sm in rm.scope_metrics for m in sm.metrics)
     want_points = sum(len(getattr(m, m.WhichOneof("data")).data_points)
                       for rm in whole.resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
-    assert got_points == want_points == r.points
+    assert got_points == want_points == r.points == sum(r.request_points)
+    assert r.request_points == tuple(count_points(decode(req)) for req in r.requests)
 
 
 def test_attribute_values_equal_across_types_keep_their_own_type() -> None:

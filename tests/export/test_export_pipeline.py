@@ -351,6 +351,26 @@ def test_oversize_batch_is_split_under_the_limit_and_fully_delivered() -> None:
     assert p.status()["sent_points"] == 300
 
 
+def test_preparer_pairs_each_split_request_with_the_points_it_holds() -> None:
+    """BatchPreparer takes the per-request counts from the encoder (no decoding): for a batch split into
+    several requests each pair's count is what decoding that request finds, and they sum to the batch."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from support.reference_encoder import count_points
+
+    from promotel.export.prepare import BatchPreparer
+
+    resolved = resolve_exporter(exporter_config(endpoint="http://127.0.0.1:1", protocol="http/protobuf",
+                                                max_request_bytes=2_000), env={})
+    batch = make_batch("big", counters=300, attrs=3, pad="x" * 10, histogram=True, summary=True, gauge=True)
+    prepared = BatchPreparer(resolved).prepare(batch)
+    assert len(prepared.requests) > 5
+    assert [n for _, n in prepared.requests] == [
+        count_points(ExportMetricsServiceRequest.FromString(r)) for r, _ in prepared.requests]
+    assert sum(n for _, n in prepared.requests) == sum(len(m.points) for m in batch.metrics) == 303
+
+
 def test_status_carries_no_secrets() -> None:
     with HttpReceiver() as rx:
         rx.script.append((401, {}, b"unauthorized"))

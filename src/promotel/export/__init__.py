@@ -1,7 +1,8 @@
 """The export stage: per exporter, temporality → encode → send (OTLP/gRPC or OTLP/HTTP) with retries and a spool.
 
     presets      a backend preset (datadog, honeycomb, grafana-cloud, newrelic, otlp) → ResolvedExporter
-    sender       the Sender protocol; http_sender and grpc_sender implement it
+    prepare      BatchPreparer: summaries policy → cumulative→delta (delta) → OTLP encoding (encode)
+    sender       the Sender protocol and make_sender; http_sender and grpc_sender implement it, sharing outcome
     pipeline     ExporterPipeline: the bounded queue, retries with backoff, spool replay, counters
     spool        the SQLite spool that keeps requests across backend outages and restarts
     probe        ``promotel check``: one empty request per exporter

@@ -20,17 +20,37 @@ Rules (conversion.md, "Cumulative → delta"):
 * Never a negative delta. A staleness marker passes through; the series' previous value is kept (until
   expiry), so a series that returns after a gap or a failed scrape continues from it (lower → reset).
 * Series not seen for ``expire_after_rounds`` rounds of their target are deleted (bounded state).
+
+State file (SQLite): ``delta_targets`` holds per (exporter, target) the previous export's time and the
+round counter; ``delta_series`` one row per (exporter, target, series) with the previous point. The
+``series`` column is the series identity as JSON text, format 1::
+
+    [1, metric name, kind, scope name, scope version, [[attribute key, value], ...]]
+
+for example ``[1,"http_requests","sum","","",[["code","200"],["shard",3],["tls",true],["weight",0.5]]]``.
+The leading 1 is the format version. ``kind`` is ``promotel.model.Kind``'s value; attributes keep their
+order. An attribute value's JSON type is its Python type, exactly: a string is a str, ``true``/``false``
+a bool, a number without fraction or exponent an int (any size), any other number a float, written as
+Python's shortest round-trip ``repr`` so it reads back bit for bit (non-finite floats as the tokens
+``NaN``, ``Infinity``, ``-Infinity``, which Python's ``json`` reads and writes). The text is ASCII
+(other characters as JSON escapes). The text of a series never changes, so it is the row's key.
+
+0.1 wrote the ``series`` column as Python ``repr((name, kind value, scope name, scope version,
+attributes))`` (always starting with ``(``). Such rows are read once with ``ast.literal_eval``, a parser
+of literals only, and rewritten in format 1 when the file is opened; a row neither format can read is
+left alone and its series becomes a new baseline.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import re
 import sqlite3
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from promotel.errors import ConfigError, StateError
 from promotel.model import (
@@ -91,9 +111,52 @@ def _unpack(blob: bytes | None) -> tuple[float, ...]:
     return struct.unpack(f"<{len(blob) // 8}d", blob)
 
 
-def _series_text(key: SeriesKey) -> str:
+SERIES_FORMAT = 1                    # the ``series`` column's format (see the module docstring)
+_ATTR_TYPES = (str, bool, int, float)
+# Compact and ASCII; circular references cannot occur in a key (tuples of strings and numbers).
+_to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+def series_text(key: SeriesKey) -> str:
+    """The ``series`` column for a series identity (format 1)."""
     name, kind, scope_name, scope_version, attrs = key
-    return repr((name, kind.value, scope_name, scope_version, attrs))
+    return _to_json((SERIES_FORMAT, name, kind.value, scope_name, scope_version, attrs))
+
+
+def series_key(text: str) -> SeriesKey:
+    """The series identity from the ``series`` column, format 1 or 0.1's ``repr``. Raises ValueError when
+    the text is neither."""
+    if text.startswith("("):
+        return _series_key_01(text)
+    data = json.loads(text)
+    if not (isinstance(data, list) and len(data) == 6 and data[0] == SERIES_FORMAT):
+        raise ValueError(f"not a format-{SERIES_FORMAT} series key: {text[:80]!r}")
+    return _checked_key(data[1], data[2], data[3], data[4], data[5])
+
+
+def _series_key_01(text: str) -> SeriesKey:
+    from ast import literal_eval
+
+    try:
+        data = literal_eval(text)
+    except (SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"unreadable 0.1 series key: {text[:80]!r}") from exc
+    if not (isinstance(data, tuple) and len(data) == 5):
+        raise ValueError(f"not a 0.1 series key: {text[:80]!r}")
+    return _checked_key(*data)
+
+
+def _checked_key(name: Any, kind: Any, scope_name: Any, scope_version: Any, attrs: Any) -> SeriesKey:
+    if not (isinstance(name, str) and isinstance(scope_name, str) and isinstance(scope_version, str)
+            and isinstance(attrs, (list, tuple))):
+        raise ValueError("series key fields of the wrong type")  # noqa: TRY004 - bad text, one error type
+    pairs = []
+    for pair in attrs:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)
+                and isinstance(pair[1], _ATTR_TYPES)):
+            raise ValueError(f"series key attribute of the wrong shape: {pair!r}")
+        pairs.append((pair[0], pair[1]))
+    return name, Kind(kind), scope_name, scope_version, tuple(pairs)
 
 
 def state_file(state_path: str, exporter: str) -> str:
@@ -135,19 +198,38 @@ class DeltaState:
             raise StateError(f"The delta state database {path} of exporter {self.exporter} cannot be used "
                              f"({exc}). Check that the state directory is writable; if the file is corrupt, "
                              f"move it away (the next round becomes a new baseline).") from exc
-        from ast import literal_eval
-
+        converted: list[tuple[str, str, str, str]] = []     # 0.1 rows: (new text, exporter, target, old text)
         for target, text, start, time_ns, value, sum_, bounds, counts, rnd in rows:
             try:
-                name, kind_value, scope_name, scope_version, attrs = literal_eval(text)
-                key: SeriesKey = (name, Kind(kind_value), scope_name, scope_version, attrs)
-            except (ValueError, SyntaxError, TypeError):
+                key = series_key(text)
+            except ValueError:
                 continue                 # unreadable row: that series becomes a new baseline
+            if text.startswith("("):
+                converted.append((series_text(key), self.exporter, target, text))
             t = self._targets.get(target)
             if t is None:
                 t = self._targets[target] = _Target()
             t.series[key] = _Prev(start, time_ns, value, sum_, _unpack(bounds), _unpack(counts), rnd, True)
+        if converted:
+            self._convert_01(db, path, converted)
         self._db = db
+
+    def _convert_01(self, db: sqlite3.Connection, path: str, rows: list[tuple[str, str, str, str]]) -> None:
+        """Rewrite 0.1 ``repr`` series keys in format 1, in one transaction (the values stay as they are)."""
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("UPDATE OR REPLACE delta_series SET series = ? "
+                               "WHERE exporter = ? AND target = ? AND series = ?", rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StateError(f"Could not convert the delta state {path} of exporter {self.exporter} from the 0.1 "
+                             f"format ({exc}). Check free disk space and permissions of the state directory.") from exc
+        log.info("Converted the delta state of exporter %s (%d series) from the 0.1 format.", self.exporter,
+                 len(rows), extra={"fields": {"exporter": self.exporter}})
 
     def commit(self) -> None:
         """Persist everything changed since the last commit, in one transaction."""
@@ -160,7 +242,7 @@ class DeltaState:
         upserts = []
         deletes = []
         for (target, key), prev in self._dirty.items():
-            text = _series_text(key)
+            text = series_text(key)
             if prev is None:
                 deletes.append((exp, target, text))
             else:
@@ -348,4 +430,4 @@ def summaries_for_delta(batch: TargetBatch, policy: str) -> TargetBatch:
     return batch._replace(metrics=tuple(out))
 
 
-__all__ = ["SUMMARY_POLICIES", "DeltaState", "summaries_for_delta"]
+__all__ = ["SERIES_FORMAT", "SUMMARY_POLICIES", "DeltaState", "series_key", "series_text", "summaries_for_delta"]

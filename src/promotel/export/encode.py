@@ -6,9 +6,9 @@ metadata, the Sum/Histogram temporality tail) and attribute KeyValues are serial
 official ``opentelemetry.proto`` classes and cached; only the fixed-layout data-point fields
 (fixed64 times, doubles, packed bucket counts and bounds, flags) are written here with ``struct``.
 Protobuf allows a message to be written as the concatenation of its fields in any order, each field
-as ``tag (field << 3 | wire type)`` followed by its payload, which is what makes this possible.
-``build_request`` builds the same request with the official classes only (the slow reference the
-tests compare against).
+as ``tag (field << 3 | wire type)`` followed by its payload, which is what makes this possible. The
+field numbers come from the installed descriptors (checked at import, see below). The tests compare
+the bytes with a reference built from the official classes only (``tests/support/reference_encoder.py``).
 
 Module state: two bounded caches (serialized attributes per Attributes tuple, metric headers), both
 pure functions of their keys.
@@ -21,6 +21,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+from google.protobuf.descriptor import FieldDescriptor
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -40,7 +41,6 @@ from promotel.model import (
     HistogramPoint,
     Kind,
     Metric,
-    NumberPoint,
     Point,
     SummaryPoint,
     TargetBatch,
@@ -49,24 +49,151 @@ from promotel.model import (
 
 DEFAULT_SCOPE_NAME = "promotel"
 
-# Wire types.
-_VARINT, _I64, _LEN = 0, 1, 2
+# ─── field numbers, from the official descriptors ────────────────────────────────────────────
+#
+# A field goes on the wire as ``tag (field number << 3 | wire type)`` then its payload; the wire type
+# and the payload's layout follow from the field's protobuf type. The hand encoder below writes each
+# field with a fixed layout (a one-byte tag, fixed64 times, doubles, packed repeated numbers), so every
+# field number is read here from the installed ``opentelemetry-proto`` descriptors, once at import,
+# together with a check that the field still has the type (and so the wire type and layout) the
+# encoder writes. A ``metrics.proto`` that changed any of them fails the import with an error naming
+# the field, instead of producing requests a backend would misread.
 
-# Field numbers, checked against the installed descriptors by tests/test_encode.py.
-F_REQUEST_RESOURCE_METRICS = 1
-F_RM_RESOURCE, F_RM_SCOPE_METRICS = 1, 2
-F_SM_SCOPE, F_SM_METRICS = 1, 2
-F_METRIC_GAUGE, F_METRIC_SUM, F_METRIC_HISTOGRAM, F_METRIC_SUMMARY = 5, 7, 9, 11
-F_DATA_POINTS = 1                      # Gauge, Sum, Histogram, Summary
-F_AGG_TEMPORALITY, F_IS_MONOTONIC = 2, 3
-F_NDP_START, F_NDP_TIME, F_NDP_AS_DOUBLE, F_NDP_EXEMPLARS, F_NDP_ATTRIBUTES, F_NDP_FLAGS = 2, 3, 4, 5, 7, 8
-(F_HDP_START, F_HDP_TIME, F_HDP_COUNT, F_HDP_SUM, F_HDP_BUCKET_COUNTS, F_HDP_EXPLICIT_BOUNDS,
- F_HDP_EXEMPLARS, F_HDP_ATTRIBUTES, F_HDP_FLAGS) = 2, 3, 4, 5, 6, 7, 8, 9, 10
-F_SDP_START, F_SDP_TIME, F_SDP_COUNT, F_SDP_SUM, F_SDP_QUANTILES, F_SDP_ATTRIBUTES, F_SDP_FLAGS = 2, 3, 4, 5, 6, 7, 8
-F_VAQ_QUANTILE, F_VAQ_VALUE = 1, 2
-F_EX_TIME, F_EX_AS_DOUBLE, F_EX_SPAN_ID, F_EX_TRACE_ID, F_EX_FILTERED_ATTRIBUTES = 2, 3, 4, 5, 7
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5          # wire types
 
-NO_RECORDED_VALUE = 1                  # DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+_DOUBLE, _FIXED64, _UINT32 = FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_UINT32
+_BOOL, _ENUM = FieldDescriptor.TYPE_BOOL, FieldDescriptor.TYPE_ENUM
+_BYTES, _MESSAGE = FieldDescriptor.TYPE_BYTES, FieldDescriptor.TYPE_MESSAGE
+
+_LEN_TYPES = frozenset({FieldDescriptor.TYPE_STRING, _BYTES, _MESSAGE})
+_WIRE_OF_TYPE = {
+    FieldDescriptor.TYPE_DOUBLE: _I64, FieldDescriptor.TYPE_FIXED64: _I64, FieldDescriptor.TYPE_SFIXED64: _I64,
+    FieldDescriptor.TYPE_FLOAT: _I32, FieldDescriptor.TYPE_FIXED32: _I32, FieldDescriptor.TYPE_SFIXED32: _I32,
+    **dict.fromkeys(_LEN_TYPES, _LEN),
+}                                                # every other scalar type (ints, bool, enum) is a varint
+_TYPE_NAMES = {getattr(FieldDescriptor, k): k[len("TYPE_"):].lower()
+               for k in dir(FieldDescriptor) if k.startswith("TYPE_")}
+
+
+def _repeated(fd: Any) -> bool:
+    is_repeated = getattr(fd, "is_repeated", None)          # protobuf ≥ 6; older releases have ``label``
+    return bool(is_repeated) if is_repeated is not None else fd.label == FieldDescriptor.LABEL_REPEATED
+
+
+def _packed(fd: Any) -> bool:
+    is_packed = getattr(fd, "is_packed", None)
+    if is_packed is not None:
+        return bool(is_packed)
+    # proto3 packs repeated numbers unless the field says ``packed = false`` (metrics.proto is proto3).
+    options = fd.GetOptions()
+    return _repeated(fd) and fd.type not in _LEN_TYPES and not (options.HasField("packed") and not options.packed)
+
+
+def _layout(proto_type: int, repeated: bool, packed: bool) -> str:
+    """How a field goes on the wire, e.g. ``packed repeated fixed64 (wire type 2)``."""
+    wire = _LEN if packed else _WIRE_OF_TYPE.get(proto_type, _VARINT)
+    kind = "packed repeated " if packed else "repeated " if repeated else ""
+    return f"{kind}{_TYPE_NAMES.get(proto_type, proto_type)} (wire type {wire})"
+
+
+def _field(message: Any, name: str, proto_type: int, *, repeated: bool = False) -> int:
+    """The number of ``message.name``, checked to be laid out as the encoder writes it: ``proto_type``,
+    repeated or not as given (repeated numbers packed, the proto3 default), with a one-byte tag (numbers
+    1–15). Raises ExportError naming the field when the installed descriptor differs."""
+    descriptor = message.DESCRIPTOR
+    fd = descriptor.fields_by_name.get(name)
+    want = _layout(proto_type, repeated, repeated and proto_type not in _LEN_TYPES)
+    problem = ""
+    if fd is None:
+        problem = "does not exist"
+    elif (got := _layout(fd.type, _repeated(fd), _packed(fd))) != want:
+        problem = f"is {got}"
+    elif not 1 <= fd.number <= 15:
+        problem = f"has number {fd.number}, whose tag takes more than the one byte the encoder writes"
+    if problem:
+        raise ExportError(
+            f"Field {descriptor.full_name}.{name} {problem} in the installed opentelemetry-proto "
+            f"({_proto_version()}), but promotel.export.encode writes it as {want}. Install an "
+            f"opentelemetry-proto release whose metrics.proto matches, or update the hand encoder.",
+            kind="protocol")
+    return int(fd.number)
+
+
+def _proto_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("opentelemetry-proto")
+    except PackageNotFoundError:
+        return "version unknown"
+
+
+def _same(numbers: Sequence[int], what: str) -> int:
+    """One number for a field the encoder writes with one shared tag (``data_points`` of every kind)."""
+    if len(set(numbers)) != 1:
+        raise ExportError(f"{what} no longer share one field number in the installed opentelemetry-proto "
+                          f"({_proto_version()}): {list(numbers)}; update promotel.export.encode.", kind="protocol")
+    return numbers[0]
+
+
+_NDP, _HDP, _SDP, _EX = pb.NumberDataPoint, pb.HistogramDataPoint, pb.SummaryDataPoint, pb.Exemplar
+
+F_REQUEST_RESOURCE_METRICS = _field(ExportMetricsServiceRequest, "resource_metrics", _MESSAGE, repeated=True)
+F_RM_RESOURCE = _field(pb.ResourceMetrics, "resource", _MESSAGE)
+F_RM_SCOPE_METRICS = _field(pb.ResourceMetrics, "scope_metrics", _MESSAGE, repeated=True)
+F_SM_SCOPE = _field(pb.ScopeMetrics, "scope", _MESSAGE)
+F_SM_METRICS = _field(pb.ScopeMetrics, "metrics", _MESSAGE, repeated=True)
+F_METRIC_GAUGE = _field(pb.Metric, "gauge", _MESSAGE)
+F_METRIC_SUM = _field(pb.Metric, "sum", _MESSAGE)
+F_METRIC_HISTOGRAM = _field(pb.Metric, "histogram", _MESSAGE)
+F_METRIC_SUMMARY = _field(pb.Metric, "summary", _MESSAGE)
+F_DATA_POINTS = _same([_field(m, "data_points", _MESSAGE, repeated=True)
+                       for m in (pb.Gauge, pb.Sum, pb.Histogram, pb.Summary)],
+                      "Gauge, Sum, Histogram and Summary data_points")
+# Written by the official classes (the cached Sum/Histogram tail); checked here all the same.
+F_AGG_TEMPORALITY = _same([_field(pb.Sum, "aggregation_temporality", _ENUM),
+                           _field(pb.Histogram, "aggregation_temporality", _ENUM)],
+                          "Sum and Histogram aggregation_temporality")
+F_IS_MONOTONIC = _field(pb.Sum, "is_monotonic", _BOOL)
+
+F_NDP_START = _field(_NDP, "start_time_unix_nano", _FIXED64)
+F_NDP_TIME = _field(_NDP, "time_unix_nano", _FIXED64)
+F_NDP_AS_DOUBLE = _field(_NDP, "as_double", _DOUBLE)
+F_NDP_EXEMPLARS = _field(_NDP, "exemplars", _MESSAGE, repeated=True)
+F_NDP_ATTRIBUTES = _field(_NDP, "attributes", _MESSAGE, repeated=True)
+F_NDP_FLAGS = _field(_NDP, "flags", _UINT32)
+
+F_HDP_START = _field(_HDP, "start_time_unix_nano", _FIXED64)
+F_HDP_TIME = _field(_HDP, "time_unix_nano", _FIXED64)
+F_HDP_COUNT = _field(_HDP, "count", _FIXED64)
+F_HDP_SUM = _field(_HDP, "sum", _DOUBLE)
+F_HDP_BUCKET_COUNTS = _field(_HDP, "bucket_counts", _FIXED64, repeated=True)
+F_HDP_EXPLICIT_BOUNDS = _field(_HDP, "explicit_bounds", _DOUBLE, repeated=True)
+F_HDP_EXEMPLARS = _field(_HDP, "exemplars", _MESSAGE, repeated=True)
+F_HDP_ATTRIBUTES = _field(_HDP, "attributes", _MESSAGE, repeated=True)
+F_HDP_FLAGS = _field(_HDP, "flags", _UINT32)
+
+F_SDP_START = _field(_SDP, "start_time_unix_nano", _FIXED64)
+F_SDP_TIME = _field(_SDP, "time_unix_nano", _FIXED64)
+F_SDP_COUNT = _field(_SDP, "count", _FIXED64)
+F_SDP_SUM = _field(_SDP, "sum", _DOUBLE)
+F_SDP_QUANTILES = _field(_SDP, "quantile_values", _MESSAGE, repeated=True)
+F_SDP_ATTRIBUTES = _field(_SDP, "attributes", _MESSAGE, repeated=True)
+F_SDP_FLAGS = _field(_SDP, "flags", _UINT32)
+F_VAQ_QUANTILE = _field(_SDP.ValueAtQuantile, "quantile", _DOUBLE)
+F_VAQ_VALUE = _field(_SDP.ValueAtQuantile, "value", _DOUBLE)
+
+F_EX_TIME = _field(_EX, "time_unix_nano", _FIXED64)
+F_EX_AS_DOUBLE = _field(_EX, "as_double", _DOUBLE)
+F_EX_SPAN_ID = _field(_EX, "span_id", _BYTES)
+F_EX_TRACE_ID = _field(_EX, "trace_id", _BYTES)
+F_EX_FILTERED_ATTRIBUTES = _field(_EX, "filtered_attributes", _MESSAGE, repeated=True)
+
+NO_RECORDED_VALUE = pb.DataPointFlags.Value("DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK")
+if not 0 < NO_RECORDED_VALUE < 0x80:      # written below as a one-byte varint
+    raise ExportError(f"DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK is {NO_RECORDED_VALUE} in the installed "
+                      f"opentelemetry-proto ({_proto_version()}); promotel.export.encode writes it as one byte.",
+                      kind="protocol")
 _TEMPORALITY = {Temporality.DELTA: pb.AGGREGATION_TEMPORALITY_DELTA,
                 Temporality.CUMULATIVE: pb.AGGREGATION_TEMPORALITY_CUMULATIVE}
 
@@ -95,7 +222,8 @@ def _len_field(field: int, payload: bytes) -> bytes:
     return bytes((_tag(field, _LEN),)) + varint(len(payload)) + payload
 
 
-# Fixed-layout heads: start (fixed64), time (fixed64), then a double (value / sum) or a fixed64 (count).
+# Fixed-layout heads (one-byte tags, checked above): start (fixed64), time (fixed64), then a double
+# (value / sum) or a fixed64 (count).
 _NUM_HEAD = struct.Struct("<BQBQBd")            # start, time, as_double
 _NUM_HEAD_NOSTART = struct.Struct("<BQBd")      # time, as_double (gauges: start 0 is the proto3 default)
 _CNT_HEAD = struct.Struct("<BQBQBQ")            # start, time, count
@@ -103,8 +231,11 @@ _DOUBLE_FIELD = struct.Struct("<Bd")
 _FIXED64_FIELD = struct.Struct("<BQ")
 _QUANTILE = struct.Struct("<BBBdBd")           # LEN tag, length 18, quantile double, value double
 
-_T_NDP_START, _T_NDP_TIME, _T_NDP_VALUE = _tag(2, _I64), _tag(3, _I64), _tag(F_NDP_AS_DOUBLE, _I64)
-_T_COUNT, _T_SUM = _tag(4, _I64), _tag(5, _I64)
+_T_NDP_START, _T_NDP_TIME, _T_NDP_VALUE = _tag(F_NDP_START, _I64), _tag(F_NDP_TIME, _I64), _tag(F_NDP_AS_DOUBLE, _I64)
+_T_HDP_START, _T_HDP_TIME = _tag(F_HDP_START, _I64), _tag(F_HDP_TIME, _I64)
+_T_HDP_COUNT, _T_HDP_SUM = _tag(F_HDP_COUNT, _I64), _tag(F_HDP_SUM, _I64)
+_T_SDP_START, _T_SDP_TIME = _tag(F_SDP_START, _I64), _tag(F_SDP_TIME, _I64)
+_T_SDP_COUNT, _T_SDP_SUM = _tag(F_SDP_COUNT, _I64), _tag(F_SDP_SUM, _I64)
 _NDP_FLAGS_NRV = bytes((_tag(F_NDP_FLAGS, _VARINT), NO_RECORDED_VALUE))
 _HDP_FLAGS_NRV = bytes((_tag(F_HDP_FLAGS, _VARINT), NO_RECORDED_VALUE))
 _SDP_FLAGS_NRV = bytes((_tag(F_SDP_FLAGS, _VARINT), NO_RECORDED_VALUE))
@@ -261,9 +392,9 @@ def _histogram_points(points: Sequence[Point], attrs_of: Any) -> list[bytes]:
     for p in points:
         h: HistogramPoint = p  # type: ignore[assignment]
         parts = [attrs_of(h.attributes, F_HDP_ATTRIBUTES),
-                 head(_T_NDP_START, h.start_ns, _T_NDP_TIME, h.time_ns, _T_COUNT, int(h.count))]
+                 head(_T_HDP_START, h.start_ns, _T_HDP_TIME, h.time_ns, _T_HDP_COUNT, int(h.count))]
         if h.sum is not None:
-            parts.append(dbl(_T_SUM, h.sum))
+            parts.append(dbl(_T_HDP_SUM, h.sum))
         counts = h.counts
         if counts:
             n = len(counts)
@@ -291,8 +422,8 @@ def _summary_points(points: Sequence[Point], attrs_of: Any) -> list[bytes]:
     for p in points:
         s: SummaryPoint = p  # type: ignore[assignment]
         parts = [attrs_of(s.attributes, F_SDP_ATTRIBUTES),
-                 head(_T_NDP_START, s.start_ns, _T_NDP_TIME, s.time_ns, _T_COUNT, int(s.count)),
-                 dbl(_T_SUM, s.sum)]
+                 head(_T_SDP_START, s.start_ns, _T_SDP_TIME, s.time_ns, _T_SDP_COUNT, int(s.count)),
+                 dbl(_T_SDP_SUM, s.sum)]
         for q, v in s.quantiles:
             parts.append(q_pack(t_q, q_len, t_qq, q, t_qv, v))
         if s.no_recorded_value:
@@ -367,6 +498,7 @@ class EncodeResult(NamedTuple):
     requests: tuple[bytes, ...]     # serialized ExportMetricsServiceRequest messages, each ≤ the limit
     points: int                     # data points encoded (all requests)
     dropped_attributes: int         # attributes cut by max_attributes
+    request_points: tuple[int, ...]  # data points in each request, parallel to ``requests``
 
 
 _LEN_OVERHEAD = 6        # one tag byte + a length varint of at most 5 bytes (messages < 32 GiB)
@@ -397,8 +529,9 @@ def encode_requests(batch: TargetBatch, max_request_bytes: int = 4 * 1024 * 1024
     """Encode one target's batch as ExportMetricsServiceRequest bytes, split under ``max_request_bytes``.
 
     Metrics of one scope share one ScopeMetrics per request; a metric too large for the room left is
-    split between its points (the header is repeated). Order is preserved. A single data point
-    larger than the limit raises ExportError(retryable=False).
+    split between its points (the header is repeated). Order is preserved. ``request_points`` counts
+    the data points of each request, so nobody decodes the bytes again to count them. A single data
+    point larger than the limit raises ExportError(retryable=False).
     """
     dropped_attrs = 0
     if max_attributes is None:
@@ -421,9 +554,11 @@ def encode_requests(batch: TargetBatch, max_request_bytes: int = 4 * 1024 * 1024
             by_scope.setdefault(scope_of(m), []).append(m)
 
     requests: list[bytes] = []
+    request_points: list[int] = []
     total_points = 0
     base = _LEN_OVERHEAD + len(resource_field)
     cur: list[tuple[bytes, list[_Chunk]]] = []
+    cur_points = 0                      # data points in ``cur``
     size = base
     for (scope_name, scope_version), metrics in by_scope.items():
         scope_field = _len_field(F_SM_SCOPE, InstrumentationScope(name=scope_name,
@@ -455,7 +590,8 @@ def encode_requests(batch: TargetBatch, max_request_bytes: int = 4 * 1024 * 1024
                 if j == i:
                     if cur:                     # nothing fits next to what is there: start a new request
                         requests.append(_build(resource_field, cur))
-                        cur, size, scope_open = [], base, False
+                        request_points.append(cur_points)
+                        cur, cur_points, size, scope_open = [], 0, base, False
                         continue
                     raise ExportError(
                         f"One data point of metric {metric.name} (target {batch.target}) needs "
@@ -467,91 +603,19 @@ def encode_requests(batch: TargetBatch, max_request_bytes: int = 4 * 1024 * 1024
                     size += scope_cost
                     scope_open = True
                 cur[-1][1].append(_Chunk(header, field, tail, encoded[i:j]))
+                cur_points += j - i
                 size += metric_cost + used
                 i = j
     if cur:
         requests.append(_build(resource_field, cur))
+        request_points.append(cur_points)
     if max_attributes is not None:
         dropped_attrs = cut[0]
-    return EncodeResult(tuple(requests), total_points, dropped_attrs)
-
-
-# ─── the reference: official classes only ────────────────────────────────────────────────────
-
-
-def _pb_exemplars(exemplars: Sequence[Exemplar], point_time: int) -> list[pb.Exemplar]:
-    out = []
-    for ex in exemplars:
-        attrs, t, value, span, trace = exemplar_parts(ex, point_time)
-        e = pb.Exemplar(filtered_attributes=key_values(attrs), time_unix_nano=t, as_double=value)
-        if span is not None:
-            e.span_id = span
-        if trace is not None:
-            e.trace_id = trace
-        out.append(e)
-    return out
-
-
-def _pb_metric(metric: Metric) -> pb.Metric:
-    m = metric_header(metric)
-    kind = metric.kind
-    flags = NO_RECORDED_VALUE
-    if kind is Kind.GAUGE or kind is Kind.SUM:
-        dps = []
-        for p in metric.points:
-            n: NumberPoint = p  # type: ignore[assignment]
-            dps.append(pb.NumberDataPoint(
-                attributes=key_values(n.attributes), start_time_unix_nano=n.start_ns, time_unix_nano=n.time_ns,
-                as_double=float(n.value), exemplars=_pb_exemplars(n.exemplars, n.time_ns),
-                flags=flags if n.no_recorded_value else 0))
-        if kind is Kind.GAUGE:
-            m.gauge.data_points.extend(dps)
-        else:
-            m.sum.data_points.extend(dps)
-            m.sum.aggregation_temporality = _TEMPORALITY[metric.temporality]
-            m.sum.is_monotonic = metric.monotonic
-    elif kind is Kind.HISTOGRAM:
-        m.histogram.aggregation_temporality = _TEMPORALITY[metric.temporality]
-        for p in metric.points:
-            h: HistogramPoint = p  # type: ignore[assignment]
-            dp = pb.HistogramDataPoint(
-                attributes=key_values(h.attributes), start_time_unix_nano=h.start_ns, time_unix_nano=h.time_ns,
-                count=int(h.count), bucket_counts=[int(c) for c in h.counts], explicit_bounds=list(h.bounds),
-                exemplars=_pb_exemplars(h.exemplars, h.time_ns), flags=flags if h.no_recorded_value else 0)
-            if h.sum is not None:
-                dp.sum = h.sum
-            m.histogram.data_points.append(dp)
-    else:
-        for p in metric.points:
-            s: SummaryPoint = p  # type: ignore[assignment]
-            m.summary.data_points.append(pb.SummaryDataPoint(
-                attributes=key_values(s.attributes), start_time_unix_nano=s.start_ns, time_unix_nano=s.time_ns,
-                count=int(s.count), sum=s.sum,
-                quantile_values=[pb.SummaryDataPoint.ValueAtQuantile(quantile=q, value=v) for q, v in s.quantiles],
-                flags=flags if s.no_recorded_value else 0))
-    return m
-
-
-def build_request(batch: TargetBatch) -> ExportMetricsServiceRequest:
-    """The whole batch as one request, built with the official classes (slow; the reference)."""
-    rm = pb.ResourceMetrics(resource=Resource(attributes=key_values(batch.resource)))
-    scopes: dict[tuple[str, str], pb.ScopeMetrics] = {}
-    for metric in batch.metrics:
-        if not metric.points:
-            continue
-        key = scope_of(metric)
-        sm = scopes.get(key)
-        if sm is None:
-            sm = rm.scope_metrics.add()
-            sm.scope.CopyFrom(InstrumentationScope(name=key[0], version=key[1]))
-            scopes[key] = sm
-        sm.metrics.append(_pb_metric(metric))
-    return ExportMetricsServiceRequest(resource_metrics=[rm])
+    return EncodeResult(tuple(requests), total_points, dropped_attrs, tuple(request_points))
 
 
 __all__ = [
     "DEFAULT_SCOPE_NAME",
     "EncodeResult",
-    "build_request",
     "encode_requests",
 ]

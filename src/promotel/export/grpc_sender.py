@@ -19,8 +19,8 @@ import grpc
 import grpc.aio
 
 from promotel.errors import ExportError
+from promotel.export.outcome import SendOutcome, outcome_from_response, truncate
 from promotel.export.presets import ResolvedExporter
-from promotel.export.sender import SendOutcome, outcome_from_response, truncate
 
 RETRYABLE_CODES = frozenset({
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED,

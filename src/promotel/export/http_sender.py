@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 
 from promotel.errors import ExportError
+from promotel.export.outcome import SendOutcome, parse_partial_success, truncate
 from promotel.export.presets import ResolvedExporter
-from promotel.export.sender import SendOutcome, parse_partial_success, truncate
 from promotel.httpcommon import parse_retry_after, safe_url
 from promotel.httpcommon import ssl_context as _tls_context
 

@@ -37,7 +37,6 @@ from promotel.export.prepare import (
     DeltaConverter,
     Encoder,
     SummaryPolicy,
-    count_points,
 )
 from promotel.export.presets import ResolvedExporter
 from promotel.export.sender import Sender, make_sender
@@ -454,4 +453,4 @@ class ExporterPipeline:
             close()
 
 
-__all__ = ["DeltaConverter", "Encoder", "ExporterPipeline", "SummaryPolicy", "count_points"]
+__all__ = ["DeltaConverter", "Encoder", "ExporterPipeline", "SummaryPolicy"]

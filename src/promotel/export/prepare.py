@@ -19,7 +19,7 @@ from promotel.model import TargetBatch
 if TYPE_CHECKING:
     from promotel.export.encode import EncodeResult
 
-__all__ = ["BatchPreparer", "DeltaConverter", "Encoder", "Prepared", "SummaryPolicy", "count_points"]
+__all__ = ["BatchPreparer", "DeltaConverter", "Encoder", "Prepared", "SummaryPolicy"]
 
 Encoder = Callable[[TargetBatch, int, "int | None"], "EncodeResult"]
 SummaryPolicy = Callable[[TargetBatch, str], TargetBatch]
@@ -36,23 +36,6 @@ class DeltaConverter(Protocol):
 class Prepared(NamedTuple):
     requests: tuple[tuple[bytes, int], ...]   # (serialized ExportMetricsServiceRequest, data points in it)
     dropped_attributes: int                   # attributes over the exporter's per-point limit
-
-
-def count_points(request: bytes) -> int:
-    """Data points in a serialized ``ExportMetricsServiceRequest`` (used when an encoder splits a batch)."""
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-        ExportMetricsServiceRequest,
-    )
-
-    msg = ExportMetricsServiceRequest.FromString(request)
-    total = 0
-    for rm in msg.resource_metrics:
-        for sm in rm.scope_metrics:
-            for m in sm.metrics:
-                kind = m.WhichOneof("data")
-                if kind is not None:
-                    total += len(getattr(m, kind).data_points)
-    return total
 
 
 class BatchPreparer:
@@ -88,11 +71,8 @@ class BatchPreparer:
     def encode(self, batch: TargetBatch) -> Prepared:
         """Encode an already transformed batch under the exporter's size and attribute limits."""
         result = self._encode(batch, self.resolved.max_request_bytes, self.resolved.max_attributes)
-        requests = result.requests
-        if len(requests) == 1:
-            return Prepared(((requests[0], result.points),), result.dropped_attributes)
-        # The encoder reports points per batch; a split batch is counted per request from the bytes.
-        return Prepared(tuple((r, count_points(r)) for r in requests), result.dropped_attributes)
+        # The encoder counts the points of each request as it splits the batch (``request_points``).
+        return Prepared(tuple(zip(result.requests, result.request_points, strict=True)), result.dropped_attributes)
 
     def commit(self) -> None:
         """The prepared batches were delivered or spooled: make the delta state durable."""

@@ -1,21 +1,26 @@
-"""What a sender is: one serialized ``ExportMetricsServiceRequest`` in, the backend's verdict out.
+"""What a sender is: one serialized ``ExportMetricsServiceRequest`` in, the backend's verdict out; and
+``make_sender``, which picks the implementation for an exporter's protocol.
 
 A sender either returns a ``SendOutcome`` (the backend accepted the request; ``rejected_points``
 and ``message`` come from the response's ``partial_success``) or raises ``ExportError`` with
 ``retryable`` set by the OTLP specification's rules and ``retry_after`` from the server's
 throttling hint. Retrying, backing off and spooling are the queue's job, not the sender's.
+
+Imports go one way: this module → ``grpc_sender`` / ``http_sender`` → ``outcome`` (what they share),
+so the factory can live here without an import cycle.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
+from promotel.export.outcome import (  # re-exported: these lived here in 0.1
+    SendOutcome,
+    outcome_from_response,
+    parse_partial_success,
+    truncate,
+)
 from promotel.export.presets import ResolvedExporter
-
-
-class SendOutcome(NamedTuple):
-    rejected_points: int = 0
-    message: str = ""
 
 
 class Sender(Protocol):
@@ -35,32 +40,4 @@ def make_sender(resolved: ResolvedExporter) -> Sender:
     return HttpSender(resolved)
 
 
-def parse_partial_success(body: bytes) -> SendOutcome:
-    """``ExportMetricsServiceResponse.partial_success``: rejected points are data loss the server admits."""
-    from google.protobuf.message import DecodeError
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-        ExportMetricsServiceResponse,
-    )
-
-    if not body:
-        return SendOutcome()
-    try:
-        response = ExportMetricsServiceResponse.FromString(body)
-    except DecodeError:
-        return SendOutcome()   # a 2xx is success; an unreadable body cannot make it a failure
-    return outcome_from_response(response)
-
-
-def outcome_from_response(response: object) -> SendOutcome:
-    partial = getattr(response, "partial_success", None)
-    if partial is None:
-        return SendOutcome()
-    return SendOutcome(int(partial.rejected_data_points), str(partial.error_message))
-
-
-def truncate(text: str, limit: int = 500) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-__all__ = ["SendOutcome", "Sender", "make_sender"]
+__all__ = ["SendOutcome", "Sender", "make_sender", "outcome_from_response", "parse_partial_success", "truncate"]
