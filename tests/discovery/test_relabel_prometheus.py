@@ -191,6 +191,7 @@ JOBS: list[dict[str, Any]] = [
             {"targets": ["127.0.0.1:10104"], "labels": {"v": "a\nb"}},
             {"targets": ["127.0.0.1:10105"], "labels": {"v": "b"}},
             {"targets": ["127.0.0.1:10106"], "labels": {"v": "x.*y"}},
+            {"targets": ["127.0.0.1:10107"], "labels": {"v": "ab"}},
         ],
         "relabel_configs": [
             # leftmost-first (Perl) submatches
@@ -206,6 +207,8 @@ JOBS: list[dict[str, Any]] = [
             {"source_labels": ["v"], "regex": "\\Qx.*y\\E", "target_label": "quoted", "replacement": "q"},
             {"source_labels": ["v"], "regex": "(a*)+", "target_label": "empty_group", "replacement": "<$1>"},
             {"source_labels": ["v"], "regex": "(ab)?(abcd)?", "target_label": "optional", "replacement": "<$1|$2>"},
+            # a name used twice: $d is the first group of that name that matched
+            {"source_labels": ["v"], "regex": "(?P<d>a)?(?P<d>b)?", "target_label": "dup", "replacement": "<$d>"},
         ],
     },
     {
@@ -265,8 +268,8 @@ def _scrape_url(labels: dict[str, str], job: dict[str, Any]) -> str:
         f"?{query}" if query else "")
 
 
-def _key(labels: dict[str, str]) -> str:
-    return json.dumps(labels, sort_keys=True, ensure_ascii=False)
+def _key(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 def _expected() -> tuple[Counter[str], Counter[str], int]:
@@ -429,6 +432,8 @@ VALIDATION_CASES: list[tuple[str, dict[str, Any]]] = [
     ("invalid repetition", {"target_label": "x", "regex": "a**"}),
     ("any-byte escape", {"target_label": "x", "regex": "a\\C"}),
     ("quoted any-byte escape", {"target_label": "x", "regex": "\\Qa\\C\\E"}),
+    ("non-ASCII group name", {"target_label": "x", "regex": "(?P<é>x)"}),
+    ("duplicate group names", {"target_label": "x", "regex": "(?P<d>a)(?P<d>b)"}),
     ("perl classes", {"target_label": "x", "regex": "\\d+\\s\\w\\pL[[:alpha:]]\\b"}),
     ("unknown key", {"target_label": "x", "replace": "y"}),
     ("negative modulus", {"action": "hashmod", "target_label": "h", "modulus": -1}),

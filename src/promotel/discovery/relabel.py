@@ -11,7 +11,8 @@ The semantics are Prometheus's own (``model/relabel`` in the Prometheus reposito
 * ``regex`` is RE2 syntax, matched against the *whole* string: it is compiled as ``^(?:regex)$``,
   the very string Prometheus compiles, so a pattern that closes the group early behaves as there.
   It runs on RE2 itself (the ``google-re2`` binding), never through Python's ``re``, whose syntax
-  and matching differ. Go's regexp refuses ``\\C`` (RE2's any-byte escape), so it is refused here.
+  and matching differ. Where RE2 accepts more than Go's regexp, the Go rule holds: ``\\C`` (RE2's
+  any-byte escape) is refused, and group names are ASCII letters, digits and ``_``.
 * ``replacement`` and a templated ``target_label`` expand ``$1``, ``${1}``, ``$name``, ``${name}`` as
   Go's ``Regexp.Expand`` does: a name is the longest run of letters, digits and ``_`` (so ``$1x`` is
   the group named ``1x``, which does not exist, and expands to ``""``; write ``${1}x``), a group that
@@ -111,7 +112,7 @@ class _Regex:
     source: str
     pattern: _Pattern
     groups: int
-    names: Mapping[str, int]
+    names: Mapping[str, tuple[int, ...]]  # every group of a name, in order (Go allows a name twice)
 
 
 def _re2_options() -> Any:
@@ -151,14 +152,69 @@ def _has_any_byte_escape(pattern: str) -> bool:
     return False
 
 
+def _group_names(pattern: str) -> list[str]:
+    """The name of each capturing group of ``pattern`` in order ("" when unnamed), index 0 first.
+
+    RE2's binding reports one group per name (the leftmost); Go's Expand takes the first group of the
+    name that matched, so the names are read off the pattern: escapes, ``\\Q...\\E`` and character
+    classes hold no groups; ``(?P<name>`` and ``(?<name>`` are named groups, other ``(?`` none."""
+    names = [""]
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            if not in_class and pattern.startswith("Q", i + 1):
+                end = pattern.find("\\E", i + 2)
+                i = n if end < 0 else end + 2
+            else:
+                i += 2
+            continue
+        if in_class:
+            if pattern.startswith("[:", i) and pattern.find(":]", i + 2) >= 0:
+                i = pattern.find(":]", i + 2) + 2  # [:alpha:]
+                continue
+            in_class = ch != "]"
+            i += 1
+            continue
+        if ch == "[":
+            in_class = True
+            i += 2 if pattern.startswith("[^", i) else 1
+            if pattern.startswith("]", i):  # a leading ] is literal
+                i += 1
+            continue
+        if ch == "(":
+            for opener in ("(?P<", "(?<"):
+                if pattern.startswith(opener, i):
+                    end = pattern.find(">", i)
+                    names.append(pattern[i + len(opener):end])
+                    break
+            else:
+                if not pattern.startswith("(?", i):
+                    names.append("")
+        i += 1
+    return names
+
+
 @lru_cache(maxsize=1024)
 def _compile(regex: str) -> _Regex:
     """Compile a relabel ``regex`` as Prometheus does: ``^(?:regex)$``. Raises ValueError."""
     if _has_any_byte_escape(regex):
         raise ValueError("invalid escape sequence: `\\C` (Prometheus's Go regexp does not support it)")
     compiled = _re2_compile("^(?:" + regex + ")$")
-    return _Regex(source=regex, pattern=compiled, groups=int(compiled.groups),
-                  names=MappingProxyType(dict(compiled.groupindex)))
+    leftmost: dict[str, int] = dict(compiled.groupindex)
+    for name in leftmost:
+        if not (name.isascii() and name.replace("_", "a").isalnum()):  # RE2 also takes Unicode letters; Go not
+            raise ValueError(f"invalid named capture: `(?P<{name}>` (names are ASCII letters, digits and _)")
+    groups = int(compiled.groups)
+    scanned = _group_names(regex)
+    names: dict[str, tuple[int, ...]] = {}
+    for index, name in enumerate(scanned):
+        if name:
+            names[name] = (*names.get(name, ()), index)
+    if len(scanned) != groups + 1 or {name: found[0] for name, found in names.items()} != leftmost:
+        names = {name: (index,) for name, index in leftmost.items()}  # never expected: RE2's view is the safe one
+    return _Regex(source=regex, pattern=compiled, groups=groups, names=MappingProxyType(names))
 
 
 # Prometheus's check for a templated target_label and for labelmap's replacement: letters, `_`,
@@ -225,11 +281,11 @@ def _expand(template: str, text: str, match: _Match, rx: _Regex) -> str:
             out.append("$")
             continue
         name, num, i = ref
-        group = (num if num <= rx.groups else -1) if num >= 0 else rx.names.get(name, -1)
-        if group >= 0:
+        for group in ((num,) if num <= rx.groups else ()) if num >= 0 else rx.names.get(name, ()):
             start, end = match.span(group)
-            if start >= 0:
+            if start >= 0:  # the first group of that name (or number) that took part in the match
                 out.append(text[start:end])
+                break
 
 
 # --- case mapping as Go's strings.ToLower / strings.ToUpper ----------------------------------------
@@ -281,7 +337,7 @@ class RelabelConfig(BaseModel):
     separator: str = DEFAULT_SEPARATOR
     target_label: str = ""
     regex: str = DEFAULT_REGEX
-    modulus: StrictInt = Field(0, ge=0, le=MAX_MODULUS)
+    modulus: StrictInt = Field(default=0, ge=0, le=MAX_MODULUS)
     replacement: str = DEFAULT_REPLACEMENT
     action: Action = "replace"
 
