@@ -16,14 +16,13 @@ The semantics are Prometheus's own (``model/relabel`` in the Prometheus reposito
 * ``replacement`` and a templated ``target_label`` expand ``$1``, ``${1}``, ``$name``, ``${name}`` as
   Go's ``Regexp.Expand`` does: a name is the longest run of letters, digits and ``_`` (so ``$1x`` is
   the group named ``1x``, which does not exist, and expands to ``""``; write ``${1}x``), a group that
-  does not exist or did not match expands to ``""``, ``$$`` is a literal ``$``, and a ``$`` that starts
-  no valid reference (``$``, ``$-``, ``${1``, ``${}``) is kept as a literal ``$``.
+  does not exist or did not match expands to ``""`` (a name given to two groups means the first of
+  them that matched), ``$$`` is a literal ``$``, and a ``$`` that starts no valid reference (``$``,
+  ``$-``, ``${1``, ``${}``) is kept as a literal ``$``.
 * Setting a label to ``""`` removes it, as in Prometheus, where an empty value is the same as a
   missing label. Labels with empty values in the input are therefore dropped from the output.
 * ``replace``: no match → nothing happens. The expanded ``target_label`` must be a valid label name
-  (below), else nothing happens. An empty expanded ``replacement`` removes the target label: since
-  Prometheus 2.50 this is the *expanded* target; 2.49 and older removed the label literally named
-  like the unexpanded template, which never exists, so a templated target was left in place there.
+  (below), else nothing happens. An empty expanded ``replacement`` removes the expanded target label.
 * ``lowercase`` / ``uppercase``: Go's ``strings.ToLower`` / ``ToUpper``, which map each character by
   Unicode's *simple* case mapping (``ß`` stays ``ß``; ``ΑΣ`` lowercases to ``ασ``, with no final
   sigma), unlike Python's ``str.lower``/``str.upper``.
@@ -36,9 +35,17 @@ The semantics are Prometheus's own (``model/relabel`` in the Prometheus reposito
   name the later one in name order wins.
 * Label names are Prometheus 2.x's legacy names, ``[a-zA-Z_][a-zA-Z0-9_]*`` (no UTF-8 names).
 
-Validation reports what Prometheus reports, with Prometheus's messages, but every problem of an
-entry at once (Prometheus stops at the first), in Prometheus's order, so the first is the one it
-would print. :class:`RelabelConfig` raises pydantic's ``ValidationError`` (it can be a field of a
+Versions: this is current Prometheus's relabeling with 2.x's legacy label names, which is also
+Prometheus 2.42's (Debian 12's, which the differential tests run) but for three fixes made since:
+an empty replacement with a templated ``target_label`` removes the expanded label (2.50; 2.42
+removed the label literally named like the template, which never exists, so did nothing);
+``lowercase``, ``uppercase``, ``keepequal`` and ``dropequal`` refuse a ``$`` in ``target_label``
+(2.50; they never expand it); ``(?<name>...)`` groups are accepted (Go 1.22's regexp; 2.42 refused
+them).
+
+Validation reports what Prometheus reports, with Prometheus's messages (some followed by what to
+change), but every problem of an entry at once (Prometheus stops at the first), in Prometheus's
+order, so the first is the one it would print. :class:`RelabelConfig` raises pydantic's ``ValidationError`` (it can be a field of a
 larger pydantic model); :func:`parse_relabel_configs` validates a whole list and raises
 :class:`promotel.errors.ConfigError` whose problems are ``(path, message)`` pairs such as
 ``("relabel_configs[2].modulus", "relabel configuration for hashmod requires non-zero modulus")``.
