@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench lint typecheck clean systemd-analyze
+.PHONY: demo test install bench lint typecheck clean systemd-analyze prometheus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,17 +27,25 @@ systemd-analyze:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
 	  else echo "warning: systemd-analyze not found; install the 'systemd' package for the unit-file tests"; fi; }
 
-# tests/e2e/test_real_prometheus.py compares with what Debian's Prometheus binary (/usr/bin/prometheus)
-# ingests from the captured expositions. If it is missing and we are root (CI), install it; otherwise say how.
-.PHONY: prometheus-binary
-prometheus-binary:
-	@test -x /usr/bin/prometheus || { \
+# The relabeling tests and tests/e2e/test_real_prometheus.py compare promotel with the real Prometheus
+# (Debian 12's package: Prometheus 2.42).
+# If it is missing and we are root (CI), install it without starting the package's own service
+# (policy-rc.d refuses service starts during the install; the unit is disabled after): the tests run
+# /usr/bin/prometheus themselves, on loopback.
+prometheus:
+	@command -v /usr/bin/prometheus >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing prometheus (for tests/e2e/test_real_prometheus.py)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	  else echo "warning: /usr/bin/prometheus not found; install Debian's 'prometheus' package for the real-exporter tests"; fi; }
+	    echo "installing prometheus (for the relabeling and real-exporter tests)"; \
+	    guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; \
+	      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; rc=$$?; \
+	    if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	    if command -v systemctl >/dev/null 2>&1; then systemctl disable --quiet prometheus 2>/dev/null || true; fi; \
+	    exit $$rc; \
+	  else echo "warning: /usr/bin/prometheus not found; install the 'prometheus' package for the relabeling and real-exporter tests"; fi; }
 
-test: $(STAMP) systemd-analyze prometheus-binary
+test: $(STAMP) systemd-analyze prometheus
 	$(BIN)/python -m pytest -q
 
 typecheck: $(STAMP)

@@ -43,7 +43,7 @@ from support.replay import REAL, ReplayServer, Variant, all_variants, load_captu
 
 pytestmark = pytest.mark.e2e
 
-# Debian's package (bookworm: 2.42.0). `make test` installs it through the Makefile's prometheus-binary
+# Debian's package (bookworm: 2.42.0). `make test` installs it through the Makefile's prometheus
 # target when run as root on a machine with apt-get.
 PROMETHEUS = "/usr/bin/prometheus"
 # The series Prometheus adds to every scrape itself; they are read apart from the scraped samples.
@@ -118,7 +118,7 @@ class PrometheusRun:
     def start(self) -> None:
         if not os.access(PROMETHEUS, os.X_OK):
             pytest.fail(f"{PROMETHEUS} not found: these tests compare with Debian's Prometheus binary. "
-                        "Run `make prometheus-binary` as root (it apt-get installs the `prometheus` package) "
+                        "Run `make prometheus` as root (it apt-get installs the `prometheus` package) "
                         "or `apt-get install prometheus`.", pytrace=False)
         self.replay.start()
         config = self.workdir / "prometheus.yml"

@@ -1,0 +1,699 @@
+"""Relabeling with Prometheus's semantics: ``relabel_configs`` and ``metric_relabel_configs``.
+
+A :class:`RelabelConfig` is one entry of a Prometheus ``relabel_config`` list, with Prometheus's YAML
+keys, defaults and validation; :func:`relabel` applies a list of them to one label set, in order,
+and returns the new set or ``None`` when an action dropped it; :func:`target_labels` is the step
+Prometheus runs on a relabeled *target* (default port, ``__meta_*`` removed, ``instance``).
+
+The semantics are Prometheus's own (``model/relabel`` in the Prometheus repository):
+
+* The values of ``source_labels`` are joined with ``separator``; a missing label reads as ``""``.
+* ``regex`` is RE2 syntax, matched against the *whole* string: it is compiled as ``^(?:regex)$``,
+  the very string Prometheus compiles, so a pattern that closes the group early behaves as there.
+  It runs on RE2 itself (the ``google-re2`` binding), never through Python's ``re``, whose syntax
+  and matching differ. Where RE2 accepts more than Go's regexp, the Go rule holds: ``\\C`` (RE2's
+  any-byte escape) is refused, and group names are ASCII letters, digits and ``_``.
+* ``replacement`` and a templated ``target_label`` expand ``$1``, ``${1}``, ``$name``, ``${name}`` as
+  Go's ``Regexp.Expand`` does: a name is the longest run of letters, digits and ``_`` (so ``$1x`` is
+  the group named ``1x``, which does not exist, and expands to ``""``; write ``${1}x``), a group that
+  does not exist or did not match expands to ``""`` (a name given to two groups means the first of
+  them that matched), ``$$`` is a literal ``$``, and a ``$`` that starts no valid reference (``$``,
+  ``$-``, ``${1``, ``${}``) is kept as a literal ``$``.
+* Setting a label to ``""`` removes it, as in Prometheus, where an empty value is the same as a
+  missing label. Labels with empty values in the input are therefore dropped from the output.
+* ``replace``: no match → nothing happens. The expanded ``target_label`` must be a valid label name
+  (below), else nothing happens. An empty expanded ``replacement`` removes the expanded target label.
+* ``lowercase`` / ``uppercase``: Go's ``strings.ToLower`` / ``ToUpper``, which map each character by
+  Unicode's *simple* case mapping (``ß`` stays ``ß``; ``ΑΣ`` lowercases to ``ασ``, with no final
+  sigma), unlike Python's ``str.lower``/``str.upper``.
+* ``hashmod``: MD5 of the joined value; its last 8 bytes (``digest[8:16]``) read as a big-endian
+  unsigned 64-bit integer, modulo ``modulus``, written in decimal.
+* ``keepequal`` / ``dropequal``: compare the joined value with the value of ``target_label``.
+* ``labelmap`` / ``labeldrop`` / ``labelkeep``: match each label *name*. They iterate over the label
+  set as it was before the action, in name order; ``labelmap`` copies each matching label to the
+  expanded ``replacement`` (not validated, as in Prometheus), so when two labels map to the same
+  name the later one in name order wins.
+* Label names are Prometheus 2.x's legacy names, ``[a-zA-Z_][a-zA-Z0-9_]*`` (no UTF-8 names).
+
+Versions: this is current Prometheus's relabeling with 2.x's legacy label names, which is also
+Prometheus 2.42's (Debian 12's, which the differential tests run) but for three fixes made since:
+an empty replacement with a templated ``target_label`` removes the expanded label (2.50; 2.42
+removed the label literally named like the template, which never exists, so did nothing);
+``lowercase``, ``uppercase``, ``keepequal`` and ``dropequal`` refuse a ``$`` in ``target_label``
+(2.50; they never expand it); ``(?<name>...)`` groups are accepted (Go 1.22's regexp; 2.42 refused
+them).
+
+Validation reports what Prometheus reports, with Prometheus's messages (some followed by what to
+change), but every problem of an entry at once (Prometheus stops at the first), in Prometheus's
+order, so the first is the one it would print. :class:`RelabelConfig` raises pydantic's ``ValidationError`` (it can be a field of a
+larger pydantic model); :func:`parse_relabel_configs` validates a whole list and raises
+:class:`promotel.errors.ConfigError` whose problems are ``(path, message)`` pairs such as
+``("relabel_configs[2].modulus", "relabel configuration for hashmod requires non-zero modulus")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any, Final, Literal, Protocol, get_args
+
+import re2
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from promotel.errors import ConfigError
+
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "RelabelConfig",
+    "TargetLabels",
+    "is_valid_label_name",
+    "parse_prometheus_duration",
+    "parse_relabel_configs",
+    "relabel",
+    "target_labels",
+]
+
+Action = Literal[
+    "replace", "keep", "drop", "keepequal", "dropequal", "hashmod",
+    "labelmap", "labeldrop", "labelkeep", "lowercase", "uppercase",
+]
+ACTIONS: Final[tuple[str, ...]] = get_args(Action)
+
+DEFAULT_SEPARATOR: Final = ";"
+DEFAULT_REGEX: Final = "(.*)"
+DEFAULT_REPLACEMENT: Final = "$1"
+MAX_MODULUS: Final = 2**64 - 1  # Prometheus's modulus is a uint64
+
+FIELDS: Final = ("source_labels", "separator", "target_label", "regex", "modulus", "replacement", "action")
+
+
+# --- regular expressions (RE2) ----------------------------------------------------------------------
+
+class _Match(Protocol):
+    def span(self, group: int = 0) -> tuple[int, int]: ...
+
+
+class _Pattern(Protocol):
+    def search(self, text: str) -> _Match | None: ...
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Regex:
+    """One compiled, anchored RE2 pattern plus what expansion needs (group count and names)."""
+
+    source: str
+    pattern: _Pattern
+    groups: int
+    names: Mapping[str, tuple[int, ...]]  # every group of a name, in order (Go allows a name twice)
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # the binding would print every invalid pattern to stderr
+    return options
+
+
+_OPTIONS: Final = _re2_options()
+
+
+def _re2_compile(pattern: str) -> Any:
+    try:
+        return re2.compile(pattern, _OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else str(exc)
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(str(reason)) from None
+
+
+def _has_any_byte_escape(pattern: str) -> bool:
+    """Whether ``pattern`` uses ``\\C`` outside a ``\\Q...\\E`` literal: RE2 accepts it, Go refuses it."""
+    i, n = 0, len(pattern)
+    while i < n:
+        if pattern[i] != "\\":
+            i += 1
+            continue
+        nxt = pattern[i + 1] if i + 1 < n else ""
+        if nxt == "C":
+            return True
+        if nxt == "Q":  # literal text up to \E (or the end)
+            end = pattern.find("\\E", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        i += 2
+    return False
+
+
+def _group_names(pattern: str) -> list[str]:
+    """The name of each capturing group of ``pattern`` in order ("" when unnamed), index 0 first.
+
+    RE2's binding reports one group per name (the leftmost); Go's Expand takes the first group of the
+    name that matched, so the names are read off the pattern: escapes, ``\\Q...\\E`` and character
+    classes hold no groups; ``(?P<name>`` and ``(?<name>`` are named groups, other ``(?`` none."""
+    names = [""]
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            if not in_class and pattern.startswith("Q", i + 1):
+                end = pattern.find("\\E", i + 2)
+                i = n if end < 0 else end + 2
+            else:
+                i += 2
+            continue
+        if in_class:
+            if pattern.startswith("[:", i) and pattern.find(":]", i + 2) >= 0:
+                i = pattern.find(":]", i + 2) + 2  # [:alpha:]
+                continue
+            in_class = ch != "]"
+            i += 1
+            continue
+        if ch == "[":
+            in_class = True
+            i += 2 if pattern.startswith("[^", i) else 1
+            if pattern.startswith("]", i):  # a leading ] is literal
+                i += 1
+            continue
+        if ch == "(":
+            for opener in ("(?P<", "(?<"):
+                if pattern.startswith(opener, i):
+                    end = pattern.find(">", i)
+                    names.append(pattern[i + len(opener):end])
+                    break
+            else:
+                if not pattern.startswith("(?", i):
+                    names.append("")
+        i += 1
+    return names
+
+
+@lru_cache(maxsize=1024)
+def _compile(regex: str) -> _Regex:
+    """Compile a relabel ``regex`` as Prometheus does: ``^(?:regex)$``. Raises ValueError."""
+    if _has_any_byte_escape(regex):
+        raise ValueError("invalid escape sequence: `\\C` (Prometheus's Go regexp does not support it)")
+    compiled = _re2_compile("^(?:" + regex + ")$")
+    leftmost: dict[str, int] = dict(compiled.groupindex)
+    for name in leftmost:
+        if not (name.isascii() and name.replace("_", "a").isalnum()):  # RE2 also takes Unicode letters; Go not
+            raise ValueError(f"invalid named capture: `(?P<{name}>` (names are ASCII letters, digits and _)")
+    groups = int(compiled.groups)
+    scanned = _group_names(regex)
+    names: dict[str, tuple[int, ...]] = {}
+    for index, name in enumerate(scanned):
+        if name:
+            names[name] = (*names.get(name, ()), index)
+    if len(scanned) != groups + 1 or {name: found[0] for name, found in names.items()} != leftmost:
+        names = {name: (index,) for name, index in leftmost.items()}  # never expected: RE2's view is the safe one
+    return _Regex(source=regex, pattern=compiled, groups=groups, names=MappingProxyType(names))
+
+
+# Prometheus's check for a templated target_label and for labelmap's replacement: letters, `_`,
+# `$name` / `${name}` references and word characters.
+_RELABEL_TARGET: Final = _re2_compile(r"^(?:(?:[a-zA-Z_]|\$(?:\{\w+\}|\w+))+\w*)+$")
+
+
+def is_valid_label_name(name: str) -> bool:
+    """Prometheus 2.x's legacy label name: ``[a-zA-Z_][a-zA-Z0-9_]*``."""
+    return (name != "" and name.isascii() and (name[0].isalpha() or name[0] == "_")
+            and name.replace("_", "a").isalnum())
+
+
+def _is_word_rune(ch: str) -> bool:
+    # Go's Expand reads a reference name as letters (Unicode category L), decimal digits (Nd) and `_`.
+    return ch == "_" or ch.isalpha() or ch.isdecimal()
+
+
+def _reference(template: str, i: int) -> tuple[str, int, int] | None:
+    """Parse the reference after a ``$`` at ``template[i-1]``: ``(name, number or -1, end)`` or None
+    when it is malformed (then the ``$`` is literal). Mirrors Go's ``regexp`` template rules."""
+    n = len(template)
+    brace = i < n and template[i] == "{"
+    k = start = i + 1 if brace else i
+    while k < n and _is_word_rune(template[k]):
+        k += 1
+    if k == start:
+        return None
+    name = template[start:k]
+    if brace:
+        if k >= n or template[k] != "}":
+            return None
+        k += 1
+    num = 0
+    for ch in name:
+        if not "0" <= ch <= "9" or num >= 100_000_000:  # Go gives up on numbers this large
+            num = -1
+            break
+        num = num * 10 + ord(ch) - 48
+    if name[0] == "0" and len(name) > 1:  # no leading zeros: `$01` is a (nonexistent) name
+        num = -1
+    return name, num, k
+
+
+def _expand(template: str, text: str, match: _Match, rx: _Regex) -> str:
+    """``template`` with its ``$`` references replaced by the groups of ``match`` (Go's Expand)."""
+    if "$" not in template:
+        return template
+    out: list[str] = []
+    i, n = 0, len(template)
+    while True:
+        j = template.find("$", i)
+        if j < 0:
+            out.append(template[i:])
+            return "".join(out)
+        out.append(template[i:j])
+        i = j + 1
+        if i < n and template[i] == "$":
+            out.append("$")
+            i += 1
+            continue
+        ref = _reference(template, i)
+        if ref is None:
+            out.append("$")
+            continue
+        name, num, i = ref
+        for group in ((num,) if num <= rx.groups else ()) if num >= 0 else rx.names.get(name, ()):
+            start, end = match.span(group)
+            if start >= 0:  # the first group of that name (or number) that took part in the match
+                out.append(text[start:end])
+                break
+
+
+# --- case mapping as Go's strings.ToLower / strings.ToUpper ----------------------------------------
+
+@lru_cache(maxsize=4096)
+def _lower_rune(ch: str) -> str:
+    low = ch.lower()
+    # Only U+0130 (İ) has a multi-character full lowercase ("i" + combining dot); its simple one is "i".
+    return low if len(low) == 1 else low[0]
+
+
+@lru_cache(maxsize=4096)
+def _upper_rune(ch: str) -> str:
+    up = ch.upper()
+    if len(up) == 1:
+        return up
+    # A multi-character full uppercase (ß → SS, ᾀ → ἈΙ): the simple mapping is the single-character
+    # titlecase where there is one (ᾀ → ᾈ), else the character itself (ß stays ß).
+    title = ch.title()
+    return title if len(title) == 1 else ch
+
+
+def _go_lower(s: str) -> str:
+    return s.lower() if s.isascii() else "".join(map(_lower_rune, s))
+
+
+def _go_upper(s: str) -> str:
+    return s.upper() if s.isascii() else "".join(map(_upper_rune, s))
+
+
+def _q(s: str) -> str:
+    """A string quoted as Go's ``%q`` prints it in Prometheus's messages."""
+    return json.dumps(s, ensure_ascii=False)
+
+
+# --- the config -------------------------------------------------------------------------------------
+
+class RelabelConfig(BaseModel):
+    """One Prometheus ``relabel_config``: same keys, same defaults, same validation.
+
+    ``action`` is case-insensitive on input (``Replace`` is ``replace``), as in Prometheus. A YAML
+    ``null`` reads as the zero value, as Go's YAML decoder gives it: ``regex: null`` is the empty
+    regex (which matches only ``""``), ``separator: null`` is ``""``, ``action: null`` is an error.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    source_labels: tuple[str, ...] = ()
+    separator: str = DEFAULT_SEPARATOR
+    target_label: str = ""
+    regex: str = DEFAULT_REGEX
+    modulus: StrictInt = Field(default=0, ge=0, le=MAX_MODULUS)
+    replacement: str = DEFAULT_REPLACEMENT
+    action: Action = "replace"
+
+    _regex: _Regex = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_scalars(cls, data: Any) -> Any:
+        # As Go's YAML decoder fills Prometheus's struct: null is the zero value (but a null action is
+        # reported as such), and a boolean given for a string is its YAML text.
+        if not isinstance(data, Mapping):
+            return data
+        zero: dict[str, Any] = {"separator": "", "target_label": "", "regex": "", "modulus": 0, "replacement": ""}
+        fixed = {}
+        for key, value in data.items():
+            if value is None and key == "source_labels":
+                continue  # a nil list: as if not given (labeldrop/labelkeep accept it)
+            if value is None:
+                value = zero.get(key)
+            elif isinstance(value, bool) and key in ("separator", "target_label", "regex", "replacement"):
+                value = "true" if value else "false"
+            fixed[key] = value
+        return fixed
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _known_action(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("relabel action cannot be empty")
+        if not isinstance(value, str):
+            return value  # pydantic reports the type
+        action = value.lower()
+        if action in ACTIONS:
+            return action
+        raise ValueError(f"unknown relabel action {_q(value)} (one of {', '.join(ACTIONS)})")
+
+    @field_validator("source_labels")
+    @classmethod
+    def _valid_source_labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [name for name in value if not is_valid_label_name(name)]
+        if bad:
+            raise ValueError("; ".join(f"{_q(name)} is not a valid label name" for name in bad))
+        return value
+
+    @field_validator("regex")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        try:
+            _compile(value)
+        except ValueError as exc:
+            raise ValueError(f"error parsing regexp {_q(value)}: {exc} (RE2 syntax, matched against the whole "
+                             "value)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _prometheus_rules(self) -> RelabelConfig:
+        problems = self._problems()
+        if problems:
+            raise PydanticCustomError("relabel_config", "{message}",
+                                      {"message": "; ".join(msg for _, msg in problems), "problems": problems})
+        self._regex = _compile(self.regex)
+        return self
+
+    def _problems(self) -> tuple[tuple[str, str], ...]:
+        """Prometheus's checks of one relabel config, in its order, as ``(field, message)`` pairs."""
+        action = self.action
+        problems: list[tuple[str, str]] = []
+        if action == "hashmod" and self.modulus == 0:
+            problems.append(("modulus", "relabel configuration for hashmod requires non-zero modulus"))
+        needs_target = action in ("replace", "hashmod", "lowercase", "uppercase", "keepequal", "dropequal")
+        only_targets = action in ("lowercase", "uppercase", "keepequal", "dropequal")
+        target = self.target_label
+        invalid_target = ("target_label", f"{_q(target)} is invalid 'target_label' for {action} action")
+        if needs_target and target == "":
+            problems.append(("target_label", f"relabel configuration for {action} action requires 'target_label' "
+                             "value"))
+        elif action == "replace" and "$" not in target and not is_valid_label_name(target):
+            problems.append(invalid_target)
+        elif action == "replace" and "$" in target and _RELABEL_TARGET.search(target) is None:
+            problems.append(invalid_target)  # a template: letters, `_`, `$name`/`${name}` and word characters
+        elif only_targets and not is_valid_label_name(target):
+            problems.append(invalid_target)  # used as it is: no template
+        if only_targets and self.replacement != DEFAULT_REPLACEMENT:
+            problems.append(("replacement", f"'replacement' can not be set for {action} action"))
+        if action == "labelmap" and _RELABEL_TARGET.search(self.replacement) is None:
+            problems.append(("replacement", f"{_q(self.replacement)} is invalid 'replacement' for {action} action"))
+        if action == "hashmod" and target != "" and not is_valid_label_name(target):
+            problems.append(invalid_target)
+        if action in ("keepequal", "dropequal"):
+            # Any regex given, even "(.*)", counts as set, as in Prometheus; 'replacement' is reported above.
+            extra = [f for f in ("regex", "modulus", "separator") if self._differs(f)]
+            if extra:
+                problems.append((extra[0], f"{action} action requires only 'source_labels' and `target_label`, "
+                                 f"and no other fields (remove {', '.join(extra)})"))
+        if action in ("labeldrop", "labelkeep"):
+            extra = [f for f in ("source_labels", "target_label", "modulus", "separator", "replacement")
+                     if self._differs(f)]
+            if extra:
+                problems.append((extra[0], f"{action} action requires only 'regex', and no other fields "
+                                 f"(remove {', '.join(extra)})"))
+        return tuple(problems)
+
+    def _differs(self, field: str) -> bool:
+        """Whether ``field`` is set to something else than Prometheus's default (regex and
+        source_labels: whether they were given at all, which is what Prometheus checks)."""
+        if field in ("regex", "source_labels"):
+            return field in self.model_fields_set
+        default = {"target_label": "", "modulus": 0, "separator": DEFAULT_SEPARATOR,
+                   "replacement": DEFAULT_REPLACEMENT}[field]
+        return bool(getattr(self, field) != default)
+
+
+def parse_relabel_configs(data: object, path: str = "relabel_configs") -> tuple[RelabelConfig, ...]:
+    """Validate a YAML list of relabel configs; ``None`` is the empty list.
+
+    Raises :class:`ConfigError` with every problem of every entry, as ``(path, message)`` pairs whose
+    path names the entry and the field (``relabel_configs[1].target_label``).
+    """
+    if data is None:
+        return ()
+    if not isinstance(data, list | tuple):
+        raise ConfigError([(path, f"expected a list of relabel configs, got {type(data).__name__}")])
+    configs: list[RelabelConfig] = []
+    problems: list[tuple[str, str]] = []
+    for index, entry in enumerate(data):
+        where = f"{path}[{index}]"
+        try:
+            configs.append(RelabelConfig.model_validate(entry))
+        except ValidationError as exc:
+            problems += _problems_from(exc, where)
+    if problems:
+        raise ConfigError(problems)
+    return tuple(configs)
+
+
+def _problems_from(exc: ValidationError, where: str) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for err in exc.errors():
+        ctx = err.get("ctx") or {}
+        if err["type"] == "relabel_config":
+            problems += [(f"{where}.{field}", msg) for field, msg in ctx["problems"]]
+            continue
+        loc = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            message = f"unknown key; a relabel config has {', '.join(FIELDS)}"
+        elif err["type"] == "model_type":
+            message = f"expected a mapping (key: value), got {type(err['input']).__name__}"
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+        problems.append((where + loc, message))
+    return problems
+
+
+# --- applying configs --------------------------------------------------------------------------------
+
+def relabel(labels: Mapping[str, str], configs: Sequence[RelabelConfig]) -> dict[str, str] | None:
+    """Apply ``configs`` to ``labels`` in order, as Prometheus does; ``None`` when one dropped them.
+
+    ``labels`` is not modified; the result is a new dict. Empty values in ``labels`` count as absent.
+    """
+    current = {name: value for name, value in labels.items() if value != ""}
+    for cfg in configs:
+        if not _apply(cfg, current):
+            return None
+    return current
+
+
+def _set(lset: dict[str, str], name: str, value: str) -> None:
+    if value == "":
+        lset.pop(name, None)
+    else:
+        lset[name] = value
+
+
+def _apply(cfg: RelabelConfig, lset: dict[str, str]) -> bool:
+    """Apply one config to ``lset`` in place; False when the label set is dropped."""
+    action = cfg.action
+    rx = cfg._regex
+    if action in ("labelmap", "labeldrop", "labelkeep"):
+        # These iterate over the label set as it was before the action, in name order.
+        for name, value in sorted(lset.items()):
+            match = rx.pattern.search(name)
+            if action == "labelmap":
+                if match is not None:
+                    _set(lset, _expand(cfg.replacement, name, match, rx), value)
+            elif (match is not None) == (action == "labeldrop"):
+                del lset[name]
+        return True
+    val = cfg.separator.join([lset.get(name, "") for name in cfg.source_labels])
+    if action == "replace":
+        match = rx.pattern.search(val)
+        if match is None:
+            return True
+        target = _expand(cfg.target_label, val, match, rx)
+        if is_valid_label_name(target):
+            _set(lset, target, _expand(cfg.replacement, val, match, rx))
+    elif action == "keep":
+        return rx.pattern.search(val) is not None
+    elif action == "drop":
+        return rx.pattern.search(val) is None
+    elif action == "keepequal":
+        return lset.get(cfg.target_label, "") == val
+    elif action == "dropequal":
+        return lset.get(cfg.target_label, "") != val
+    elif action == "hashmod":
+        digest = hashlib.md5(val.encode("utf-8"), usedforsecurity=False).digest()
+        _set(lset, cfg.target_label, str(int.from_bytes(digest[8:], "big") % cfg.modulus))
+    elif action == "lowercase":
+        _set(lset, cfg.target_label, _go_lower(val))
+    elif action == "uppercase":
+        _set(lset, cfg.target_label, _go_upper(val))
+    else:  # pragma: no cover - the Literal type and the validator admit no other action
+        raise AssertionError(f"unknown relabel action {action!r}")
+    return True
+
+
+# --- after relabeling: the target's labels ------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TargetLabels:
+    """A relabeled target as Prometheus keeps it (see :func:`target_labels`).
+
+    ``labels`` are what every series scraped from the target carries (no name starting with ``__``);
+    ``all_labels`` also hold the reserved ones that still matter for scraping (``__address__``,
+    ``__scheme__``, ``__metrics_path__``, ``__param_<name>``, ``__scrape_interval__``,
+    ``__scrape_timeout__``, and any other ``__`` name a relabel config set), never ``__meta_*``.
+    ``interval`` and ``timeout`` are in seconds.
+    """
+
+    labels: Mapping[str, str]
+    all_labels: Mapping[str, str]
+    address: str
+    scheme: str
+    metrics_path: str
+    interval: float
+    timeout: float
+
+
+def target_labels(relabeled: Mapping[str, str], *, default_port: bool = True) -> TargetLabels:
+    """What Prometheus does to a target's labels after ``relabel_configs`` kept it.
+
+    In order: ``__address__`` must be set; with ``default_port`` (Prometheus 2.x; Prometheus 3 and
+    2.x's ``--enable-feature=no-default-scrape-port`` leave the address alone) an address without a
+    port gets ``:80`` for ``__scheme__`` http (or unset) and ``:443`` for https, and any other scheme
+    is an error; the address must not contain ``/``; ``__scrape_interval__`` and
+    ``__scrape_timeout__`` must be Prometheus durations, neither 0, the timeout not longer than the
+    interval; the ``__meta_*`` labels are removed; ``instance`` defaults to the (completed) address.
+    The public ``labels`` are the rest without the names starting with ``__``.
+
+    Prometheus logs a target that fails these checks and does not scrape it; here it raises
+    :class:`ConfigError` whose problems are ``(label name, message)`` pairs.
+    """
+    lset = {name: value for name, value in relabeled.items() if value != ""}
+    problems: list[tuple[str, str]] = []
+    address = lset.get("__address__", "")
+    scheme = lset.get("__scheme__", "")
+    if address == "":
+        raise ConfigError([("__address__", "no address: the relabeled target has no __address__ label (a relabel "
+                            "config removed it, or discovery gave none)")])
+    if default_port and _needs_port(address):
+        if scheme in ("http", ""):
+            address += ":80"
+        elif scheme == "https":
+            address += ":443"
+        else:
+            problems.append(("__scheme__", f"invalid scheme: {_q(scheme)}: the address {_q(address)} has no port "
+                             "and only http (port 80) and https (port 443) have a default one"))
+        lset["__address__"] = address
+    if "/" in address:
+        problems.append(("__address__", f"{_q(address)} is not a valid hostname: __address__ is host:port, without "
+                         "scheme or path (set those with __scheme__ and __metrics_path__)"))
+    interval = _target_duration(lset, "__scrape_interval__", "scrape interval", problems)
+    timeout = _target_duration(lset, "__scrape_timeout__", "scrape timeout", problems)
+    if interval and timeout and timeout > interval:
+        problems.append(("__scrape_timeout__", "scrape timeout cannot be greater than scrape interval "
+                         f"({_q(lset['__scrape_timeout__'])} > {_q(lset['__scrape_interval__'])})"))
+    for name, value in lset.items():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problems.append((name, f"invalid label value for {_q(name)}: not valid UTF-8"))
+    if problems:
+        raise ConfigError(problems)
+    for name in [name for name in lset if name.startswith("__meta_")]:
+        del lset[name]
+    if lset.get("instance", "") == "":
+        lset["instance"] = address
+    public = {name: value for name, value in lset.items() if not name.startswith("__")}
+    return TargetLabels(labels=MappingProxyType(public), all_labels=MappingProxyType(lset), address=address,
+                        scheme=scheme, metrics_path=lset.get("__metrics_path__", ""), interval=interval or 0.0,
+                        timeout=timeout or 0.0)
+
+
+def _needs_port(address: str) -> bool:
+    """Whether Prometheus appends a default port: the address has none, and adding one makes it
+    valid (Go's ``net.SplitHostPort`` fails on it and succeeds on ``address + ":1234"``)."""
+    return not _splits_host_port(address) and _splits_host_port(address + ":1234")
+
+
+def _splits_host_port(hostport: str) -> bool:
+    """Whether Go's ``net.SplitHostPort`` accepts ``hostport`` (``host:port`` or ``[host]:port``)."""
+    colon = hostport.rfind(":")
+    if colon < 0:
+        return False
+    start, end = 0, 0  # where '[' and ']' may no longer appear
+    if hostport[0] == "[":
+        close = hostport.find("]")
+        if close < 0 or close + 1 != colon:
+            return False
+        start, end = 1, close + 1
+    elif ":" in hostport[:colon]:
+        return False
+    return "[" not in hostport[start:] and "]" not in hostport[end:]
+
+
+# Prometheus's duration: units from years to milliseconds, each at most once, largest first; "0" alone.
+_DURATION: Final = _re2_compile(r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?"
+                                r"(([0-9]+)ms)?$")
+_UNIT_MS: Final = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
+_MAX_DURATION_MS: Final = (2**63 - 1) // 1_000_000  # Go's time.Duration is int64 nanoseconds
+
+
+def parse_prometheus_duration(text: str) -> float:
+    """Seconds of a Prometheus duration (``1h30m``, ``15s``, ``500ms``, ``0``). Raises ValueError."""
+    if text == "0":
+        return 0.0
+    if text == "":
+        raise ValueError("empty duration string")
+    match = _DURATION.search(text)
+    if match is None:
+        raise ValueError(f"not a valid duration string: {_q(text)}")
+    total = 0
+    for group, unit in zip(range(2, 16, 2), _UNIT_MS):
+        start, end = match.span(group)
+        if start >= 0:
+            total += int(text[start:end]) * unit
+    if total > _MAX_DURATION_MS:
+        raise ValueError("duration out of range")
+    return total / 1000
+
+
+def _target_duration(lset: Mapping[str, str], label: str, what: str,
+                     problems: list[tuple[str, str]]) -> float | None:
+    try:
+        seconds = parse_prometheus_duration(lset.get(label, ""))
+    except ValueError as exc:
+        problems.append((label, f"error parsing {what}: {exc}"))
+        return None
+    if seconds == 0:
+        problems.append((label, f"{what} cannot be 0"))
+        return None
+    return seconds
