@@ -45,8 +45,8 @@ from promotel.config import SourceConfig
 from promotel.config.secrets import redact, redact_all, reveal
 from promotel.errors import ScrapeError
 from promotel.httpcommon import parse_retry_after, safe_url
-from promotel.mappings import RequestBudget, ScrapePolicy, mapping_scrape_policy
 from promotel.httpcommon import ssl_context as build_ssl_context
+from promotel.mappings import RequestBudget, ScrapePolicy, mapping_scrape_policy
 
 __all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "build_ssl_context", "parse_retry_after"]
 
