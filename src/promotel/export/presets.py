@@ -155,7 +155,7 @@ def resolve_exporter(cfg: ExporterConfig, env: Mapping[str, str] | None = None, 
             problem("dataset", "the Honeycomb preset needs a metrics dataset (dataset: my-metrics); "
                                "without it Honeycomb files the data under 'unknown_metrics'.")
         headers["x-honeycomb-team"] = api_key
-        headers["x-honeycomb-dataset"] = _secret(dataset)
+        headers["x-honeycomb-dataset"] = dataset or ""
         compression = "gzip"
         max_bytes = GRPC_DEFAULT_MAX if protocol == "grpc" else HONEYCOMB_HTTP_MAX
     elif preset == "grafana-cloud":

@@ -258,7 +258,9 @@ def unregister_mapping(name: str) -> None:
 
 def load_mapping(name: str) -> MappingPlugin:
     """The plugin registered as ``name``; raises MappingError naming the installed ones otherwise."""
-    plugin = _registered.get(name) or _loaded.get(name)
+    plugin = _registered.get(name)
+    if plugin is None:
+        plugin = _loaded.get(name)
     if plugin is not None:
         return plugin
     matches = [ep for ep in entry_points(group=GROUP) if ep.name == name]
