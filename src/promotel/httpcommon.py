@@ -7,7 +7,12 @@ import math
 import ssl
 import time
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
+
+    from promotel.config import TLSConfig
 
 # A server may ask for any delay; past an hour we would rather try again and fail visibly.
 MAX_RETRY_AFTER = 3600.0
@@ -36,22 +41,21 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def ssl_context(tls: Any) -> ssl.SSLContext:
+def ssl_context(tls: TLSConfig | None) -> ssl.SSLContext:
     """The TLS context for a ``TLSConfig`` (or None: the system CAs). Raises OSError / ssl.SSLError
     for unreadable or invalid files; callers convert those into their own stage's error."""
     if tls is None:
         return ssl.create_default_context()
-    ctx = ssl.create_default_context(cafile=getattr(tls, "ca_file", None) or None)
-    cert_file = getattr(tls, "cert_file", None)
-    if cert_file:
-        ctx.load_cert_chain(cert_file, getattr(tls, "key_file", None) or None)
-    if getattr(tls, "insecure_skip_verify", False):
+    ctx = ssl.create_default_context(cafile=tls.ca_file or None)
+    if tls.cert_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file or None)
+    if tls.insecure_skip_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 
-def safe_url(url: Any) -> str:
+def safe_url(url: str | httpx.URL) -> str:
     """A URL fit for logs and messages: no user-info, query or fragment (they may carry credentials)."""
     text = str(url)
     if "://" not in text:

@@ -108,6 +108,20 @@ def test_offline_validates_only(tmp_path: Path) -> None:
     assert lines == [f"config {path}: OK (2 sources, 1 exporter)"]
 
 
+def test_offline_shows_that_a_deprecated_key_has_no_effect(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, f"""
+        sources: [{{name: a, url: "http://127.0.0.1:{closed_port()}/metrics", expire_after_scrapes: 3}}]
+        exporters: [{{name: e}}]
+    """)
+    assert main(["check", "-c", path, "--offline"]) == 0           # deprecated, still valid
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [f"config {path}: OK (1 source, 1 exporter)"]
+    warning = [line for line in out.err.splitlines() if "expire_after_scrapes" in line]
+    assert len(warning) == 1
+    assert "sources[0].expire_after_scrapes, which has no effect and is deprecated" in warning[0]
+
+
 def test_invalid_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     path = write(tmp_path, """
         sources:

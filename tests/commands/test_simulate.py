@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from promotel.commands.map import MapSource
 from promotel.exposition import parse_exposition
 from promotel.mappings import load_mapping
 from promotel.mappings.baseten import ROWS as BASETEN_ROWS
@@ -193,7 +194,7 @@ def test_counters_grow_except_at_a_replica_restart_and_histograms_agree(clock: F
 
 def test_simulated_baseten_maps_cleanly(baseten: RunningSimulator) -> None:
     fams = parse_exposition(get(baseten, auth()).content, None)
-    result = load_mapping("baseten").bind(type("S", (), {"name": "bt", "overrides": {}})()).map(fams)
+    result = load_mapping("baseten").bind(MapSource(name="bt")).map(fams)
     assert result.dropped == 0
     names = {m.name for m in result.metrics}
     assert {r.name for r in BASETEN_ROWS if "*" not in r.name} <= names
@@ -223,7 +224,7 @@ def test_sambanova_families_and_duration_shape(duration_as: str) -> None:
         assert all(abs(v - 1.0) < 0.01 for v in ratio.values())
         if duration_as == "histogram":
             assert check_histograms(fams) >= 4
-        result = load_mapping("sambanova").bind(type("S", (), {"name": "sn", "overrides": {}})()).map(
+        result = load_mapping("sambanova").bind(MapSource(name="sn")).map(
             parse_exposition(resp.content, resp.headers["content-type"]))
         dur = next(m for m in result.metrics if m.name == "sambanova.router.request.duration")
         assert dur.kind is (Kind.HISTOGRAM if duration_as == "histogram" else Kind.SUMMARY)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -401,3 +403,64 @@ def test_config_from_env_reports_every_bad_variable() -> None:
     assert "milliseconds" in found["OTEL_EXPORTER_OTLP_TIMEOUT"]
     assert set(found) == {"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_INSECURE",
                           "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"}
+
+
+# ─── deprecated keys ──────────────────────────────────────────────────────────────────────────
+
+
+@contextlib.contextmanager
+def logged_warnings() -> Iterator[list[str]]:
+    """The WARNING messages logged under ``promotel`` meanwhile, whatever handlers the CLI left installed."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = Collect(logging.WARNING)
+    root = logging.getLogger("promotel")
+    saved = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    try:
+        yield messages
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved)
+
+
+def test_deprecated_keys_load_with_one_warning_per_key(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        sources:
+          - {name: a, url: "http://127.0.0.1:1/metrics", expire_after_scrapes: 3}
+          - {name: b, url: "http://127.0.0.1:2/metrics", expire_after_scrapes: 9}
+          - {name: c, url: "http://127.0.0.1:3/metrics"}
+        exporters: [{name: e}]
+        shard: 0/2
+    """)
+    with logged_warnings() as logged:
+        cfg = load_config(path, env={})
+    assert (cfg.sources[0].expire_after_scrapes, cfg.shard) == (3, "0/2")      # still accepted
+    assert len(logged) == 2, logged
+    expire = next(m for m in logged if "expire_after_scrapes" in m)
+    assert expire.startswith(f"The config {path} sets sources[0].expire_after_scrapes, "
+                             "sources[1].expire_after_scrapes, which has no effect")
+    assert "staleness marker" in expire and "remove the key" in expire
+    shard = next(m for m in logged if "expire_after_scrapes" not in m)
+    assert shard.startswith(f"The config {path} sets shard, which has no effect") and "--shard INDEX/COUNT" in shard
+
+
+def test_a_config_without_deprecated_keys_logs_no_warning(tmp_path: Path) -> None:
+    with logged_warnings() as logged:
+        load_config(write(tmp_path, MINIMAL), env={})
+    assert logged == []
+
+
+def test_deprecated_keys_are_still_validated(tmp_path: Path) -> None:
+    found = problems(tmp_path, """
+        sources: [{name: a, url: "http://127.0.0.1:1/metrics", expire_after_scrapes: 0}]
+        exporters: [{name: e}]
+        shard: 2/2
+    """)
+    assert set(found) == {"sources[0].expire_after_scrapes", "shard"}
+    assert "greater than or equal to 1" in found["sources[0].expire_after_scrapes"]

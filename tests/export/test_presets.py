@@ -22,7 +22,9 @@ from support.fake_intakes import (
     request_points,
 )
 
+from promotel.config import ExporterConfig, RetryConfig, SpoolConfig, load_config_text
 from promotel.errors import ConfigError
+from promotel.export import build_pipelines
 from promotel.export.pipeline import ExporterPipeline
 from promotel.export.presets import preset_problems, resolve_exporter
 from promotel.model import TargetBatch, Temporality
@@ -159,6 +161,23 @@ def test_grpc_cannot_skip_verification() -> None:
     assert set(found) == {"exporters[2].tls.insecure_skip_verify"}
 
 
+def test_a_config_without_retry_and_spool_sections_gets_the_models_defaults_at_the_pipeline(
+        tmp_path: Path) -> None:
+    cfg = load_config_text(f"""
+        state_dir: {tmp_path}
+        exporters: [{{name: e, endpoint: "http://127.0.0.1:1/v1/metrics"}}]
+    """, env={})
+    (p,) = build_pipelines(cfg)
+    try:
+        retry, spool = RetryConfig(), SpoolConfig()
+        assert (p.initial_interval, p.max_interval, p.max_elapsed) == \
+            (retry.initial_interval, retry.max_interval, retry.max_elapsed) == (1.0, 30.0, 300.0)
+        assert p.queue_size == ExporterConfig.model_fields["queue_size"].default == 64
+        assert p.spool is not None and p.spool.max_bytes == spool.max_bytes == 256 * 1024 * 1024
+    finally:
+        asyncio.run(p.aclose())
+
+
 # ─── delivery to fakes of the real intakes ───────────────────────────────────────────────────
 
 def preset_pipeline(tmp_path: Path, **kw: Any) -> ExporterPipeline:
@@ -214,8 +233,9 @@ def test_datadog_intake_accepts_what_the_preset_sends(tmp_path: Path) -> None:
 
 def test_datadog_intake_refuses_a_wrong_key_and_the_pipeline_drops_once(tmp_path: Path) -> None:
     log = IntakeLog()
-    with datadog_intake("right", log) as rx:
-        p = preset_pipeline(tmp_path, preset="datadog", api_key="wrong", endpoint=rx.url + "/v1/metrics")
+    # Keys are registered as secrets process-wide: a common word as a key would be masked in other tests' output.
+    with datadog_intake("dd-right-key-7301", log) as rx:
+        p = preset_pipeline(tmp_path, preset="datadog", api_key="dd-wrong-key-7301", endpoint=rx.url + "/v1/metrics")
         assert run(p, two_scrapes())
     assert log.refusals and log.refusals[0].startswith("403")
     st = p.status()

@@ -21,6 +21,8 @@ import pytest
 
 from promotel.config import SourceConfig
 from promotel.errors import ScrapeError
+from promotel.mappings import RequestBudget, ScrapePolicy, register_mapping, unregister_mapping
+from promotel.mappings.table import Table, TablePlugin
 from promotel.scrape import ACCEPT, RateBudget, Scraper, parse_retry_after
 
 pytestmark = pytest.mark.timeout(30)
@@ -472,6 +474,76 @@ def test_baseten_budget_is_shared_by_sources_with_one_key(serve: Callable[..., S
     assert hits == 6
     assert len(server.requests) == 7
     assert allowed == 560.0
+
+
+# ─── a mapping's own scrape policy ────────────────────────────────────────────────────────────
+
+ACME_POLICY = ScrapePolicy(vendor="Acme", default_interval=40.0, min_interval=5.0,
+                           budget=RequestBudget(requests=2, window=30.0, per="account"),
+                           auth_hint="Acme expects 'Authorization: Bearer <token>' (auth.bearer_token)")
+
+
+@pytest.fixture
+def acme() -> Iterator[str]:
+    """A table plugin registered in code as mapping ``acme``, with its own scrape policy."""
+    register_mapping("acme", TablePlugin(Table("acme", (), ()), "acme", scrape_policy=ACME_POLICY))
+    try:
+        yield "acme"
+    finally:
+        unregister_mapping("acme")
+
+
+def test_a_plugins_budget_is_shared_per_credential_and_words_the_errors(serve: Callable[..., Server],
+                                                                        acme: str) -> None:
+    server = serve(lambda h: reply(h, 200, EXPOSITION))
+    now = [100.0]
+    a = source(server.url(), name="a", mapping=acme, auth={"bearer_token": "acme-token-1"})
+    b = source(server.url(), name="b", mapping=acme, auth={"bearer_token": "acme-token-1"})
+
+    async def go() -> tuple[ScrapeError, int]:
+        sa, sb = (Scraper(s, clock=lambda: now[0]) for s in (a, b))
+        try:
+            assert sa.policy is ACME_POLICY
+            await sa.scrape()
+            await sb.scrape()
+            with pytest.raises(ScrapeError) as info:
+                await sa.scrape()              # the 3rd request within 30 s: refused without a request
+            return info.value, len(server.requests)
+        finally:
+            for s in (sa, sb):
+                await s.aclose()
+
+    err, hits = asyncio.run(go())
+    assert hits == 2
+    assert err.kind == "rate_limited" and err.retry_after == 30.0
+    assert str(err).startswith("skipped to stay within Acme's budget of 2 requests per 30 s per account "
+                               "(another source uses the same bearer token); the next request is allowed in 30s")
+
+
+def test_a_plugins_429_and_401_hints(serve: Callable[..., Server], acme: str) -> None:
+    limited = serve(lambda h: reply(h, 429, b"slow down\n"))
+    err = scrape_error(source(limited.url(), mapping=acme, auth={"bearer_token": "acme-token-2"}))
+    assert err.kind == "rate_limited"
+    assert err.retry_after == 30.0           # no Retry-After: the budget's window
+    assert str(err).endswith("answered HTTP 429 Too Many Requests; retrying after 30s as the server asked. "
+                             "Acme allows 2 requests per 30 s per account: use interval 40s and one bridge per "
+                             "account")
+    refused = serve(lambda h: reply(h, 401, b"unauthorized\n"))
+    err = scrape_error(source(refused.url(), mapping=acme, auth={"bearer_token": "acme-token-3"}))
+    assert str(err).endswith("answered HTTP 401 (Unauthorized); check the bearer token; Acme expects "
+                             "'Authorization: Bearer <token>' (auth.bearer_token)")
+    assert "acme-token-3" not in str(err)
+
+
+def test_without_a_policy_there_is_no_budget_and_the_hints_are_generic(serve: Callable[..., Server]) -> None:
+    limited = serve(lambda h: reply(h, 429, b"slow down\n"))
+    err = scrape_error(source(limited.url(), auth={"api_key": "plain-key-4"}))
+    assert err.retry_after is None and str(err).endswith("answered HTTP 429 Too Many Requests. Raise the interval")
+    refused = serve(lambda h: reply(h, 401, b"unauthorized\n"))
+    err = scrape_error(source(refused.url(), auth={"api_key": "plain-key-4"}))
+    assert str(err).endswith("check the API key; promotel sends it as 'Authorization: Api-Key <key>' "
+                             "(auth.api_key)")
+    assert "Baseten" not in str(err)
 
 
 def test_rate_budget_sliding_window() -> None:

@@ -17,10 +17,11 @@ import asyncio
 import os
 import sys
 import time
-from typing import Any, NamedTuple, TextIO
+from typing import NamedTuple, TextIO
 
 from promotel.config import (
     Config,
+    ExporterConfig,
     SourceConfig,
     check_file_permissions,
     config_from_env,
@@ -71,7 +72,7 @@ async def probe_source(source: SourceConfig, config: Config | None = None) -> Ch
     return CheckLine("source", source.name, True, f"({processed.samples} samples, {result.duration_s:.2f} s)")
 
 
-async def _probe_exporter(exporter: Any) -> CheckLine:
+async def _probe_exporter(exporter: ExporterConfig) -> CheckLine:
     try:
         from promotel.export.probe import probe_exporter
     except ImportError:

@@ -7,6 +7,7 @@ with the official protobuf classes, not what the bridge meant to send.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import os
@@ -187,7 +188,7 @@ async def run_demo(duration: float | None, otlp_endpoint: str | None, out: TextI
     return 0 if view.requests else 1
 
 
-def cli_demo(args: Any) -> int:
+def cli_demo(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run_demo(args.duration, args.otlp_endpoint))
     except KeyboardInterrupt:

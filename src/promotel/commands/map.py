@@ -28,7 +28,7 @@ from promotel.config import Config, ExporterConfig, SourceConfig
 from promotel.errors import ConfigError, ExpositionError, MappingError
 from promotel.export.prepare import BatchPreparer
 from promotel.export.presets import ResolvedExporter, resolve_exporter
-from promotel.mappings import SourceLike
+from promotel.mappings import OverrideSpec, SourceLike
 from promotel.model import (
     HistogramPoint,
     Kind,
@@ -49,7 +49,7 @@ class MapSource(NamedTuple):
     """The source config fields a mapping reads, for offline runs (no overrides, users kept)."""
 
     name: str = SOURCE_NAME
-    overrides: Mapping[str, Any] = MappingProxyType({})
+    overrides: Mapping[str, OverrideSpec] = MappingProxyType({})
     users: Literal["keep", "pseudonymize", "drop"] = "keep"
     pseudonymize_key: str | None = None
     unmapped: Literal["keep", "drop"] = "keep"
@@ -308,10 +308,10 @@ def mappings_text(name: str | None) -> str:
     return "\n".join(out) + "\n"
 
 
-def cli_mappings(args: Any) -> int:
+def cli_mappings(args: argparse.Namespace) -> int:
     """``promotel mappings [NAME]``: 0, or 2 for an unknown mapping."""
     try:
-        text = mappings_text(getattr(args, "name", None))
+        text = mappings_text(args.name)
     except MappingError as exc:
         print(f"promotel mappings: {exc}", file=sys.stderr)
         return 2

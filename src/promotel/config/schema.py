@@ -1,36 +1,23 @@
-"""The configuration: YAML, ``${VAR}`` expansion, strict validation that reports every problem at once.
+"""The configuration's model: frozen pydantic models of every section, with every default in one place.
 
-Loading goes: read the file → ``yaml.safe_load`` → expand ``${VAR}`` / ``${VAR:-default}`` in every
-string value (``$$`` is a literal ``$``) → validate with pydantic (frozen models, unknown keys are
-errors) → ``Config``. Every problem found on the way is collected and raised together as one
-``ConfigError`` whose ``problems`` are ``(path, message)`` pairs, with paths such as
-``sources[1].interval`` or ``exporters[0].protocol``.
+Unknown keys are errors; durations are floats in seconds and sizes ints in bytes once validated. Secrets
+(API keys, tokens, passwords, the pseudonymization key, sensitive header values) become
+``promotel.config.secrets.Secret`` values that print as ``***``. A source's interval defaults and limits
+come from its mapping plugin's scrape policy (``promotel.mappings.ScrapePolicy``), not from here.
 
-Without a config file, ``config_from_env`` builds one exporter from the standard
-``OTEL_EXPORTER_OTLP_*`` variables (and no sources). Those variables are read only then: with a file,
-the file says everything.
-
-Secrets (API keys, tokens, passwords, the pseudonymization key, sensitive header values) become
-``promotel.secrets.Secret`` values: they print as ``***`` and are masked in every log line. A file
-that holds a secret literally (not through ``${VAR}``) must not be world-readable:
-``check_file_permissions`` refuses it.
-
-Durations are floats in seconds and sizes ints in bytes once validated.
+Reading a file (YAML, ``${VAR}`` expansion, problems reported together) is ``promotel.config.loading``;
+the ``OTEL_EXPORTER_OTLP_*`` variables are ``promotel.config.environment``.
 """
 
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 import re
-import stat
 import urllib.parse
 from collections.abc import Mapping
-from importlib.metadata import entry_points
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -38,7 +25,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -46,7 +32,14 @@ from pydantic import (
 
 from promotel.config.secrets import Secret, register_secret
 from promotel.config.units import parse_duration, parse_size
-from promotel.errors import ConfigError
+from promotel.errors import ConfigError, MappingError
+from promotel.mappings import (
+    DEFAULT_SCRAPE_POLICY,
+    ScrapePolicy,
+    installed_mappings,
+    load_mapping,
+    mapping_scrape_policy,
+)
 
 __all__ = [
     "AuthConfig",
@@ -60,44 +53,35 @@ __all__ = [
     "SourceConfig",
     "SpoolConfig",
     "TLSConfig",
-    "check_file_permissions",
-    "config_from_env",
-    "config_has_secrets",
-    "load_config",
-    "load_config_text",
-    "parse_duration",
-    "parse_size",
+    "deprecated_settings",
 ]
 
-log = logging.getLogger("promotel.config")
-
 MIB = 1024 * 1024
-# Baseten: "6 requests per minute per organization" (beyond: HTTP 429); data refreshes every 30 s.
-BASETEN_DEFAULT_INTERVAL = 60.0
-BASETEN_MIN_INTERVAL = 10.0
-DEFAULT_INTERVAL = 15.0
-MAX_DEFAULT_TIMEOUT = 10.0
+DEFAULT_INTERVAL = 15.0           # a source's interval when neither it nor its mapping's scrape policy says
+MAX_DEFAULT_TIMEOUT = 10.0        # a source's timeout defaults to min(this, 0.8 × interval)
 
 # Header names whose values are credentials: they become Secrets (masked in logs and output).
-_SENSITIVE_HEADER = re.compile(r"auth|key|token|secret|passw|cookie|credential|honeycomb-team", re.IGNORECASE)
+SENSITIVE_HEADER = re.compile(r"auth|key|token|secret|passw|cookie|credential|honeycomb-team", re.IGNORECASE)
 
 
 # ─── field types ─────────────────────────────────────────────────────────────────────────────
+# The "before" validators below see raw YAML values (any type): they convert what they understand and
+# hand anything else on unchanged for pydantic's own type error, hence ``object``.
 
 
-def _duration(value: Any) -> Any:
+def _duration(value: object) -> object:
     if isinstance(value, (str, int, float)):
         return parse_duration(value)
     return value
 
 
-def _size(value: Any) -> Any:
+def _size(value: object) -> object:
     if isinstance(value, (str, int, float)):
         return parse_size(value)
     return value
 
 
-def _scalar_to_str(value: Any) -> Any:
+def _scalar_to_str(value: object) -> object:
     """YAML turns ``port: 8080`` or ``enabled: yes`` into numbers and booleans; attribute and header
     values are strings, so scalars are taken as the text the user meant."""
     if isinstance(value, bool):
@@ -123,12 +107,9 @@ Text = Annotated[str, BeforeValidator(_scalar_to_str)]
 SecretText = Annotated[str, BeforeValidator(_scalar_to_str), AfterValidator(_to_secret)]
 
 
-def _headers(value: Any) -> Any:
+def _headers(value: dict[str, str]) -> dict[str, str]:
     """Header values whose name looks like a credential become Secrets."""
-    if isinstance(value, Mapping):
-        return {k: Secret(v) if isinstance(k, str) and isinstance(v, str) and _SENSITIVE_HEADER.search(k) else v
-                for k, v in value.items()}
-    return value
+    return {k: Secret(v) if SENSITIVE_HEADER.search(k) else v for k, v in value.items()}
 
 
 Headers = Annotated[dict[str, Text], AfterValidator(_headers)]
@@ -136,7 +117,7 @@ Headers = Annotated[dict[str, Text], AfterValidator(_headers)]
 
 def _resolve_file(value: str, info: ValidationInfo) -> str:
     """A file named in the config: relative paths are relative to the config file's directory."""
-    base = (info.context or {}).get("base_dir") if isinstance(info.context, dict) else None
+    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
     path = os.path.expanduser(value)
     if base and not os.path.isabs(path):
         path = os.path.join(base, path)
@@ -222,8 +203,10 @@ class AuthConfig(_Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> AuthConfig:
-        given = [name for name in ("api_key", "api_key_file", "bearer_token", "bearer_token_file", "basic")
-                 if getattr(self, name) is not None]
+        given = [name for name, value in (("api_key", self.api_key), ("api_key_file", self.api_key_file),
+                                          ("bearer_token", self.bearer_token),
+                                          ("bearer_token_file", self.bearer_token_file), ("basic", self.basic))
+                 if value is not None]
         if len(given) != 1:
             got = " and ".join(given) if given else "none"
             raise ValueError("give exactly one of api_key, api_key_file, bearer_token, bearer_token_file, "
@@ -246,22 +229,29 @@ class FamilyOverride(_Model):
     drop: bool = False
 
 
-def _installed_mappings() -> tuple[str, ...]:
-    return tuple(sorted({ep.name for ep in entry_points(group="promotel.mappings")}))
+def _policy(mapping: object) -> ScrapePolicy:
+    """The scrape policy of the mapping a source names; the generic one when the name is not a loadable
+    mapping (the ``mapping`` field's own validation reports that)."""
+    if not isinstance(mapping, str):
+        return DEFAULT_SCRAPE_POLICY
+    try:
+        return mapping_scrape_policy(mapping)
+    except MappingError:
+        return DEFAULT_SCRAPE_POLICY
 
 
 class SourceConfig(_Model):
     name: str = Field(min_length=1)
     mapping: str = "passthrough"
     url: str
-    interval: Duration = DEFAULT_INTERVAL         # default 60 s for mapping baseten (set before validation)
+    interval: Duration = DEFAULT_INTERVAL         # else the mapping's default (set before validation)
     timeout: Duration = MAX_DEFAULT_TIMEOUT       # default min(10 s, 0.8 × interval)
     auth: AuthConfig | None = None
     tls: TLSConfig | None = None
     headers: Headers = Field(default_factory=dict)
     max_body_bytes: Size = 64 * MIB
     max_series: int = Field(default=200_000, ge=1)
-    expire_after_scrapes: int = Field(default=5, ge=1)
+    expire_after_scrapes: int = Field(default=5, ge=1)    # deprecated: no effect (see DEPRECATED)
     service_name: str | None = None
     resource_attributes: dict[str, Text] = Field(default_factory=dict)
     users: Literal["keep", "pseudonymize", "drop"] = "keep"
@@ -272,14 +262,15 @@ class SourceConfig(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _defaults(cls, data: Any) -> Any:
+    def _defaults(cls, data: object) -> object:
         if not isinstance(data, dict):
-            return data
+            return data     # pydantic reports "expected a mapping"
         data = dict(data)
         if data.get("interval") is None:
             data.pop("interval", None)
-            if data.get("mapping") == "baseten":
-                data["interval"] = BASETEN_DEFAULT_INTERVAL
+            default = _policy(data.get("mapping", cls.model_fields["mapping"].default)).default_interval
+            if default is not None:
+                data["interval"] = default
         if data.get("timeout") is None:
             data.pop("timeout", None)
             try:
@@ -293,11 +284,17 @@ class SourceConfig(_Model):
     @field_validator("mapping")
     @classmethod
     def _known_mapping(cls, value: str) -> str:
-        installed = _installed_mappings()
-        if installed and value not in installed:
+        installed = installed_mappings()
+        if not installed:
+            return value    # no plugin metadata at all (promotel not installed): bind reports it
+        if value not in installed:
             close = difflib.get_close_matches(value, installed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown mapping {value!r}{hint}; installed mappings: {', '.join(installed)}")
+        try:
+            load_mapping(value)     # a plugin that cannot load has no scrape policy to validate against
+        except MappingError as exc:
+            raise ValueError(str(exc)) from exc
         return value
 
     @field_validator("url")
@@ -317,11 +314,12 @@ class SourceConfig(_Model):
 
     @field_validator("interval")
     @classmethod
-    def _baseten_budget(cls, value: float, info: ValidationInfo) -> float:
-        if info.data.get("mapping") == "baseten" and value < BASETEN_MIN_INTERVAL:
-            raise ValueError(f"must be at least {BASETEN_MIN_INTERVAL:g}s for mapping baseten: Baseten allows "
-                             "6 requests per minute per organization and answers HTTP 429 beyond that "
-                             f"(recommended: {BASETEN_DEFAULT_INTERVAL:g}s, its data refreshes every 30s)")
+    def _within_policy(cls, value: float, info: ValidationInfo) -> float:
+        mapping = info.data.get("mapping")
+        if isinstance(mapping, str):
+            problem = _policy(mapping).interval_problem(mapping, value)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @field_validator("timeout")
@@ -342,12 +340,16 @@ class SourceConfig(_Model):
 
 
 class RetryConfig(_Model):
+    """Backoff of one exporter's retries (exponential with full jitter), in seconds."""
+
     initial_interval: Duration = 1.0
     max_interval: Duration = 30.0
     max_elapsed: Duration = 300.0
 
 
 class SpoolConfig(_Model):
+    """One exporter's on-disk spool (used only with a ``state_dir``)."""
+
     enabled: bool = True
     max_bytes: Size = 256 * MIB
 
@@ -380,7 +382,7 @@ class ExporterConfig(_Model):
 
     @field_validator("protocol", mode="before")
     @classmethod
-    def _no_json(cls, value: Any) -> Any:
+    def _no_json(cls, value: object) -> object:
         if value == "http/json":
             raise ValueError("OTLP/JSON ('http/json') is not supported; use 'grpc' or 'http/protobuf'")
         return value
@@ -416,14 +418,12 @@ class SelfTelemetryConfig(_Model):
     interval: Duration = 60.0
 
 
-def _duplicate_names(items: Any, section: str) -> list[tuple[str, str]]:
-    """Problems for names used twice in ``sources``/``exporters`` (works on raw data and on models)."""
-    if not isinstance(items, list):
-        return []
+def duplicate_names(names: list[object], section: str) -> list[tuple[str, str]]:
+    """Problems for names used twice in ``sources``/``exporters`` (``names`` in config order; non-strings,
+    which validation reports itself, are skipped)."""
     seen: dict[str, int] = {}
     problems = []
-    for i, item in enumerate(items):
-        name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
+    for i, name in enumerate(names):
         if not isinstance(name, str):
             continue
         if name in seen:
@@ -441,7 +441,7 @@ class Config(_Model):
     health: HealthConfig | None = None
     self_telemetry: SelfTelemetryConfig = Field(default_factory=SelfTelemetryConfig)
     resource_attributes: dict[str, Text] = Field(default_factory=dict)
-    shard: str | None = None
+    shard: str | None = None          # deprecated: no effect (see DEPRECATED)
 
     # Paths of secrets written literally in the config file; None when the config did not come from a file.
     _literal_secrets: tuple[str, ...] | None = PrivateAttr(default=None)
@@ -461,438 +461,40 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
-        problems = _duplicate_names(self.sources, "sources") + _duplicate_names(self.exporters, "exporters")
+        problems = (duplicate_names([s.name for s in self.sources], "sources")
+                    + duplicate_names([e.name for e in self.exporters], "exporters"))
         if problems:
             raise ValueError("\n".join(f"{path}: {msg}" for path, msg in problems))
         return self
 
 
-# ─── loading ─────────────────────────────────────────────────────────────────────────────────
+# ─── keys kept for compatibility only ────────────────────────────────────────────────────────
 
-_VAR_RE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-)([^}]*))?\}|(\{))")
-
-
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif isinstance(part, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-/]*", part):
-            out += f".{part}" if out else part
-        else:
-            out += f"[{str(part)!r}]"
-    return out
+# Keys that are still accepted and validated (configs written for 0.1 keep loading) but do nothing; loading a
+# config that sets one logs a warning with the reason. Keyed by model and field name.
+DEPRECATED: Mapping[tuple[type[BaseModel], str], str] = {
+    (SourceConfig, "expire_after_scrapes"): (
+        "has no effect and is deprecated: a series missing from a scrape gets one staleness marker and is "
+        "forgotten at once (Prometheus staleness), so no series waits for later scrapes; remove the key"),
+    (Config, "shard"): (
+        "has no effect and is deprecated: every replica of a sharded deployment shares one config, so the "
+        "shard comes from --shard INDEX/COUNT, PROMOTEL_SHARD or PROMOTEL_SHARD_COUNT with the pod ordinal; "
+        "remove the key"),
+}
 
 
-def _expand(data: Any, env: Mapping[str, str], loc: tuple[Any, ...],
-            problems: list[tuple[str, str]], env_paths: set[str], failed: set[str]) -> Any:
-    """Expand ``${VAR}`` in every string value of the YAML tree (keys are left alone)."""
-    if isinstance(data, dict):
-        return {k: _expand(v, env, (*loc, k), problems, env_paths, failed) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_expand(v, env, (*loc, i), problems, env_paths, failed) for i, v in enumerate(data)]
-    if not isinstance(data, str) or "$" not in data:
-        return data
-    path = _format_loc(loc)
+def deprecated_settings(cfg: Config) -> list[tuple[str, str]]:
+    """``(path, message)`` for every deprecated key the config sets explicitly, in config order."""
+    found: list[tuple[str, str]] = []
 
-    def substitute(match: re.Match[str]) -> str:
-        if match.group(1):            # "$$" is a literal "$"
-            return "$"
-        if match.group(5):            # "${" that is not a valid reference
-            problems.append((path, ("invalid variable reference: write ${NAME} or ${NAME:-default} "
-                                    "(NAME of letters, digits and _), or $$ for a literal $")))
-            failed.add(path)
-            return ""
-        name = match.group(2)
-        env_paths.add(path)
-        value = env.get(name)
-        if match.group(3):            # ${NAME:-default}: the default when unset or empty
-            return value if value else match.group(4)
-        if value is None:
-            problems.append((path, (f"environment variable {name} is not set; set it, or write "
-                                    f"${{{name}:-default}} to give a default")))
-            failed.add(path)
-            return ""
-        return value
+    def check(model: BaseModel, path: str) -> None:
+        for (kind, key), message in DEPRECATED.items():
+            if isinstance(model, kind) and key in model.model_fields_set:
+                found.append((f"{path}.{key}" if path else key, message))
 
-    return _VAR_RE.sub(substitute, data)
-
-
-def _literal_secret_paths(data: Any, env_paths: set[str] | None = None) -> list[str]:
-    """Paths of secret values written literally in the raw YAML tree (not through ``${VAR}``)."""
-    found: list[str] = []
-
-    def check(value: Any, loc: tuple[Any, ...]) -> None:
-        if value is None or isinstance(value, (dict, list)) or value == "":
-            return
-        path = _format_loc(loc)
-        text = str(value)
-        if "${" in text or (env_paths is not None and path in env_paths):
-            return
-        found.append(path)
-
-    def headers(block: Any, loc: tuple[Any, ...]) -> None:
-        if isinstance(block, dict):
-            for k, v in block.items():
-                if isinstance(k, str) and _SENSITIVE_HEADER.search(k):
-                    check(v, (*loc, k))
-
-    if not isinstance(data, dict):
-        return found
-    for i, src in enumerate(data.get("sources") or []):
-        if not isinstance(src, dict):
-            continue
-        base: tuple[Any, ...] = ("sources", i)
-        auth = src.get("auth")
-        if isinstance(auth, dict):
-            for key in ("api_key", "bearer_token"):
-                check(auth.get(key), (*base, "auth", key))
-            basic = auth.get("basic")
-            if isinstance(basic, dict):
-                check(basic.get("password"), (*base, "auth", "basic", "password"))
-        check(src.get("pseudonymize_key"), (*base, "pseudonymize_key"))
-        headers(src.get("headers"), (*base, "headers"))
-        url = src.get("url")
-        if isinstance(url, str) and "${" not in url:
-            try:
-                if urllib.parse.urlsplit(url).password:
-                    found.append(_format_loc((*base, "url")))
-            except ValueError:
-                pass
-    for i, exp in enumerate(data.get("exporters") or []):
-        if not isinstance(exp, dict):
-            continue
-        base = ("exporters", i)
-        for key in ("api_key", "token"):
-            check(exp.get(key), (*base, key))
-        headers(exp.get("headers"), (*base, "headers"))
+    check(cfg, "")
+    for i, source in enumerate(cfg.sources):
+        check(source, f"sources[{i}]")
+    for i, exporter in enumerate(cfg.exporters):
+        check(exporter, f"exporters[{i}]")
     return found
-
-
-def _unwrap(tp: Any) -> list[Any]:
-    """The concrete types inside Annotated/Optional/Union."""
-    origin = get_origin(tp)
-    if origin is Annotated:
-        return _unwrap(get_args(tp)[0])
-    if origin is Union or type(tp).__name__ == "UnionType":
-        out: list[Any] = []
-        for arg in get_args(tp):
-            out.extend(_unwrap(arg))
-        return out
-    return [tp]
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model found at ``loc`` (for "did you mean" hints)."""
-    current: list[Any] = [Config]
-    for part in loc:
-        nxt: list[Any] = []
-        for tp in current:
-            origin = get_origin(tp)
-            if isinstance(tp, type) and issubclass(tp, BaseModel) and isinstance(part, str):
-                field = tp.model_fields.get(part)
-                if field is not None:
-                    nxt.extend(_unwrap(field.annotation))
-            elif origin is list and isinstance(part, int):
-                nxt.extend(_unwrap(get_args(tp)[0]))
-            elif origin is dict:
-                nxt.extend(_unwrap(get_args(tp)[1]))
-        current = nxt
-    names: list[str] = []
-    for tp in current:
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            names.extend(tp.model_fields)
-    return names
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        kind = err["type"]
-        value = err.get("input")
-        if kind == "extra_forbidden":
-            key = str(loc[-1])
-            known = _fields_at(loc[:-1])
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            if close:
-                message = f"unknown key {key!r} (did you mean {close[0]!r}?)"
-            else:
-                message = f"unknown key {key!r}; valid keys here: {', '.join(sorted(known))}"
-        elif kind == "missing":
-            message = "is required"
-        elif kind in ("model_type", "model_attributes_type", "dict_type"):
-            message = f"expected a mapping (key: value), got {_kind(value)}"
-        elif kind == "list_type":
-            message = f"expected a list, got {_kind(value)}"
-        elif kind == "literal_error":
-            expected = (err.get("ctx") or {}).get("expected", "")
-            message = f"expected one of {expected}, got {value!r}"
-        elif kind == "too_short" and loc == ("exporters",):
-            message = "at least one exporter is required"
-        else:
-            message = err["msg"]
-            for prefix in ("Value error, ", "Assertion failed, "):
-                message = message.removeprefix(prefix)
-        if kind == "value_error" and loc == () and ": " in message:
-            # Config-level checks (unique names) carry their own "path: message" parts.
-            for part in message.split("\n"):
-                path, _, msg = part.partition(": ")
-                problems.append((path, msg))
-            continue
-        problems.append((_format_loc(loc), message))
-    return problems
-
-
-def _dedupe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return list(dict.fromkeys(problems))
-
-
-def _validate(data: Any, env: Mapping[str, str], source: str, base_dir: str | None) -> Config:
-    problems: list[tuple[str, str]] = []
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError([("", f"the top level must be a mapping (sources:, exporters:, …), got {_kind(data)}")],
-                          source=source)
-    env_paths: set[str] = set()
-    failed: set[str] = set()
-    expanded = _expand(data, env, (), problems, env_paths, failed)
-    problems += _duplicate_names(expanded.get("sources"), "sources")
-    problems += _duplicate_names(expanded.get("exporters"), "exporters")
-    try:
-        cfg = Config.model_validate(expanded, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        # A value whose variable was missing is already reported; its follow-on errors are noise.
-        problems += [p for p in _problems_from(exc)
-                     if not any(p[0] == f or p[0].startswith(f + ".") or p[0].startswith(f + "[") for f in failed)]
-        cfg = None
-    if problems or cfg is None:
-        raise ConfigError(_dedupe(problems), source=source)
-    cfg._literal_secrets = tuple(_literal_secret_paths(data, env_paths))
-    return cfg
-
-
-def load_config(path: str | None, *, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate the YAML config at ``path`` (``None``: from ``OTEL_EXPORTER_OTLP_*``).
-
-    Raises ``ConfigError`` listing every problem. ``env`` defaults to ``os.environ``.
-    """
-    env = os.environ if env is None else env
-    if path is None:
-        return config_from_env(env)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([("", f"cannot read the config file: {reason}")], source=path) from exc
-    return load_config_text(text, env=env, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
-
-
-def load_config_text(text: str, *, env: Mapping[str, str] | None = None, source: str = "<config>",
-                     base_dir: str | None = None) -> Config:
-    """Like ``load_config`` for YAML already in memory."""
-    env = os.environ if env is None else env
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([("", _yaml_message(exc))], source=source) from exc
-    return _validate(data, env, source, base_dir)
-
-
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        what = exc.problem or "syntax error"
-        context = f" ({exc.context})" if exc.context else ""
-        return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}{context}"
-    return f"invalid YAML: {exc}"
-
-
-# ─── without a file: the OTEL_EXPORTER_OTLP_* variables ─────────────────────────────────────
-
-
-def _parse_key_values(text: str, var: str, problems: list[tuple[str, str]], secret: bool) -> dict[str, str]:
-    """``k=v,k2=v2`` with URL-encoded values (the OTel spec's format for headers and resource attributes)."""
-    out: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        key = urllib.parse.unquote(key.strip())
-        if not sep or not key:
-            problems.append((var, (f"expected comma-separated key=value pairs; the entry number {len(out) + 1} "
-                                   "has no '=' or no key")))
-            continue
-        plain = urllib.parse.unquote(value.strip())
-        out[key] = Secret(plain) if secret and _SENSITIVE_HEADER.search(key) else plain
-    return out
-
-
-def config_from_env(env: Mapping[str, str]) -> Config:
-    """One exporter from the standard ``OTEL_EXPORTER_OTLP_*`` variables, no sources.
-
-    ``OTEL_EXPORTER_OTLP_METRICS_*`` variables win over the general ones. The general endpoint is
-    a base URL: for OTLP/HTTP the signal path ``v1/metrics`` is appended (OTel spec); the
-    metrics-specific endpoint is used as it is. Empty variables count as unset.
-    """
-    problems: list[tuple[str, str]] = []
-
-    def get(name: str) -> tuple[str, str] | None:
-        for var in (f"OTEL_EXPORTER_OTLP_METRICS_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
-            value = env.get(var, "").strip()
-            if value:
-                return var, value
-        return None
-
-    exporter: dict[str, Any] = {"name": "otlp", "preset": "otlp"}
-    protocol = get("PROTOCOL")
-    if protocol:
-        var, value = protocol
-        if value == "http/json":
-            problems.append((var, "OTLP/JSON ('http/json') is not supported; use 'grpc' or 'http/protobuf'"))
-        elif value not in ("grpc", "http/protobuf"):
-            problems.append((var, f"expected 'grpc' or 'http/protobuf', got {value!r}"))
-        else:
-            exporter["protocol"] = value
-    endpoint = get("ENDPOINT")
-    if endpoint:
-        var, value = endpoint
-        if var == "OTEL_EXPORTER_OTLP_ENDPOINT" and exporter.get("protocol") == "http/protobuf":
-            value = value.rstrip("/") + "/v1/metrics"
-        exporter["endpoint"] = value
-    headers = get("HEADERS")
-    if headers:
-        exporter["headers"] = _parse_key_values(headers[1], headers[0], problems, secret=True)
-    compression = get("COMPRESSION")
-    if compression:
-        var, value = compression
-        if value.lower() not in ("gzip", "none"):
-            problems.append((var, f"expected 'gzip' or 'none', got {value!r}"))
-        else:
-            exporter["compression"] = value.lower()
-    timeout = get("TIMEOUT")
-    if timeout:
-        var, value = timeout
-        try:
-            millis = float(value)   # milliseconds, per the OTel specification
-            if millis <= 0:
-                raise ValueError
-            exporter["timeout"] = millis / 1000.0
-        except ValueError:
-            problems.append((var, f"expected a positive number of milliseconds, got {value!r}"))
-    tls: dict[str, str] = {}
-    for name, key in (("CERTIFICATE", "ca_file"), ("CLIENT_CERTIFICATE", "cert_file"), ("CLIENT_KEY", "key_file")):
-        found = get(name)
-        if found:
-            tls[key] = found[1]
-    if tls:
-        exporter["tls"] = tls
-    insecure = get("INSECURE")
-    if insecure:
-        var, value = insecure
-        if value.lower() not in ("true", "false"):
-            problems.append((var, f"expected 'true' or 'false', got {value!r}"))
-        else:
-            exporter["insecure"] = value.lower() == "true"
-    preference = env.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "").strip().lower()
-    if preference:
-        if preference == "lowmemory":
-            # LowMemory = delta for monotonic sums and histograms, cumulative for the rest: exactly what
-            # 'delta' does here (gauges and non-monotonic sums are never made delta).
-            exporter["temporality"] = "delta"
-        elif preference in ("cumulative", "delta"):
-            exporter["temporality"] = preference
-        else:
-            problems.append(("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-                             f"expected cumulative, delta or lowmemory, got {preference!r}"))
-    resource: dict[str, str] = {}
-    attrs = env.get("OTEL_RESOURCE_ATTRIBUTES", "").strip()
-    if attrs:
-        resource.update(_parse_key_values(attrs, "OTEL_RESOURCE_ATTRIBUTES", problems, secret=False))
-    service_name = env.get("OTEL_SERVICE_NAME", "").strip()
-    if service_name:
-        resource["service.name"] = service_name   # the spec: OTEL_SERVICE_NAME wins over the attribute
-    data: dict[str, Any] = {"exporters": [exporter], "resource_attributes": resource}
-    try:
-        cfg = Config.model_validate(data, context={"base_dir": None})
-    except ValidationError as exc:
-        problems += _problems_from(exc)
-        cfg = None
-    if problems or cfg is None:
-        raise ConfigError(_dedupe(problems), source="environment")
-    return cfg
-
-
-# ─── secrets in files ────────────────────────────────────────────────────────────────────────
-
-
-def _all_secrets(cfg: Config) -> list[str]:
-    values: list[Any] = []
-    for src in cfg.sources:
-        if src.auth is not None:
-            values += [src.auth.api_key, src.auth.bearer_token]
-            if src.auth.basic is not None:
-                values.append(src.auth.basic.password)
-        values.append(src.pseudonymize_key)
-        values += [v for v in src.headers.values() if isinstance(v, Secret)]
-    for exp in cfg.exporters:
-        values += [exp.api_key, exp.token]
-        values += [v for v in exp.headers.values() if isinstance(v, Secret)]
-    return [v for v in values if v]
-
-
-def config_has_secrets(cfg: Config) -> bool:
-    """True when the config file holds a secret literally (not through ``${VAR}`` or a ``*_file``).
-
-    For a config that did not come from a file (built in code or from the environment), True when it
-    holds any secret at all.
-    """
-    literal = cfg._literal_secrets
-    if literal is None:
-        return bool(_all_secrets(cfg))
-    return bool(literal)
-
-
-def check_file_permissions(path: str, allow_insecure: bool = False) -> None:
-    """Refuse a world-readable config file that holds literal secrets (only warn when ``allow_insecure``).
-
-    A file that cannot be read or parsed is left to ``load_config``, which reports it properly.
-    """
-    try:
-        mode = os.stat(path).st_mode
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return
-    if os.name == "nt" or not mode & stat.S_IROTH:
-        return
-    literal = _literal_secret_paths(data)
-    if not literal:
-        return
-    message = (f"the file is readable by every user of this machine and holds secrets "
-               f"({', '.join(literal)}); run 'chmod 600 {path}', or write the secrets as ${{VAR}} "
-               "references and pass them in the environment")
-    if allow_insecure:
-        log.warning("The config file %s is readable by every user of this machine and holds secrets (%s); "
-                    "continuing because --allow-insecure-config-permissions was given. Run 'chmod 600 %s'.",
-                    path, ", ".join(literal), path)
-        return
-    raise ConfigError([("", message + " (or pass --allow-insecure-config-permissions to only warn)")], source=path)

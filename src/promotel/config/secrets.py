@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import Self
 
 __all__ = [
     "MASK",
@@ -59,7 +59,7 @@ class Secret(str):
     def __format__(self, format_spec: str) -> str:
         return format(MASK, format_spec)
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:
         # Pickling (multiprocessing) keeps the value; the registry is rebuilt in the other process.
         return (Secret, (str.__str__(self),))
 
@@ -70,6 +70,7 @@ def reveal(secret: object) -> str:
         return ""
     if isinstance(secret, str):
         return str.__str__(secret)
+    # Duck-typed: pydantic's SecretStr and any other secret type with the same accessor.
     getter = getattr(secret, "get_secret_value", None)
     if callable(getter):
         return str(getter())
@@ -123,7 +124,7 @@ class SecretRedactingFilter(logging.Filter):
             message = str(record.msg)
         record.msg = redact_all(message)
         record.args = None
-        fields = getattr(record, "fields", None)
+        fields = getattr(record, "fields", None)    # only records logged with extra={"fields": …} have it
         if isinstance(fields, dict):
             record.fields = {k: redact_all(v) if isinstance(v, str) else v for k, v in fields.items()}
         if record.exc_info and record.exc_info[1] is not None:

@@ -10,8 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from promotel.config import Config
 from promotel.errors import ConfigError
 from promotel.export.pipeline import ExporterPipeline
 from promotel.export.presets import ResolvedExporter, preset_problems, resolve_exporter
@@ -20,19 +19,18 @@ from promotel.export.sender import Sender, SendOutcome, make_sender
 from promotel.export.spool import Spool
 
 
-def build_pipelines(config: Any) -> list[ExporterPipeline]:
+def build_pipelines(config: Config) -> list[ExporterPipeline]:
     """One pipeline per configured exporter; every preset problem of every exporter is reported at once."""
     problems: list[tuple[str, str]] = []
     resolved: list[ResolvedExporter] = []
-    for index, exporter in enumerate(getattr(config, "exporters", ())):
+    for index, exporter in enumerate(config.exporters):
         try:
             resolved.append(resolve_exporter(exporter, index=index))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    state_dir = getattr(config, "state_dir", None)
-    return [ExporterPipeline(r, state_dir=str(state_dir) if state_dir else None) for r in resolved]
+    return [ExporterPipeline(r, state_dir=config.state_dir or None) for r in resolved]
 
 
 __all__ = [

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from promotel.config import TLSConfig
 from promotel.errors import ExportError
 from promotel.export.outcome import SendOutcome, outcome_from_response, truncate
 from promotel.export.presets import ResolvedExporter
@@ -61,14 +62,14 @@ def _read(path: str | None, what: str) -> bytes | None:
                           kind="tls") from exc
 
 
-def channel_credentials(tls: Any) -> grpc.ChannelCredentials:
+def channel_credentials(tls: TLSConfig | None) -> grpc.ChannelCredentials:
     """TLS (system CAs by default), with the configured CA and, for mTLS, the client certificate and key."""
     if tls is None:
         return grpc.ssl_channel_credentials()
     return grpc.ssl_channel_credentials(
-        root_certificates=_read(getattr(tls, "ca_file", None), "CA file"),
-        private_key=_read(getattr(tls, "key_file", None), "key file"),
-        certificate_chain=_read(getattr(tls, "cert_file", None), "certificate file"),
+        root_certificates=_read(tls.ca_file, "CA file"),
+        private_key=_read(tls.key_file, "key file"),
+        certificate_chain=_read(tls.cert_file, "certificate file"),
     )
 
 
@@ -101,7 +102,7 @@ class GrpcSender:
 
         options.append(("grpc.primary_user_agent", f"promotel/{__version__}"))
         tls = self.resolved.tls
-        server_name = getattr(tls, "server_name", None) if tls is not None else None
+        server_name = tls.server_name if tls is not None else None
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         if self.resolved.insecure:

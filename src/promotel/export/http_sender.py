@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import gzip
 import ssl
-from typing import Any
 
 import httpx
 
+from promotel.config import TLSConfig
 from promotel.errors import ExportError
 from promotel.export.outcome import SendOutcome, parse_partial_success, truncate
 from promotel.export.presets import ResolvedExporter
@@ -29,7 +29,7 @@ RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 
 
-def ssl_context(tls: Any) -> ssl.SSLContext | bool:
+def ssl_context(tls: TLSConfig | None) -> ssl.SSLContext | bool:
     """httpx's ``verify``: the system CAs, or a context with the configured CA, client cert and checks."""
     if tls is None:
         return True
@@ -94,7 +94,7 @@ class HttpSender:
         if self.gzip:
             self.headers["content-encoding"] = "gzip"
         self.headers.update(resolved.headers)
-        server_name = getattr(resolved.tls, "server_name", None) if resolved.tls is not None else None
+        server_name = resolved.tls.server_name if resolved.tls is not None else None
         self.extensions = {"sni_hostname": server_name} if server_name else {}
         self._own_client = client is None
         self.client = client or httpx.AsyncClient(verify=ssl_context(resolved.tls), timeout=resolved.timeout,

@@ -45,11 +45,6 @@ from promotel.model import TargetBatch, Temporality
 
 log = logging.getLogger("promotel.export")
 
-# Defaults for a config without retry/spool sections (OTel SDK exporters use similar numbers).
-DEFAULT_INITIAL_INTERVAL = 5.0
-DEFAULT_MAX_INTERVAL = 30.0
-DEFAULT_MAX_ELAPSED = 300.0
-DEFAULT_SPOOL_BYTES = 256 * 1024 * 1024
 
 def _make_dir(path: str) -> None:
     try:
@@ -78,17 +73,15 @@ class ExporterPipeline:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng
-        retry = resolved.retry
-        self.initial_interval = float(getattr(retry, "initial_interval", DEFAULT_INITIAL_INTERVAL))
-        self.max_interval = float(getattr(retry, "max_interval", DEFAULT_MAX_INTERVAL))
-        self.max_elapsed = float(getattr(retry, "max_elapsed", DEFAULT_MAX_ELAPSED))
+        # Defaults (no retry/spool section) are the config model's: promotel.config.RetryConfig, SpoolConfig.
+        self.initial_interval = resolved.retry.initial_interval
+        self.max_interval = resolved.retry.max_interval
+        self.max_elapsed = resolved.retry.max_elapsed
         self.queue_size = max(1, int(resolved.queue_size))
         self._queue: deque[TargetBatch] = deque()
         self.spool: Spool | None = None
-        spool_cfg = resolved.spool
-        if state_dir and getattr(spool_cfg, "enabled", True):
-            self.spool = Spool(spool_path(state_dir, self.name),
-                               int(getattr(spool_cfg, "max_bytes", DEFAULT_SPOOL_BYTES)), exporter=self.name)
+        if state_dir and resolved.spool.enabled:
+            self.spool = Spool(spool_path(state_dir, self.name), resolved.spool.max_bytes, exporter=self.name)
         if to_delta is None and resolved.temporality is Temporality.DELTA:
             from promotel.export.delta import DeltaState
 

@@ -16,8 +16,9 @@ import logging
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from promotel.config import ExporterConfig, RetryConfig, SpoolConfig, TLSConfig
 from promotel.config.secrets import register_secret, reveal
 from promotel.errors import ConfigError
 from promotel.httpcommon import safe_url
@@ -53,28 +54,23 @@ class ResolvedExporter(NamedTuple):
     headers: dict[str, str]
     compression: str                   # "gzip" | "none"
     timeout: float                     # seconds per request
-    tls: Any                           # TLSConfig | None (ca_file, cert_file, key_file, insecure_skip_verify, server_name)
+    tls: TLSConfig | None
     insecure: bool                     # gRPC: plaintext channel; HTTP: the URL is http://
     temporality: Temporality
     max_request_bytes: int             # uncompressed serialized request size
     summaries: str                     # "keep" | "convert" | "drop"
     max_attributes: int | None
     queue_size: int
-    retry: Any                         # initial_interval, max_interval, max_elapsed (seconds)
-    spool: Any                         # enabled, max_bytes
+    retry: RetryConfig
+    spool: SpoolConfig
     preset: str = "otlp"
 
 
-def _field(cfg: Any, name: str, default: Any = None) -> Any:
-    return getattr(cfg, name, default)
-
-
-def _secret(cfg: Any, name: str) -> str:
-    value = _field(cfg, name)
+def _secret(value: str | None) -> str:
     return reveal(value) if value is not None else ""
 
 
-def preset_problems(cfg: Any, index: int) -> list[tuple[str, str]]:
+def preset_problems(cfg: ExporterConfig, index: int) -> list[tuple[str, str]]:
     """Every problem with one exporter's preset settings, as ``(path, message)`` pairs (for ``check``)."""
     try:
         resolve_exporter(cfg, env={}, index=index)
@@ -83,24 +79,28 @@ def preset_problems(cfg: Any, index: int) -> list[tuple[str, str]]:
     return []
 
 
-def resolve_exporter(cfg: Any, env: Mapping[str, str] | None = None, *, index: int | None = None) -> ResolvedExporter:
-    """Apply the exporter's preset; raise ``ConfigError`` listing every problem (paths like ``exporters[2].dataset``)."""
+def resolve_exporter(cfg: ExporterConfig, env: Mapping[str, str] | None = None, *,
+                     index: int | None = None) -> ResolvedExporter:
+    """Apply the exporter's preset; raise ``ConfigError`` listing every problem (paths like ``exporters[2].dataset``).
+
+    The preset and protocol are checked again although the config model restricts them: ``cfg`` may have
+    been built with ``ExporterConfig.model_construct`` (no validation)."""
     env = os.environ if env is None else env
-    where = f"exporters[{index}]" if index is not None else f"exporters[{_field(cfg, 'name', '?')}]"
+    where = f"exporters[{index}]" if index is not None else f"exporters[{cfg.name}]"
     problems: list[tuple[str, str]] = []
 
     def problem(fieldname: str, message: str) -> None:
         problems.append((f"{where}.{fieldname}", message))
 
-    preset = _field(cfg, "preset") or "otlp"
+    preset = cfg.preset
     if preset not in PRESETS:
         problem("preset", f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}.")
         raise ConfigError(problems)
-    protocol = _field(cfg, "protocol")
+    protocol: str | None = cfg.protocol
     if protocol is not None and protocol not in PROTOCOLS:
         problem("protocol", f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}.")
-    temporality_set = _field(cfg, "temporality")
-    user_headers = {str(k).lower(): reveal(v) for k, v in (_field(cfg, "headers") or {}).items()}
+    temporality_set = cfg.temporality
+    user_headers = {k.lower(): reveal(v) for k, v in cfg.headers.items()}
     headers: dict[str, str] = {}
     temporality = Temporality.CUMULATIVE
     max_bytes = GRPC_DEFAULT_MAX
@@ -108,7 +108,7 @@ def resolve_exporter(cfg: Any, env: Mapping[str, str] | None = None, *, index: i
     max_attributes: int | None = None
     compression = "none"
     default_endpoint: str
-    endpoint = _field(cfg, "endpoint")
+    endpoint = cfg.endpoint
 
     if preset == "otlp":
         if protocol is None:
@@ -117,7 +117,7 @@ def resolve_exporter(cfg: Any, env: Mapping[str, str] | None = None, *, index: i
         if temporality_set is None:
             temporality = _temporality_from_env(env)
     elif preset == "datadog":
-        site = _field(cfg, "site") or "datadoghq.com"
+        site = cfg.site or "datadoghq.com"
         if site not in DATADOG_SITES:
             problem("site", f"unknown Datadog site {site!r}; expected one of {', '.join(DATADOG_SITES)}.")
         if protocol == "grpc":
@@ -125,7 +125,7 @@ def resolve_exporter(cfg: Any, env: Mapping[str, str] | None = None, *, index: i
                                 "remove 'protocol' or set it to http/protobuf.")
         protocol = "http/protobuf"
         default_endpoint = f"https://otlp.{site}/v1/metrics"
-        api_key = _secret(cfg, "api_key")
+        api_key = _secret(cfg.api_key)
         if not api_key and "dd-api-key" not in user_headers:
             problem("api_key", "the Datadog preset needs an API key (api_key: \"${DD_API_KEY}\").")
         headers["dd-api-key"] = api_key
@@ -133,33 +133,33 @@ def resolve_exporter(cfg: Any, env: Mapping[str, str] | None = None, *, index: i
         if temporality_set == "cumulative":
             problem("temporality", "Datadog's OTLP intake refuses cumulative sums and histograms; "
                                    "remove 'temporality' (the preset sends delta).")
-        if _field(cfg, "summaries") == "keep":
+        if cfg.summaries == "keep":
             problem("summaries", "Datadog's OTLP intake does not take summaries; use 'convert' or 'drop'.")
-        limit = _field(cfg, "max_request_bytes")
+        limit = cfg.max_request_bytes
         if limit is not None and limit > DATADOG_MAX:
             problem("max_request_bytes", f"Datadog refuses requests over {DATADOG_MAX} bytes uncompressed; "
                                          f"use at most {DATADOG_MAX}.")
     elif preset == "honeycomb":
-        region = _field(cfg, "region") or "us"
+        region = cfg.region or "us"
         host = HONEYCOMB_HOSTS.get(region)
         if host is None:
             problem("region", f"Honeycomb has no region {region!r}; expected one of {', '.join(HONEYCOMB_HOSTS)}.")
             host = HONEYCOMB_HOSTS["us"]
         protocol = protocol or "http/protobuf"
         default_endpoint = f"https://{host}:443" if protocol == "grpc" else f"https://{host}/v1/metrics"
-        api_key = _secret(cfg, "api_key")
+        api_key = _secret(cfg.api_key)
         if not api_key and "x-honeycomb-team" not in user_headers:
             problem("api_key", "the Honeycomb preset needs an API key (api_key: \"${HONEYCOMB_API_KEY}\").")
-        dataset = _field(cfg, "dataset")
+        dataset = cfg.dataset
         if not dataset and "x-honeycomb-dataset" not in user_headers:
             problem("dataset", "the Honeycomb preset needs a metrics dataset (dataset: my-metrics); "
                                "without it Honeycomb files the data under 'unknown_metrics'.")
         headers["x-honeycomb-team"] = api_key
-        headers["x-honeycomb-dataset"] = reveal(dataset)
+        headers["x-honeycomb-dataset"] = dataset or ""
         compression = "gzip"
         max_bytes = GRPC_DEFAULT_MAX if protocol == "grpc" else HONEYCOMB_HTTP_MAX
     elif preset == "grafana-cloud":
-        zone = _field(cfg, "zone")
+        zone = cfg.zone
         if not zone and not endpoint:
             problem("zone", "the Grafana Cloud preset needs the stack's zone (zone: prod-us-east-0).")
         if protocol == "grpc":
@@ -167,8 +167,8 @@ def resolve_exporter(cfg: Any, env: Mapping[str, str] | None = None, *, index: i
                                 "remove 'protocol' or set it to http/protobuf.")
         protocol = "http/protobuf"
         default_endpoint = f"https://otlp-gateway-{zone}.grafana.net/otlp/v1/metrics"
-        instance_id = reveal(_field(cfg, "instance_id") or "")
-        token = _secret(cfg, "token")
+        instance_id = _secret(cfg.instance_id)
+        token = _secret(cfg.token)
         if "authorization" not in user_headers:
             if not instance_id:
                 problem("instance_id", "the Grafana Cloud preset needs the stack's instance id (a number).")
@@ -183,56 +183,52 @@ def resolve_exporter(cfg: Any, env: Mapping[str, str] | None = None, *, index: i
                                    "temporality and type combination\"); remove 'temporality' (the preset "
                                    "sends cumulative).")
     else:  # newrelic
-        region = _field(cfg, "region") or "us"
+        region = cfg.region or "us"
         host = NEWRELIC_HOSTS.get(region)
         if host is None:
             problem("region", f"New Relic has no region {region!r}; expected one of {', '.join(NEWRELIC_HOSTS)}.")
             host = NEWRELIC_HOSTS["us"]
         protocol = protocol or "http/protobuf"
         default_endpoint = f"https://{host}:4317" if protocol == "grpc" else f"https://{host}:4318/v1/metrics"
-        api_key = _secret(cfg, "api_key")
+        api_key = _secret(cfg.api_key)
         if not api_key and "api-key" not in user_headers:
             problem("api_key", "the New Relic preset needs a license key (api_key: \"${NEW_RELIC_LICENSE_KEY}\").")
         headers["api-key"] = api_key
         temporality, max_bytes, summaries, compression = Temporality.DELTA, NEWRELIC_MAX, "convert", "gzip"
         max_attributes = NEWRELIC_MAX_ATTRIBUTES
-        limit = _field(cfg, "max_request_bytes")
+        limit = cfg.max_request_bytes
         if limit is not None and limit > NEWRELIC_MAX:
             problem("max_request_bytes", f"New Relic refuses requests over {NEWRELIC_MAX} bytes; "
                                          f"use at most {NEWRELIC_MAX}.")
 
     assert protocol is not None
     headers.update(user_headers)   # explicit headers win over the preset's
-    url, insecure = _endpoint_url(endpoint or default_endpoint, protocol, _field(cfg, "insecure"),
+    url, insecure = _endpoint_url(endpoint or default_endpoint, protocol, cfg.insecure,
                                   lambda msg: problem("endpoint", msg))
-    tls = _field(cfg, "tls")
-    if tls is not None and protocol == "grpc" and getattr(tls, "insecure_skip_verify", False):
+    tls = cfg.tls
+    if tls is not None and protocol == "grpc" and tls.insecure_skip_verify:
         problem("tls.insecure_skip_verify", "gRPC (grpcio) cannot skip certificate verification; give the "
                                             "server's CA in tls.ca_file instead, or use http/protobuf.")
     if temporality_set is not None:
         temporality = Temporality(temporality_set)
     if problems:
         raise ConfigError(problems)
-    explicit_compression = _field(cfg, "compression")
-    user_max = _field(cfg, "max_request_bytes")
-    user_summaries = _field(cfg, "summaries")
-    user_max_attrs = _field(cfg, "max_attributes")
     return ResolvedExporter(
-        name=str(_field(cfg, "name", preset)),
+        name=cfg.name,
         protocol=protocol,
         url=url,
         headers=headers,
-        compression=explicit_compression or compression,
-        timeout=float(_field(cfg, "timeout", 10.0) or 10.0),
+        compression=cfg.compression or compression,
+        timeout=cfg.timeout,
         tls=tls,
         insecure=insecure,
         temporality=temporality,
-        max_request_bytes=int(user_max) if user_max is not None else max_bytes,
-        summaries=user_summaries or summaries,
-        max_attributes=user_max_attrs if user_max_attrs is not None else max_attributes,
-        queue_size=int(_field(cfg, "queue_size", 100) or 100),
-        retry=_field(cfg, "retry"),
-        spool=_field(cfg, "spool"),
+        max_request_bytes=cfg.max_request_bytes if cfg.max_request_bytes is not None else max_bytes,
+        summaries=cfg.summaries or summaries,
+        max_attributes=cfg.max_attributes if cfg.max_attributes is not None else max_attributes,
+        queue_size=cfg.queue_size,
+        retry=cfg.retry,
+        spool=cfg.spool,
         preset=preset,
     )
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from promotel.config import ExporterConfig
 from promotel.errors import ConfigError, ExportError
 from promotel.export.presets import ResolvedExporter, resolve_exporter, safe_url
 from promotel.export.sender import Sender, make_sender
@@ -47,7 +48,7 @@ def explain(resolved: ResolvedExporter, exc: ExportError) -> str:
     return text
 
 
-async def aprobe_exporter(cfg: Any, *, sender: Sender | None = None, timeout: float | None = None) -> ProbeResult:
+async def aprobe_exporter(cfg: ExporterConfig, *, sender: Sender | None = None, timeout: float | None = None) -> ProbeResult:
     try:
         resolved = resolve_exporter(cfg)
     except ConfigError as exc:
@@ -69,7 +70,7 @@ async def aprobe_exporter(cfg: Any, *, sender: Sender | None = None, timeout: fl
     return ProbeResult(True, "accepted")
 
 
-def probe_exporter(cfg: Any, *, timeout: float | None = None) -> ProbeResult:
+def probe_exporter(cfg: ExporterConfig, *, timeout: float | None = None) -> ProbeResult:
     """Probe one exporter; safe to call with or without a running event loop."""
     try:
         asyncio.get_running_loop()

@@ -8,6 +8,7 @@ does not report, and ``gen_ai.server.*`` requires ``gen_ai.operation.name``.
 
 from __future__ import annotations
 
+from promotel.mappings import RequestBudget, ScrapePolicy
 from promotel.mappings.table import (
     Instrument,
     LabelRule,
@@ -111,6 +112,18 @@ ROWS = (
 
 TABLE = check_table(Table(name="baseten", rows=ROWS, label_rules=LABEL_RULES))
 
-PLUGIN = TablePlugin(TABLE, default_service_name="baseten")
+# Baseten's metrics export: "6 requests per minute per organization" (HTTP 429 beyond); an organization is
+# one API key. Its data refreshes every 30 s, so 60 s loses little and leaves most of the budget for other
+# sources or a `promotel check` with the same key; at 10 s one source alone uses the whole budget.
+SCRAPE_POLICY = ScrapePolicy(
+    vendor="Baseten",
+    default_interval=60.0,
+    min_interval=10.0,
+    budget=RequestBudget(requests=6, window=60.0, per="organization"),
+    auth_hint="Baseten expects 'Authorization: Api-Key <key>' (auth.api_key)",
+    note="its data refreshes every 30s",
+)
 
-__all__ = ["LABEL_RULES", "PLUGIN", "ROWS", "TABLE"]
+PLUGIN = TablePlugin(TABLE, default_service_name="baseten", scrape_policy=SCRAPE_POLICY)
+
+__all__ = ["LABEL_RULES", "PLUGIN", "ROWS", "SCRAPE_POLICY", "TABLE"]

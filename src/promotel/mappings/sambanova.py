@@ -68,6 +68,7 @@ ROWS = (
 
 TABLE = check_table(Table(name="sambanova", rows=ROWS, label_rules=LABEL_RULES))
 
+# No scrape policy: SambaNova documents no rate limit for the router's /metrics, so the generic defaults apply.
 PLUGIN = TablePlugin(TABLE, default_service_name="sambanova-router")
 
 __all__ = ["LABEL_RULES", "PLUGIN", "ROWS", "TABLE"]

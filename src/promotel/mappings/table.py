@@ -29,11 +29,19 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 from promotel.config.secrets import reveal
 from promotel.errors import MappingError
-from promotel.mappings import MapResult, RowDescription
+from promotel.mappings import (
+    DEFAULT_SCRAPE_POLICY,
+    FamilyOverrideLike,
+    MapResult,
+    OverrideSpec,
+    RowDescription,
+    ScrapePolicy,
+    SourceLike,
+)
 from promotel.mappings.assemble import CachedAttributes
 from promotel.model import (
     Attributes,
@@ -152,40 +160,59 @@ class Override(NamedTuple):
     drop: bool = False
 
 
-def _field(obj: Any, name: str) -> Any:
+def _fields(obj: OverrideSpec) -> Mapping[str, object]:
+    """The override's fields by name: a mapping as it is, an object (FamilyOverride) read member by member."""
     if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
+        return obj
+    spec: FamilyOverrideLike = obj
+    return {"name": spec.name, "unit": spec.unit, "scale": spec.scale, "description": spec.description,
+            "attributes": spec.attributes, "drop_attributes": spec.drop_attributes,
+            "rename_attributes": spec.rename_attributes, "drop": spec.drop}
 
 
-def validate_override(family: str, obj: Any, source: str) -> Override:
+def validate_override(family: str, obj: OverrideSpec, source: str) -> Override:
+    """Check one override field by field (a plain mapping carries any values) into an ``Override``."""
     where = f"source {source!r}, override for family {family!r}"
-    name = _field(obj, "name")
+    fields = _fields(obj)
+    name = fields.get("name")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise MappingError(f"{where}: 'name' must be a non-empty string; remove it to keep the mapped name")
-    unit = _field(obj, "unit")
+    unit = fields.get("unit")
     if unit is not None and not isinstance(unit, str):
         raise MappingError(f"{where}: 'unit' must be a UCUM string such as 's', 'By' or '1'")
-    scale = _field(obj, "scale")
+    scale = fields.get("scale")
     if scale is not None:
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
             raise MappingError(f"{where}: 'scale' must be a finite number greater than 0 (got {scale!r}); "
                                "e.g. 0.001 turns milliseconds into seconds")
         scale = float(scale)
-    description = _field(obj, "description")
-    attrs_in = _field(obj, "attributes") or {}
+    description = fields.get("description")
+    if description is not None and not isinstance(description, str):
+        raise MappingError(f"{where}: 'description' must be a string")
     attrs: list[tuple[str, AttrValue]] = []
-    for k, v in dict(attrs_in).items():
+    for k, v in _mapping(fields.get("attributes"), where, "attributes").items():
         if not isinstance(v, (str, int, float, bool)):
             raise MappingError(f"{where}: attribute {k!r} must be a string, number or boolean")
         attrs.append((str(k), v))
-    drop_attrs = frozenset(str(k) for k in (_field(obj, "drop_attributes") or ()))
-    rename = tuple((str(k), str(v)) for k, v in dict(_field(obj, "rename_attributes") or {}).items())
+    drop_in = fields.get("drop_attributes") or ()
+    if isinstance(drop_in, (str, bytes)) or not isinstance(drop_in, Iterable):
+        raise MappingError(f"{where}: 'drop_attributes' must be a list of attribute keys")
+    drop_attrs = frozenset(str(k) for k in drop_in)
+    rename = tuple((str(k), str(v)) for k, v in _mapping(fields.get("rename_attributes"), where,
+                                                          "rename_attributes").items())
     for old, new in rename:
         if not new:
             raise MappingError(f"{where}: rename_attributes maps {old!r} to an empty name")
     return Override(name=name, unit=unit, scale=scale, description=description, attributes=tuple(attrs),
-                    drop_attributes=drop_attrs, rename_attributes=rename, drop=bool(_field(obj, "drop")))
+                    drop_attributes=drop_attrs, rename_attributes=rename, drop=bool(fields.get("drop")))
+
+
+def _mapping(value: object, where: str, key: str) -> Mapping[object, object]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MappingError(f"{where}: {key!r} must be a mapping (key: value)")
+    return value
 
 
 # ─── label translation ───────────────────────────────────────────────────────────────────────
@@ -281,13 +308,14 @@ def _cached(func: Callable[[Labels], Attributes]) -> Callable[[Labels], Attribut
 class TableMapper:
     """One source's mapper: a table plus that source's overrides, users policy and caches."""
 
-    def __init__(self, table: Table, source: Any, default_service_name: str) -> None:
+    def __init__(self, table: Table, source: SourceLike, default_service_name: str) -> None:
         self.table = table
-        self.source_name = str(getattr(source, "name", "") or table.name)
-        users = getattr(source, "users", None) or "keep"
+        self.source_name = str(source.name or table.name)
+        # Checked again here: ``source`` may be any SourceLike, not only a validated SourceConfig.
+        users = source.users
         if users not in ("keep", "pseudonymize", "drop"):
             raise MappingError(f"source {self.source_name!r}: users must be keep, pseudonymize or drop (got {users!r})")
-        key = getattr(source, "pseudonymize_key", None)
+        key = source.pseudonymize_key
         if users == "pseudonymize" and not key:
             raise MappingError(f"source {self.source_name!r}: users: pseudonymize needs a secret pseudonymize_key "
                                "(e.g. pseudonymize_key: ${PROMOTEL_PSEUDONYMIZE_KEY}); keep it stable so "
@@ -297,12 +325,12 @@ class TableMapper:
                                            reveal(key).encode("utf-8") if key else None)
         # ``unmapped: drop`` means "only what the table lists"; a table with no rows (passthrough) lists
         # nothing, so there it would drop everything: passthrough always keeps.
-        self._keep_unmapped = not table.rows or (getattr(source, "unmapped", None) or "keep") != "drop"
-        service = getattr(source, "service_name", None) or default_service_name or self.source_name
+        self._keep_unmapped = not table.rows or source.unmapped != "drop"
+        service = source.service_name or default_service_name or self.source_name
         self.service_name = str(service)
 
         overrides: dict[str, Override] = {}
-        for fam, obj in dict(getattr(source, "overrides", None) or {}).items():
+        for fam, obj in source.overrides.items():
             ov = validate_override(str(fam), obj, self.source_name)
             for k in family_keys(str(fam)):
                 overrides.setdefault(k, ov)
@@ -321,7 +349,7 @@ class TableMapper:
                 self._rows.setdefault(k, bound)
         self._matched: dict[str, _Bound | None] = {}
         documented = {k for row in table.rows for k in family_keys(row.family)}
-        for fam in dict(getattr(source, "overrides", None) or {}):
+        for fam in source.overrides:
             matches_pattern = any(p.fullmatch(k) for k in family_keys(str(fam)) for p, _ in self._patterns)
             if table.rows and str(fam) not in documented and not matches_pattern:
                 log.warning("Source %s has an override for family %s, which mapping %s does not list; "
@@ -462,14 +490,16 @@ def _points(points: Iterable[Point]) -> tuple[Point, ...]:
 
 
 class TablePlugin:
-    """A mapping plugin defined by a table (what Baseten and SambaNova are)."""
+    """A mapping plugin defined by a table (what Baseten and SambaNova are), with its source's scrape policy."""
 
-    def __init__(self, table: Table, default_service_name: str) -> None:
+    def __init__(self, table: Table, default_service_name: str,
+                 scrape_policy: ScrapePolicy = DEFAULT_SCRAPE_POLICY) -> None:
         self.table = table
         self.name = table.name
         self.default_service_name = default_service_name
+        self.scrape_policy = scrape_policy
 
-    def bind(self, source: Any) -> TableMapper:
+    def bind(self, source: SourceLike) -> TableMapper:
         return TableMapper(self.table, source, self.default_service_name)
 
     def describe(self) -> list[RowDescription]:

@@ -12,12 +12,16 @@ Limits, all per source:
   a scrape open);
 * size: ``max_body_bytes`` applies to the bytes on the wire AND to the decompressed body, checked
   while streaming (a gzip bomb stops at the cap, a lying Content-Length fails early);
-* rate: a ``Retry-After`` from a 429/503 is honoured through ``next_allowed_at()``; for mapping
-  ``baseten`` a process-wide limiter keeps every (host, key) pair — one Baseten organization —
-  within 6 requests in any 60 s window, shared by all sources using that key.
+* rate: a ``Retry-After`` from a 429/503 is honoured through ``next_allowed_at()``; when the source's
+  mapping plugin declares a request budget (``ScrapePolicy.budget``; Baseten: 6 requests in any 60 s
+  per organization), a process-wide limiter keeps every (host, credential) pair within it, shared by
+  all sources using that credential on that host.
+
+The mapping's scrape policy also words the errors: the vendor's rate limit in 429 messages, how it
+expects credentials (``ScrapePolicy.auth_hint``) in 401/403 messages.
 
 State: the only state outside a Scraper is that limiter (``_BUDGETS``), a dict of recent request
-times per (host, key hash).
+times per (host, credential hash, budget).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from promotel.config.secrets import redact, redact_all, reveal
 from promotel.errors import ScrapeError
 from promotel.httpcommon import parse_retry_after, safe_url
 from promotel.httpcommon import ssl_context as build_ssl_context
+from promotel.mappings import RequestBudget, ScrapePolicy, mapping_scrape_policy
 
 __all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "build_ssl_context", "parse_retry_after"]
 
@@ -49,10 +54,6 @@ __all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "build_ssl_context
 ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
           "text/plain;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1")
 MAX_REDIRECTS = 5
-# A Retry-After beyond this is treated as this: a bad header must not silence a target for days.
-# Baseten: 6 requests per minute per organization (HTTP 429 beyond).
-BASETEN_REQUESTS = 6
-BASETEN_WINDOW = 60.0
 _CHUNK = 64 * 1024
 
 
@@ -87,16 +88,17 @@ class RateBudget:
         return at - now
 
 
-_BUDGETS: dict[tuple[str, str], RateBudget] = {}
+_BUDGETS: dict[tuple[str, str, int, float], RateBudget] = {}
 
 
-def _budget_for(host: str, key: str) -> RateBudget:
-    """The shared budget of one organization: one host:port and one credential."""
+def _budget_for(host: str, key: str, declared: RequestBudget) -> RateBudget:
+    """The shared budget of one account at the vendor (Baseten: an organization): one host:port and one
+    credential. Sources whose mappings declare different budgets for the same pair count separately."""
     # Keyed by a hash so the key itself is not kept in another place in memory longer than needed.
-    ident = (host.lower(), hashlib.sha256(key.encode()).hexdigest()[:16])
+    ident = (host.lower(), hashlib.sha256(key.encode()).hexdigest()[:16], declared.requests, declared.window)
     budget = _BUDGETS.get(ident)
     if budget is None:
-        budget = _BUDGETS[ident] = RateBudget(BASETEN_REQUESTS, BASETEN_WINDOW)
+        budget = _BUDGETS[ident] = RateBudget(declared.requests, declared.window)
     return budget
 
 
@@ -105,20 +107,25 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 
 
 class Scraper:
-    """Scrapes one source. Not safe for concurrent ``scrape()`` calls on one instance (one at a time)."""
+    """Scrapes one source. Not safe for concurrent ``scrape()`` calls on one instance (one at a time).
+
+    ``policy`` is the scrape policy of the source's mapping, looked up by name when not given (raises
+    MappingError for a mapping that is not installed)."""
 
     def __init__(self, source: SourceConfig, *, transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, policy: ScrapePolicy | None = None) -> None:
         self.source = source
+        self.policy = policy if policy is not None else mapping_scrape_policy(source.mapping)
         self._clock = clock
         self._not_before = 0.0
         self._secrets = self._secret_values()
         url = httpx.URL(source.url)
         self._has_credentials = source.auth is not None or bool(source.headers) or bool(url.password)
         self._budget: RateBudget | None = None
-        if source.mapping == "baseten":
+        if self.policy.budget is not None:
             port = url.port or (443 if url.scheme == "https" else 80)
-            self._budget = _budget_for(f"{url.host}:{port}", self._secrets[0] if self._secrets else "")
+            self._budget = _budget_for(f"{url.host}:{port}", self._secrets[0] if self._secrets else "",
+                                       self.policy.budget)
         try:
             verify: ssl.SSLContext = build_ssl_context(source.tls)
         except (OSError, ssl.SSLError) as exc:
@@ -170,6 +177,15 @@ class Scraper:
                 headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         return headers
 
+    def _credential(self) -> str:
+        """What the source authenticates with, in words (for messages)."""
+        auth = self.source.auth
+        if auth is not None and auth.api_key:
+            return "API key"
+        if auth is not None and auth.bearer_token:
+            return "bearer token"
+        return "credentials"
+
     def next_allowed_at(self) -> float:
         """Monotonic time before which a scrape would break a rate limit or a server's Retry-After."""
         at = self._not_before
@@ -194,9 +210,11 @@ class Scraper:
             wait = self._budget.reserve(self._clock(), self.source.interval)
             if wait is None:
                 retry = self._budget.next_free(self._clock()) - self._clock()
-                raise self._error(f"skipped to stay within Baseten's budget of {BASETEN_REQUESTS} requests per "
-                                  f"minute per organization (another source uses the same API key); the next "
-                                  f"request is allowed in {retry:.0f}s", "rate_limited", retry)
+                declared = self.policy.budget
+                assert declared is not None    # self._budget exists only for a declared budget
+                raise self._error(f"skipped to stay within {self.policy.vendor or self.source.mapping}'s budget "
+                                  f"of {declared.describe()} (another source uses the same {self._credential()}); "
+                                  f"the next request is allowed in {retry:.0f}s", "rate_limited", retry)
             if wait > 0:
                 await asyncio.sleep(wait)
         start = time.perf_counter()
@@ -253,23 +271,25 @@ class Scraper:
         where = safe_url(url)
         if status in (429, 503):
             retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if retry_after is None and status == 429 and self._budget is not None:
-                retry_after = BASETEN_WINDOW   # Baseten's budget is per minute: wait for the window to pass
+            if retry_after is None and status == 429 and self.policy.budget is not None:
+                retry_after = self.policy.budget.window   # a budget per window: wait for the window to pass
             if retry_after is not None:
                 self._not_before = max(self._not_before, self._clock() + retry_after)
             when = f"; retrying after {retry_after:g}s as the server asked" if retry_after is not None else ""
             if status == 429:
-                hint = (" Baseten allows 6 requests per minute per organization: use interval 60s and one "
-                        "bridge per organization" if self.source.mapping == "baseten" else
-                        " Raise the interval")
-                raise self._error(f"{where} answered HTTP 429 Too Many Requests{when}.{hint}", "rate_limited",
+                hint = self.policy.rate_limit_hint(self.source.mapping) or "Raise the interval"
+                raise self._error(f"{where} answered HTTP 429 Too Many Requests{when}. {hint}", "rate_limited",
                                   retry_after)
             raise self._error(f"{where} answered HTTP 503 Service Unavailable{when}", "http_status", retry_after)
         if status in (401, 403):
-            hint = ("check the API key; Baseten expects 'Authorization: Api-Key <key>' (auth.api_key)"
-                    if self.source.mapping == "baseten" or (self.source.auth and self.source.auth.api_key) else
-                    "check the credentials in 'auth' (api_key, bearer_token or basic)")
-            if self.source.auth is None and not self.source.headers:
+            auth = self.source.auth
+            if self.policy.auth_hint:
+                hint = f"check the {self._credential()}; {self.policy.auth_hint}"
+            elif auth is not None and auth.api_key:
+                hint = "check the API key; promotel sends it as 'Authorization: Api-Key <key>' (auth.api_key)"
+            else:
+                hint = "check the credentials in 'auth' (api_key, bearer_token or basic)"
+            if auth is None and not self.source.headers:
                 hint = "the target needs credentials: add 'auth' (api_key, bearer_token or basic) to the source"
             raise self._error(f"{where} answered HTTP {status} ({response.reason_phrase}); {hint}", "http_status")
         if status == 404:

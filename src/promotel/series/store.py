@@ -17,8 +17,7 @@ When the state is forgotten:
 
 So nothing outlives the scrape after its last sighting and the state is bounded by the live series,
 which ``max_series`` caps (new series beyond it are dropped and counted, one warning per scrape).
-``expire_after_scrapes`` is accepted for configuration compatibility and validated; with the
-vanish → marker → forget rule it cannot be reached (every entry expires after one missed scrape).
+(The config key ``expire_after_scrapes`` is deprecated for that reason: no series waits for a later scrape.)
 
 Start times (conversion.md, "Start times, resets and staleness"): ``_created`` when present; else
 the time the series was first seen; a reset — a counter value, or a histogram's/summary's count or
@@ -88,16 +87,11 @@ def _stale_point(kind: Kind, attrs: Attributes, start: int, time_ns: int) -> Poi
 class SeriesStore:
     """Start times, resets and staleness markers for the series of one target (see module docstring)."""
 
-    def __init__(self, target: str, *, max_series: int = 200_000, expire_after_scrapes: int = 5,
-                 honor_timestamps: bool = True) -> None:
+    def __init__(self, target: str, *, max_series: int = 200_000, honor_timestamps: bool = True) -> None:
         if max_series < 1:
             raise ValueError(f"max_series must be at least 1 for target {target}, got {max_series}.")
-        if expire_after_scrapes < 1:
-            raise ValueError(f"expire_after_scrapes must be at least 1 for target {target}, "
-                             f"got {expire_after_scrapes}.")
         self.target = target
         self.max_series = max_series
-        self.expire_after_scrapes = expire_after_scrapes
         self.honor_timestamps = honor_timestamps   # False: exposition timestamps are replaced by the scrape time
         self._metrics: dict[_MetricKey, _MetricState] = {}
         self._count = 0

@@ -15,6 +15,7 @@ the config (an invalid new config is logged and the old one keeps running).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import concurrent.futures
 import logging
@@ -22,7 +23,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from promotel.config import Config, SourceConfig
 from promotel.errors import ConfigError, ExpositionError, PromotelError, ScrapeError
@@ -173,7 +174,7 @@ class BridgeStats:
 class Bridge:
     """The whole running bridge for one config."""
 
-    def __init__(self, config: Any, *, shard: tuple[int, int] | None = None) -> None:
+    def __init__(self, config: Config, *, shard: tuple[int, int] | None = None) -> None:
         from promotel.export import build_pipelines
 
         self.config = config
@@ -214,7 +215,8 @@ class Bridge:
         for p in self.pipelines:
             p.submit(batch)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, object]:
+        """A JSON-ready snapshot for ``/status``."""
         return {
             "started": self.stats.started_unix,
             "targets": {
@@ -268,7 +270,7 @@ class Bridge:
         self._cpu.shutdown(wait=False, cancel_futures=True)
 
 
-def load(config_path: str | None, allow_insecure: bool = False) -> Any:
+def load(config_path: str | None, allow_insecure: bool = False) -> Config:
     from promotel.config import check_file_permissions, config_from_env, load_config
 
     if config_path:
@@ -331,7 +333,7 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
                      extra={"fields": {"sources": len(bridge.runners), "exporters": len(bridge.pipelines)}})
             round_stop = asyncio.Event()
             runner = asyncio.create_task(bridge.run(round_stop))
-            new_config = None
+            new_config: Config | None = None
             while new_config is None and not stop_all.is_set():
                 waiters = [asyncio.create_task(stop_all.wait()), asyncio.create_task(reload_requested.wait())]
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -353,6 +355,7 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
                                 "they stay in the spool when a state_dir is configured.")
                 await bridge.aclose()
                 return 0
+            assert new_config is not None      # the wait above ends with a new config unless stopping
             await bridge.flush(GRACE_S)
             await bridge.aclose()
             reloaded = True
@@ -377,7 +380,7 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
             telemetry.shutdown()
 
 
-def _warn_not_reloaded(old: Any, new: Any, health_at: str | None) -> None:
+def _warn_not_reloaded(old: Config, new: Config, health_at: str | None) -> None:
     """SIGHUP applies sources, exporters and resource attributes. The health server (once listening, at
     ``health_at``) and self-telemetry are set up once per process: say so when the new config changes them."""
     if health_at is not None and new.health != old.health:
@@ -387,7 +390,7 @@ def _warn_not_reloaded(old: Any, new: Any, health_at: str | None) -> None:
         log.warning("The reloaded config changes 'self_telemetry'; it applies when promotel restarts.")
 
 
-def cli_run(args: Any) -> int:
+def cli_run(args: argparse.Namespace) -> int:
     tune_gc()
     try:
         if args.once:

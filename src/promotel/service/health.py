@@ -18,10 +18,16 @@ import asyncio
 import json
 import logging
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from promotel.errors import ConfigError
+
+if TYPE_CHECKING:
+    from promotel.service.bridge import Bridge
+
+T = TypeVar("T")
 
 log = logging.getLogger("promotel.service.health")
 
@@ -38,23 +44,26 @@ def parse_listen(listen: str) -> tuple[str, int]:
 class HealthServer:
     def __init__(self, listen: str) -> None:
         self.host, self.port = parse_listen(listen)
-        self._bridge: Any = None
+        self._bridge: Bridge | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def attach(self, bridge: Any) -> None:
+    def attach(self, bridge: Bridge) -> None:
         """Serve this bridge's state (called again after a config reload)."""
         self._bridge = bridge
         self._loop = asyncio.get_running_loop()
 
-    def _on_loop(self, func: Any) -> Any:
+    def _on_loop(self, func: Callable[[Bridge], T]) -> T:
         loop = self._loop
         if loop is None or self._bridge is None:
             raise RuntimeError("not attached")
 
-        async def call() -> Any:
-            return func(self._bridge)
+        async def call() -> T:
+            bridge = self._bridge      # read on the loop: a reload may have attached another bridge
+            if bridge is None:
+                raise RuntimeError("not attached")
+            return func(bridge)
 
         return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=_LOOP_TIMEOUT_S)
 
@@ -91,7 +100,7 @@ class HealthServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         try:

@@ -21,50 +21,61 @@ target and exporter names come from the config, error kinds from a short fixed v
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import CallbackOptions, Observation
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter
+
+    from promotel.config import Config
+    from promotel.service.bridge import Bridge
+
+# (value, attributes) pairs read from the bridge for one instrument.
+Readings = list[tuple[float, dict[str, str]]]
 
 log = logging.getLogger("promotel.service.selftelemetry")
 
 
-def _num(value: Any) -> float:
+def _num(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 class SelfTelemetry:
-    def __init__(self, provider: Any, bridge: Any) -> None:
+    def __init__(self, provider: MeterProvider, bridge: Bridge) -> None:
         self.provider = provider
         self.bridge = bridge
 
-    def attach(self, bridge: Any) -> None:
+    def attach(self, bridge: Bridge) -> None:
         self.bridge = bridge
 
     # ── readers: each returns (value, attributes) pairs from the current bridge ──
-    def target_counter(self, what: str) -> list[tuple[float, dict[str, str]]]:
+    def target_counter(self, what: str) -> Readings:
         out = []
         for (target, key), n in list(self.bridge.stats.counters.items()):
             if key == what:
                 out.append((float(n), {"promotel.target": target}))
         return out
 
-    def scrape_errors(self) -> list[tuple[float, dict[str, str]]]:
+    def scrape_errors(self) -> Readings:
         out = []
         for (target, key), n in list(self.bridge.stats.counters.items()):
             if key.startswith("scrape_errors."):
                 out.append((float(n), {"promotel.target": target, "error.type": key.split(".", 1)[1]}))
         return out
 
-    def series(self) -> list[tuple[float, dict[str, str]]]:
+    def series(self) -> Readings:
         return [(float(st.series), {"promotel.target": t}) for t, st in list(self.bridge.stats.targets.items())]
 
-    def exporter_value(self, key: str) -> list[tuple[float, dict[str, str]]]:
+    def exporter_value(self, key: str) -> Readings:
         out = []
         for p in self.bridge.pipelines:
             status = p.status()
             out.append((_num(status.get(key, 0)), {"promotel.exporter": p.name}))
         return out
 
-    def exporter_by_kind(self, key: str) -> list[tuple[float, dict[str, str]]]:
+    def exporter_by_kind(self, key: str) -> Readings:
         out = []
         for p in self.bridge.pipelines:
             by_kind = p.status().get(key, {})
@@ -73,7 +84,7 @@ class SelfTelemetry:
                     out.append((_num(n), {"promotel.exporter": p.name, "error.type": str(kind)}))
         return out
 
-    def dropped(self) -> list[tuple[float, dict[str, str]]]:
+    def dropped(self) -> Readings:
         out = [(v, {**a, "reason": "mapping_or_cap"}) for v, a in self.target_counter("dropped_points")]
         for p in self.bridge.pipelines:
             by_reason = p.status().get("dropped", {})
@@ -89,16 +100,16 @@ class SelfTelemetry:
             log.warning("Shutting down self-telemetry failed: %s", exc)
 
 
-def _observations(pairs: Iterable[tuple[float, dict[str, str]]]) -> list[Any]:
+def _observations(pairs: Iterable[tuple[float, dict[str, str]]]) -> list[Observation]:
     from opentelemetry.metrics import Observation
 
     return [Observation(v, a) for v, a in pairs]
 
 
-def start_self_telemetry(config: Any, bridge: Any) -> SelfTelemetry | None:
+def start_self_telemetry(config: Config, bridge: Bridge) -> SelfTelemetry | None:
     """Start the SDK pipeline, or return None when disabled or when there is nowhere to send."""
-    st = getattr(config, "self_telemetry", None)
-    if st is not None and not st.enabled:
+    st = config.self_telemetry
+    if not st.enabled:
         return None
     target = _destination(config)
     if target is None:
@@ -129,7 +140,7 @@ def start_self_telemetry(config: Any, bridge: Any) -> SelfTelemetry | None:
             OTLPMetricExporter as GrpcExporter,
         )
 
-        exporter: Any = GrpcExporter(endpoint=url, headers=headers, insecure=url.startswith("http://"),
+        exporter: MetricExporter = GrpcExporter(endpoint=url, headers=headers, insecure=url.startswith("http://"),
                                      preferred_temporality=preferred)
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
@@ -137,14 +148,14 @@ def start_self_telemetry(config: Any, bridge: Any) -> SelfTelemetry | None:
         )
 
         exporter = HttpExporter(endpoint=url, headers=headers, preferred_temporality=preferred)
-    interval_ms = int(float(getattr(st, "interval", 60.0)) * 1000)
+    interval_ms = int(st.interval * 1000)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
     resource = Resource.create({"service.name": "promotel", "service.version": __version__})
     provider = MeterProvider(metric_readers=[reader], resource=resource)
     tel = SelfTelemetry(provider, bridge)
     meter = provider.get_meter("promotel", __version__)
 
-    def cb(fn: Any) -> Any:
+    def cb(fn: Callable[[], Readings]) -> list[Callable[[CallbackOptions], Iterable[Observation]]]:
         return [lambda _options: _observations(fn())]
 
     meter.create_observable_counter("promotel.scrapes", cb(lambda: tel.target_counter("scrapes")), "{scrape}",
@@ -175,14 +186,13 @@ def start_self_telemetry(config: Any, bridge: Any) -> SelfTelemetry | None:
     return tel
 
 
-def _destination(config: Any) -> tuple[str, str, dict[str, str], bool] | None:
+def _destination(config: Config) -> tuple[str, str, dict[str, str], bool] | None:
     """Where self-telemetry goes: ``self_telemetry.endpoint``, else the first exporter (with its auth)."""
-    st = getattr(config, "self_telemetry", None)
-    endpoint = getattr(st, "endpoint", None) if st is not None else None
+    endpoint = config.self_telemetry.endpoint
     if endpoint:
         protocol = "http/protobuf" if endpoint.rstrip("/").endswith("/v1/metrics") else "grpc"
         return endpoint, protocol, {}, False
-    exporters = list(getattr(config, "exporters", []))
+    exporters = config.exporters
     if not exporters:
         return None
     from promotel.export.presets import resolve_exporter
