@@ -11,9 +11,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from support.paths import REPO
 
 from promotel.cli import build_parser
+from support.paths import REPO
 
 DOCKERFILE = REPO / "deploy" / "container" / "Dockerfile"
 

@@ -10,10 +10,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from support.paths import REPO
 
 from promotel.cli import build_parser
 from promotel.scrape.shard import assign, shard_from_env
+from support.paths import REPO
 
 K8S = REPO / "deploy" / "kubernetes"
 COLLECTOR_DIR = REPO / "otel-collector"
