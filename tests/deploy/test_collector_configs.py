@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
+
 from support.collector import agent_path, free_port, wait_port
 from support.paths import REPO
 from support.sink import OTLPSink, attrs

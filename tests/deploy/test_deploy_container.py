@@ -4,18 +4,22 @@ starts promotel with a command line promotel accepts."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
-from support.paths import REPO
 
 from promotel.cli import build_parser
+from support.paths import REPO
 
 DOCKERFILE = REPO / "deploy" / "container" / "Dockerfile"
+CONTAINER_README = REPO / "deploy" / "container" / "README.md"
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -90,10 +94,25 @@ def test_runs_as_non_root(dockerfile: str) -> None:
     assert any(w == "RUN" and f"--uid {user}" in a for w, a in final)
 
 
+def final_env(dockerfile: str) -> dict[str, str]:
+    """The final stage's ENV variables (``ENV A=1 B=2`` form, as the Dockerfile writes them)."""
+    env: dict[str, str] = {}
+    for word, args in stages(dockerfile)[-1]:
+        if word == "ENV":
+            for item in shlex.split(args):
+                key, sep, value = item.partition("=")
+                assert sep, f"ENV {args}: write KEY=value"
+                env[key] = value
+    return env
+
+
+HEALTH_URL_VAR = "PROMOTEL_HEALTH_URL"
+
+
 def test_healthcheck_entrypoint_cmd_volume(dockerfile: str) -> None:
     final = {w: a for w, a in stages(dockerfile)[-1]}
     health = final["HEALTHCHECK"]
-    assert "/healthz" in health and '"python"' in health and "curl" not in health
+    assert '"python"' in health and "curl" not in health
     assert re.search(r"--timeout=\d+s", health) and re.search(r"--interval=\d+s", health)
     assert json.loads(final["ENTRYPOINT"]) == ["promotel"]
     cmd = json.loads(final["CMD"])
@@ -101,14 +120,38 @@ def test_healthcheck_entrypoint_cmd_volume(dockerfile: str) -> None:
     args = build_parser().parse_args(cmd)
     assert (args.command, args.config) == ("run", "/etc/promotel/promotel.yaml")
     assert final["VOLUME"] == "/var/lib/promotel"
-    assert "PROMOTEL_STATE_DIR=/var/lib/promotel" in final["ENV"]
+    assert final_env(dockerfile)["PROMOTEL_STATE_DIR"] == "/var/lib/promotel"
+
+
+def healthcheck_probe(dockerfile: str) -> str:
+    """The Python the HEALTHCHECK runs (its exec form is ``python -c CODE``)."""
+    health = {w: a for w, a in stages(dockerfile)[-1]}["HEALTHCHECK"]
+    exec_form = json.loads(health[health.index("CMD") + 3:].strip())
+    assert exec_form[:2] == ["python", "-c"] and len(exec_form) == 3
+    code: str = exec_form[2]
+    return code
+
+
+def test_healthcheck_url_follows_the_configuration(dockerfile: str) -> None:
+    """The probed URL is a variable with the documented listen address as default, not a literal."""
+    code = healthcheck_probe(dockerfile)
+    assert f"os.environ[{HEALTH_URL_VAR!r}]" in code
+    assert not re.search(r"https?://|127\.0\.0\.1|:\d{2,5}\b", code), f"a hard-coded address in {code!r}"
+    default = urlsplit(final_env(dockerfile)[HEALTH_URL_VAR])
+    assert (default.scheme, default.hostname, default.path) == ("http", "127.0.0.1", "/healthz")
+    exposed = {w: a for w, a in stages(dockerfile)[-1]}["EXPOSE"]
+    assert str(default.port) == exposed
+    # The README documents the variable, its default, and a health.listen on that port.
+    readme = CONTAINER_README.read_text()
+    assert f"`{HEALTH_URL_VAR}`" in readme and f"`{default.geturl()}`" in readme
+    listens = re.findall(r'health: \{listen: "([^"]+)"\}', readme)
+    assert listens and all(int(listen.rpartition(":")[2]) == default.port for listen in listens)
 
 
 def test_healthcheck_probe_follows_the_health_endpoint(dockerfile: str) -> None:
-    """Run the HEALTHCHECK's Python against a real server: exit 0 on 200, non-zero on 503 or no server."""
-    health = {w: a for w, a in stages(dockerfile)[-1]}["HEALTHCHECK"]
-    exec_form = json.loads(health[health.index("CMD") + 3:].strip())
-    assert exec_form[:2] == ["python", "-c"] and "127.0.0.1:8888/healthz" in exec_form[2]
+    """Run the HEALTHCHECK's Python against a real server: exit 0 on 200, non-zero on 503, on no server,
+    and without the variable (the URL comes from nowhere else)."""
+    probe = healthcheck_probe(dockerfile)
     answer = {"status": 200}
 
     class Handler(BaseHTTPRequestHandler):
@@ -123,20 +166,24 @@ def test_healthcheck_probe_follows_the_health_endpoint(dockerfile: str) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    probe = exec_form[2].replace("127.0.0.1:8888", f"127.0.0.1:{port}")
+    base_env = {k: v for k, v in os.environ.items() if k != HEALTH_URL_VAR}
 
-    def run() -> int:
-        return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=20,
+    def run(url: str | None) -> int:
+        env = base_env if url is None else {**base_env, HEALTH_URL_VAR: url}
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=20,
                               check=False).returncode
 
+    url = f"http://127.0.0.1:{port}/healthz"
     try:
-        assert run() == 0
+        assert run(url) == 0
+        assert run(None) != 0
+        assert run(f"http://127.0.0.1:{port}/elsewhere") != 0   # 404: the path is the variable's too
         answer["status"] = 503
-        assert run() != 0
+        assert run(url) != 0
     finally:
         server.shutdown()
         server.server_close()
-    assert run() != 0   # nothing listening
+    assert run(url) != 0   # nothing listening
 
 
 def test_dockerignore_keeps_the_context_small() -> None:

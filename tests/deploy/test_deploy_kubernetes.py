@@ -4,19 +4,24 @@ locked down, and carries promotel commands and configs that promotel itself acce
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import kubernetes_validate
 import pytest
 import yaml
-from support.paths import REPO
 
 from promotel.cli import build_parser
 from promotel.scrape.shard import assign, shard_from_env
+from support.paths import REPO
 
 K8S = REPO / "deploy" / "kubernetes"
 COLLECTOR_DIR = REPO / "otel-collector"
+# The documents that tell users to `kubectl apply -f` these folders.
+DOCS = [REPO / "README.md", K8S / "README.md"]
+NAMESPACE = "promotel"
+SECRET = "promotel-secrets"
 # The oldest Kubernetes the manifests target: 1.29 has native sidecars (initContainers with restartPolicy).
 K8S_VERSION = "1.29"
 COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.115.0"
@@ -82,12 +87,13 @@ def test_manifest_validates_against_kubernetes_schema(path: Path) -> None:
 
 
 def test_expected_objects() -> None:
+    # No Secret: the documented `kubectl create secret` makes it (test_documented_kubectl_steps).
     assert set(objects("sidecar")) == {
-        ("Deployment", "promotel"), ("ConfigMap", "promotel-config"), ("ConfigMap", "otelcol-config"),
-        ("Secret", "promotel-secrets")}
+        ("Namespace", NAMESPACE),
+        ("Deployment", "promotel"), ("ConfigMap", "promotel-config"), ("ConfigMap", "otelcol-config")}
     assert set(objects("scale-out")) == {
+        ("Namespace", NAMESPACE),
         ("StatefulSet", "promotel"), ("Service", "promotel"), ("ConfigMap", "promotel-config"),
-        ("Secret", "promotel-secrets"),
         ("ConfigMap", "otelcol-gateway-config"), ("Deployment", "otelcol-gateway"), ("Service", "otelcol-gateway"),
         ("ConfigMap", "otelcol-backend-config"), ("Deployment", "otelcol-backend"), ("Service", "otelcol-backend")}
 
@@ -160,8 +166,11 @@ def test_promotel_config_in_configmap(folder: str) -> None:
     obj = next(o for o in workloads(folder) if o["metadata"]["name"] == "promotel")
     provided = {e["name"] for e in container(obj, "promotel")["env"]}
     assert needed and needed <= provided
-    secret_keys = set(objects(folder)[("Secret", "promotel-secrets")]["stringData"])
-    assert needed <= secret_keys
+    # ... and the documented `kubectl create secret` puts each of them in the Secret
+    for doc in DOCS:
+        for step in documented_steps(doc):
+            if folder in step.applied_folders:
+                assert needed <= step.secret_keys, f"{doc.name}: the Secret lacks {sorted(needed - step.secret_keys)}"
 
 
 def test_sidecar_pod_pairs_promotel_with_a_pinned_collector() -> None:
@@ -230,3 +239,164 @@ def test_config_loads_with_promotel(tmp_path: Path) -> None:
         path.chmod(0o600)
         config = load_config(str(path), env={"BASETEN_API_KEY": "test-key"})
         assert [s.name for s in config.sources] == [s["name"] for s in promotel_config(folder)["sources"]]
+
+
+# ── the documented kubectl steps ────────────────────────────────────────────────────────────────────────
+
+def sh_blocks(doc: Path) -> list[str]:
+    return re.findall(r"^```sh\n(.*?)^```$", doc.read_text(), re.MULTILINE | re.DOTALL)
+
+
+def kubectl_commands(block: str) -> list[list[str]]:
+    """The kubectl commands of one sh block, in order (continuation lines joined, comments dropped)."""
+    joined = re.sub(r"\\\n", " ", block)
+    commands = []
+    for line in joined.splitlines():
+        argv = shlex.split(line, comments=True)
+        if argv and argv[0] == "kubectl":
+            commands.append(argv)
+    return commands
+
+
+def option(argv: list[str], *names: str) -> list[str]:
+    """Every value of the options ``names`` (``-f X``, ``-f=X``, ``--filename X``)."""
+    found = []
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                found.append(argv[i + 1])
+            elif arg.startswith(name + "="):
+                found.append(arg[len(name) + 1:])
+    return found
+
+
+_KUBECTL_OPTIONS_WITH_VALUE = {"-n", "--namespace", "-f", "--filename", "-o", "--output", "-l", "--selector"}
+
+
+def words(argv: list[str]) -> list[str]:
+    """The command words of a kubectl line, options and their values left out: ``create secret generic NAME``."""
+    out, skip = [], False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = arg in _KUBECTL_OPTIONS_WITH_VALUE
+        else:
+            out.append(arg)
+    return out
+
+
+def applied_documents(target: str, repo: Path) -> list[dict[str, Any]]:
+    path = repo / target
+    assert path.exists(), f"kubectl apply -f {target}: no such file or folder in the repository"
+    # kubectl reads a folder's .yaml, .yml and .json files
+    files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml", ".json")) if path.is_dir() else [path]
+    return [doc for f in files for doc in documents(f)]
+
+
+class Step(NamedTuple):
+    """What one documented sh block does, as far as these tests care."""
+    doc: str
+    applied_folders: frozenset[str]     # folder names under deploy/kubernetes applied as a whole
+    secret_keys: frozenset[str]         # keys of the `kubectl create secret generic promotel-secrets`
+
+
+def documented_steps(doc: Path, repo: Path = REPO) -> list[Step]:
+    """Walk each sh block's kubectl commands in order, asserting the order a fresh cluster needs:
+    the namespace exists before anything is created in it; the Secret is created (not applied from a
+    file) before the folder; no applied file holds a Secret with data."""
+    steps = []
+    for block in sh_blocks(doc):
+        commands = kubectl_commands(block)
+        if not commands:
+            continue
+        namespace_exists = False
+        secret_keys: set[str] = set()
+        folders: set[str] = set()
+        for argv in commands:
+            where = f"{doc.name}: {shlex.join(argv)}"
+            verb = words(argv)
+            if verb[:2] in (["create", "namespace"], ["create", "ns"]):
+                assert verb[2:] == [NAMESPACE], where
+                namespace_exists = True
+                continue
+            namespaced = option(argv, "-n", "--namespace")
+            if namespaced:
+                assert namespaced == [NAMESPACE], where
+                assert namespace_exists, f"{where}: runs in namespace {NAMESPACE!r} before a step creates it"
+            if verb[:1] == ["apply"]:
+                for target in option(argv, "-f", "--filename"):
+                    docs = applied_documents(target, repo)
+                    for d in docs:
+                        assert not (d["kind"] == "Secret" and (d.get("data") or d.get("stringData"))), \
+                            f"{where}: {target} holds Secret {d['metadata']['name']} with values; applying it " \
+                            "replaces the keys the user created"
+                    if any(d["kind"] == "Namespace" and d["metadata"]["name"] == NAMESPACE for d in docs):
+                        namespace_exists = True
+                    path = repo / target
+                    if path.is_dir():
+                        assert path.parent == repo / "deploy" / "kubernetes", where
+                        assert secret_keys, f"{where}: create the Secret before applying the folder"
+                        folders.add(path.name)
+            elif verb[:3] == ["create", "secret", "generic"]:
+                assert verb[3:] == [SECRET], where
+                literals = option(argv, "--from-literal")
+                assert literals, where
+                secret_keys |= {lit.partition("=")[0] for lit in literals}
+        steps.append(Step(doc.name, frozenset(folders), frozenset(secret_keys)))
+    return steps
+
+
+def test_documented_kubectl_steps() -> None:
+    applied: dict[str, set[str]] = {}
+    for doc in DOCS:
+        for step in documented_steps(doc):
+            for folder in step.applied_folders:
+                applied.setdefault(folder, set()).add(str(doc.relative_to(REPO)))
+                # Everything the folder's workloads read from the Secret is in the one the step creates.
+                for obj in workloads(folder):
+                    for c in all_containers(obj):
+                        for env in c.get("env", []):
+                            ref = env.get("valueFrom", {}).get("secretKeyRef")
+                            if ref:
+                                assert ref["name"] == SECRET, f"{folder}/{c['name']}"
+                                assert ref["key"] in step.secret_keys, \
+                                    f"{doc.name}: the Secret for {folder}/ lacks {ref['key']} ({c['name']} needs it)"
+    # Both folders are documented in both places, and this test walked each of those steps.
+    everywhere = {str(d.relative_to(REPO)) for d in DOCS}
+    assert applied == {"sidecar": everywhere, "scale-out": everywhere}
+
+
+@pytest.mark.parametrize("folder", ["sidecar", "scale-out"])
+def test_folder_holds_its_namespace_first_and_no_secret(folder: str) -> None:
+    files = sorted((K8S / folder).glob("*.yaml"))
+    kinds = [[d["kind"] for d in documents(f)] for f in files]
+    assert kinds[0] == ["Namespace"], f"{files[0].name}: kubectl applies a folder in name order, namespace first"
+    assert documents(files[0])[0]["metadata"]["name"] == NAMESPACE
+    assert not any("Secret" in k for k in kinds)
+    # namespaced objects carry no namespace of their own: `-n promotel` decides, as documented
+    for f in files[1:]:
+        for d in documents(f):
+            assert "namespace" not in d["metadata"], f"{folder}/{f.name}: {d['kind']} {d['metadata']['name']}"
+
+
+def test_the_doc_check_catches_a_placeholder_secret_and_a_late_namespace(tmp_path: Path) -> None:
+    # The walk above must be able to fail: the old sidecar steps (no namespace; a Secret in the folder),
+    # on a copy of the folder so the checkout is not touched.
+    folder = tmp_path / "deploy" / "kubernetes" / "sidecar"
+    folder.mkdir(parents=True)
+    (folder / "secret.yaml").write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: promotel-secrets}\n"
+                                        "stringData: {BASETEN_API_KEY: replace-me}\n")
+    doc = tmp_path / "doc.md"
+    steps = ("kubectl -n promotel create secret generic promotel-secrets --from-literal=BASETEN_API_KEY=…\n"
+             "kubectl -n promotel apply -f deploy/kubernetes/sidecar/\n")
+    doc.write_text(f"```sh\n{steps}```\n")
+    with pytest.raises(AssertionError, match="before a step creates it"):
+        documented_steps(doc, tmp_path)
+    doc.write_text(f"```sh\nkubectl create namespace promotel\n{steps}```\n")
+    with pytest.raises(AssertionError, match="replaces the keys"):
+        documented_steps(doc, tmp_path)
+    (folder / "secret.yaml").unlink()
+    (folder / "deployment.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    (step,) = documented_steps(doc, tmp_path)
+    assert step == Step("doc.md", frozenset({"sidecar"}), frozenset({"BASETEN_API_KEY"}))
