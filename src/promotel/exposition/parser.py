@@ -53,46 +53,44 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import re
 from collections.abc import Callable, Sequence
 from operator import itemgetter, methodcaller
-from typing import NamedTuple
 
 from promotel.errors import ExpositionError
+from promotel.exposition.tokens import (
+    BLANKS_RE,
+    EMPTY_LABELS,
+    METRIC_NAME_RE,
+    NEW_TUPLE,
+    OM_BODY_RE,
+    OM_SERIES_RE,
+    PAIR_FULL_RE,
+    PAIRS_RE,
+    PROM_BODY_RE,
+    PROM_SERIES_RE,
+    QUOTED_BODY_RE,
+    SPECIALS,
+    Dialect,
+    clip,
+    decode,
+    detect_dialect,
+    detect_format,
+    label_pairs,
+    labels_from_pairs,
+    num,
+    om_ts_ns,
+    parse_value,
+    prom_ts_ns,
+    series_slow,
+    show,
+    unescape,
+    unescape_prom_help,
+)
 from promotel.model import Exemplar, Labels, MetricFamily, Sample
 
 __all__ = ["ExpositionParser", "detect_format", "parse_exposition"]
 
-OPENMETRICS = "openmetrics"
-PROMETHEUS = "prometheus"
-
-_METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-# The body of a quoted string, without its quotes. Possessive repeats keep this linear and
-# free of backtracking state on a 10 MB value.
-_QUOTED_BODY = r'[^"\\]*+(?:\\.[^"\\]*+)*+'
-_QUOTED_BODY_RE = re.compile(_QUOTED_BODY, re.DOTALL)
-_PAIR = r'[a-zA-Z_][a-zA-Z0-9_]*="' + _QUOTED_BODY + '"'
-# The common series shapes, matched in one call: name, optional {pairs} with no blanks.
-_OM_SERIES_RE = re.compile(
-    r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:" + _PAIR + r"(?:," + _PAIR + r")*+)?)\})?", re.DOTALL)
-_PROM_SERIES_RE = re.compile(
-    r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:" + _PAIR + r"(?:," + _PAIR + r")*+,?)?)\})?", re.DOTALL)
-_PAIRS_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(' + _QUOTED_BODY + ')"', re.DOTALL)
-_PAIR_FULL_RE = _PAIRS_RE    # used with fullmatch on one "name=\"value\"" pair
-_OM_BODY_RE = re.compile(_PAIR + r"(?:," + _PAIR + r")*+", re.DOTALL)
-_PROM_BODY_RE = re.compile(_PAIR + r"(?:," + _PAIR + r")*+,?", re.DOTALL)
-_BLANKS_RE = re.compile(r"[ \t]+")       # Prometheus text separates tokens by blanks and tabs only
-_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
-_FLOAT_RE = re.compile(
-    r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:[iI][nN][fF](?:[iI][nN][iI][tT][yY])?)"
-    r"|[nN][aA][nN]")
-_OM_TS_RE = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?")
-# Spellings of the non-finite values both formats accept (Go's ParseFloat; OpenMetrics' ABNF is
-# case-insensitive). Python's float() also takes "+nan"/"-nan", which neither format allows.
-_SPECIALS = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan"})
 _INF = math.inf
-_NINF = -math.inf
 
 _PROM_TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram",
                "summary": "summary", "untyped": "unknown"}
@@ -114,157 +112,11 @@ _PROM_SUFFIXES = (
     ("_created", ("histogram", "summary", "counter")),
     ("_total", ("counter",)),
 )
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 _EXEMPLAR_MAX_CHARS = 128
 _MAX_VALUES = 100_000
 # Value texts → floats: small, because only few repeat (0, 1, bucket counts of idle series); a
 # larger cache filled up with one-off counter values and was no faster (measured on the Baseten bench).
 _MAX_VALUE_TEXTS = 4096
-_NEW_TUPLE = tuple.__new__
-
-
-# ─── small helpers ───────────────────────────────────────────────────────────────────────────
-
-
-def _show(text: str, pos: int) -> str:
-    """How an error message names the token at ``pos``: the character, or the end of the line."""
-    if pos >= len(text):
-        return "the end of the line"
-    ch = text[pos]
-    if ch == "'":
-        return '"\'"'
-    if ch.isprintable():
-        return f"'{ch}'"
-    return repr(ch)
-
-
-def _clip(text: str, limit: int = 40) -> str:
-    """A token for a message: at most ``limit`` characters, control characters escaped."""
-    short = text if len(text) <= limit else text[:limit] + "…"
-    return short if short.isprintable() else repr(short)[1:-1]
-
-
-def _num(x: float) -> str:
-    """A value as the formats spell it, for messages."""
-    if math.isnan(x):
-        return "NaN"
-    if x - x != 0.0:
-        return "+Inf" if x > 0 else "-Inf"
-    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
-
-
-def _unescape(raw: str) -> str:
-    """Label values, quoted names and OpenMetrics HELP: ``\\\\``, ``\\"``, ``\\n``; other
-    backslashes stay as they are (the conformance suite and Prometheus' scraper agree on this)."""
-    if "\\" not in raw:
-        return raw
-    return _ESCAPE_RE.sub(_unescape_one, raw)
-
-
-def _unescape_one(m: re.Match[str]) -> str:
-    ch = m.group(1)
-    if ch == "n":
-        return "\n"
-    if ch == "\\" or ch == '"':
-        return ch
-    return m.group(0)
-
-
-def _unescape_prom_help(raw: str) -> str:
-    """Prometheus text HELP escapes only ``\\\\`` and ``\\n``."""
-    if "\\" not in raw:
-        return raw
-    out: list[str] = []
-    i = 0
-    n = len(raw)
-    while i < n:
-        j = raw.find("\\", i)
-        if j < 0 or j == n - 1:
-            out.append(raw[i:])
-            break
-        out.append(raw[i:j])
-        ch = raw[j + 1]
-        out.append("\n" if ch == "n" else "\\" if ch == "\\" else raw[j:j + 2])
-        i = j + 2
-    return "".join(out)
-
-
-def _parse_value(tok: str) -> float | None:
-    """A sample value as both formats spell it, or None. Never via float() alone: it also takes
-    ``1_0``, surrounding whitespace, non-ASCII digits and ``+nan``."""
-    if _FLOAT_RE.fullmatch(tok) is None:
-        return None
-    return float(tok)
-
-
-def _fast_value(v: str) -> float | None:
-    """``_parse_value`` for the hot path: float() and cheap checks for what float() accepts but
-    the formats do not (underscores, whitespace, non-ASCII digits, odd NaN/Inf spellings)."""
-    try:
-        x = float(v)
-    except ValueError:
-        return None
-    if x - x != 0.0:                       # NaN or ±Inf
-        return x if v.lower() in _SPECIALS else None
-    if v.isascii() and v.isprintable() and "_" not in v:
-        return x
-    return None
-
-
-def _prom_ts_ns(tok: str) -> int | None:
-    """Prometheus text timestamp: an int64 of milliseconds (Go's ParseInt, base 10)."""
-    body = tok[1:] if tok[:1] in ("+", "-") else tok
-    if not body or len(body) > 19 or not (body.isascii() and body.isdigit()):
-        return None
-    ms = int(tok)
-    if ms < _INT64_MIN or ms > _INT64_MAX:
-        return None
-    return ms * 1_000_000
-
-
-def _om_ts_ns(tok: str) -> int | None:
-    """OpenMetrics timestamp: decimal seconds (fraction and exponent allowed) → exact integer ns,
-    truncated toward zero. Integer arithmetic on the digits, never a binary float."""
-    m = _OM_TS_RE.fullmatch(tok)
-    if m is None:
-        return None
-    sign, ip, fp, ex = m.groups()
-    fp = fp or ""
-    if not ip and not fp:
-        return None
-    if ex is not None and len(ex.lstrip("+-").lstrip("0")) > 4:
-        return None                      # an exponent beyond ±9999 is no timestamp
-    digits = (ip + fp).lstrip("0") or "0"
-    if len(digits) > 60:
-        return None
-    scale = 9 - len(fp) + (int(ex) if ex else 0)
-    mant = int(digits)
-    if scale >= 0:
-        if mant and len(digits) + scale > 80:
-            return None
-        ns = mant * int(10**scale)
-    else:
-        ns = 0 if -scale > len(digits) else mant // int(10 ** (-scale))
-    return -ns if sign == "-" else ns
-
-
-def _skip_blanks(line: str, i: int, blanks: bool) -> int:
-    """Prometheus text allows blanks and tabs between tokens; OpenMetrics does not."""
-    if blanks:
-        n = len(line)
-        while i < n and line[i] in " \t":
-            i += 1
-    return i
-
-
-def _quoted(line: str, i: int, what: str, lineno: int) -> tuple[str, int]:
-    """The quoted string opening at ``line[i]`` (unescaped) and the index after its closing quote."""
-    m = _QUOTED_BODY_RE.match(line, i + 1)
-    end = m.end() if m else i + 1
-    if end >= len(line) or line[end] != '"':
-        raise ExpositionError(f"unterminated {what}: missing the closing '\"'", lineno)
-    return _unescape(line[i + 1:end]), end + 1
 
 
 class _Family:
@@ -302,61 +154,6 @@ class _Family:
         return MetricFamily(self.name, self.type, self.help, self.unit or None, tuple(self.samples))
 
 
-class _Dialect(NamedTuple):
-    om: bool
-    quoted_names: bool
-
-
-# ─── format detection ────────────────────────────────────────────────────────────────────────
-
-
-def _dialect(content_type: str | None, text: str) -> _Dialect:
-    if content_type:
-        parts = [p.strip() for p in content_type.split(";")]
-        media = parts[0].lower()
-        params = {}
-        for p in parts[1:]:
-            k, _, v = p.partition("=")
-            params[k.strip().lower()] = v.strip().strip('"')
-        if media == "application/openmetrics-text":
-            return _Dialect(True, False)
-        if media == "text/plain":
-            # A missing version means the newest text format (1.0.0), which allows quoted names.
-            return _Dialect(False, not params.get("version", "").startswith("0."))
-    if _ends_with_eof(text):
-        return _Dialect(True, False)
-    return _Dialect(False, True)
-
-
-def _ends_with_eof(text: str) -> bool:
-    end = len(text)
-    if text.endswith("\n"):
-        end -= 1
-        if text.endswith("\r\n"):
-            end -= 1
-    start = text.rfind("\n", 0, end) + 1
-    return text[start:end] == "# EOF"
-
-
-def detect_format(content_type: str | None, text: str) -> str:
-    """``"openmetrics"`` or ``"prometheus"``: from the content type when it names a text format,
-    else OpenMetrics when the last line is ``# EOF``."""
-    return OPENMETRICS if _dialect(content_type, text).om else PROMETHEUS
-
-
-def _decode(data: bytes | str) -> str:
-    if isinstance(data, str):
-        return data
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ExpositionError(
-            f"invalid UTF-8 (byte 0x{data[exc.start]:02x} at column {col}); expositions must be "
-            "UTF-8 encoded", line) from exc
-
-
 # ─── the parser ──────────────────────────────────────────────────────────────────────────────
 
 
@@ -387,7 +184,7 @@ class ExpositionParser:
         self._names: dict[str, str] = {}
         self._last_pairs: dict[str, tuple[str, str]] = {}
         self._strings: dict[str, str] = {}
-        self._dialect: _Dialect | None = None
+        self._dialect: Dialect | None = None
         # Keyed by the labels' flat tuple, not the Labels: Labels equality ignores the order of the
         # pairs, and the group's labels are printed in errors in the order of the line at hand.
         self._group_memo: dict[tuple[tuple[str, ...], str], Labels] = {}
@@ -398,9 +195,9 @@ class ExpositionParser:
 
     def parse(self, data: bytes | str, content_type: str | None = None) -> list[MetricFamily]:
         """Parse one scrape. Raises ``ExpositionError`` (with the 1-based ``.line``) if invalid."""
-        text = _decode(data)
+        text = decode(data)
         del data            # a caller that hands over its only reference frees the bytes here
-        dialect = _dialect(content_type, text)
+        dialect = detect_dialect(content_type, text)
         if dialect != self._dialect:
             # The previous lines were validated under another dialect's syntax: forget them.
             self._prev_text = ""
@@ -451,14 +248,15 @@ class ExpositionParser:
         return s
 
     def _value(self, v: str) -> float | None:
-        """A strictly parsed value (see ``_fast_value``), remembered: bucket counts and small
-        integers repeat a lot."""
+        """``parse_value`` for the hot path, remembered (bucket counts and small integers repeat a lot):
+        float() and cheap checks for what float() accepts but the formats do not (underscores,
+        whitespace, non-ASCII digits, odd NaN/Inf spellings)."""
         try:
             x = float(v)
         except ValueError:
             return None
         if x - x != 0.0:                       # NaN or ±Inf
-            if v.lower() not in _SPECIALS:
+            if v.lower() not in SPECIALS:
                 return None
         elif not (v.isascii() and v.isprintable()) or "_" in v:
             return None
@@ -498,10 +296,10 @@ class ExpositionParser:
         if not head or head[-1] != "}":
             known = self._names.get(head)
             if known is None:
-                if _METRIC_NAME_RE.fullmatch(head) is None:
+                if METRIC_NAME_RE.fullmatch(head) is None:
                     return None
                 known = self._names[head] = self._intern(head)
-            entry = (known, _EMPTY)
+            entry = (known, EMPTY_LABELS)
         else:
             pre, comma, last = head.rpartition(",")
             ent = self._prefixes.get(pre) if comma else None
@@ -525,13 +323,13 @@ class ExpositionParser:
         pairs = self._last_pairs
         got = pairs.get(last)
         if got is None:
-            m = _PAIR_FULL_RE.fullmatch(last, 0, len(last) - 1)
+            m = PAIR_FULL_RE.fullmatch(last, 0, len(last) - 1)
             if m is None:
                 return None
             k, raw = m.groups()
             if k == "__name__":
                 return None
-            got = (self._intern(k), self._intern(_unescape(raw)))
+            got = (self._intern(k), self._intern(unescape(raw)))
             if len(pairs) >= self.max_cache_entries:
                 pairs.clear()
             pairs[last] = got
@@ -546,23 +344,23 @@ class ExpositionParser:
         name = head[:brace]
         known = self._names.get(name)
         if known is None:
-            if _METRIC_NAME_RE.fullmatch(name) is None:
+            if METRIC_NAME_RE.fullmatch(name) is None:
                 return None
             known = self._names[name] = self._intern(name)
         body = head[brace + 1:-1]
         bodies = self._bodies
         labels = bodies.get(body)
         if labels is None:
-            body_re = _OM_BODY_RE if self._dialect is not None and self._dialect.om else _PROM_BODY_RE
+            body_re = OM_BODY_RE if self._dialect is not None and self._dialect.om else PROM_BODY_RE
             if body and body_re.fullmatch(body) is None:
                 return None
-            pairs = _PAIRS_RE.findall(body)
+            pairs = PAIRS_RE.findall(body)
             flat_l: list[str] = []
             intern = self._strings.setdefault       # the size is checked once per parse
             for k, raw in pairs:
                 flat_l.append(intern(k, k))
                 if "\\" in raw:
-                    raw = _unescape(raw)
+                    raw = unescape(raw)
                 flat_l.append(intern(raw, raw))
             names = flat_l[0::2]
             if len(set(names)) != len(names) or "__name__" in names:
@@ -591,7 +389,7 @@ class ExpositionParser:
         n_prev = len(prev_got)
         shift = 0
         values = self._values
-        new = _NEW_TUPLE
+        new = NEW_TUPLE
         S = Sample
         careful_path = functools.partial(self._prom_sample_careful, quoted_names=quoted_names)
         fams: dict[str, _Family] = {}
@@ -625,7 +423,7 @@ class ExpositionParser:
                             if x is not None:
                                 s = new(S, (p[0], p[1], x, None, None))
                 if s is None:
-                    s = self._miss(line, idx, head, v, careful_path, _prom_ts_ns)
+                    s = self._miss(line, idx, head, v, careful_path, prom_ts_ns)
                     shift = self._shift
                 got[idx] = s
             name = s[0]
@@ -658,10 +456,10 @@ class ExpositionParser:
         if x is not None:
             p = self._moved(head, idx) if prev else None
             if p is not None:
-                return _NEW_TUPLE(Sample, (p[0], p[1], x, None, None))
+                return NEW_TUPLE(Sample, (p[0], p[1], x, None, None))
             ent = self._series_fast(head)
             if ent is not None:
-                return _NEW_TUPLE(Sample, (ent[0], ent[1], x, None, None))
+                return NEW_TUPLE(Sample, (ent[0], ent[1], x, None, None))
         s = self._timestamped_line(line, idx, timestamp)
         if s is None:
             s = careful(line, idx + 1)
@@ -685,7 +483,7 @@ class ExpositionParser:
         x = self._value(v)
         if x is None:
             return None
-        return _NEW_TUPLE(Sample, (ent[0], ent[1], x, ts, None))
+        return NEW_TUPLE(Sample, (ent[0], ent[1], x, ts, None))
 
     def _canonical(self, line: str, s: Sample) -> bool:
         """Whether a careful-path line is ``series SP value`` with nothing after the value, so that
@@ -784,22 +582,22 @@ class ExpositionParser:
                 raise ExpositionError(
                     f"quoted metric name in a {kw} line; quoted (UTF-8) names need the text format "
                     "version 1.0.0 (Content-Type: text/plain; version=1.0.0)", lineno)
-            m = _QUOTED_BODY_RE.match(rest, 1)
+            m = QUOTED_BODY_RE.match(rest, 1)
             end = m.end() if m else 1
             if end >= len(rest) or rest[end] != '"':
                 raise ExpositionError(f"unterminated quoted metric name in the {kw} line", lineno)
-            name = _unescape(rest[1:end])
+            name = unescape(rest[1:end])
             pos = end + 1
         else:
-            m = _METRIC_NAME_RE.match(rest)
+            m = METRIC_NAME_RE.match(rest)
             if m is None:
                 raise ExpositionError(
-                    f"expected a metric name after '# {kw}', found {_show(rest, 0)}", lineno)
+                    f"expected a metric name after '# {kw}', found {show(rest, 0)}", lineno)
             name = m.group(0)
             pos = m.end()
         if pos < len(rest) and rest[pos] not in " \t":
             raise ExpositionError(
-                f"invalid character {_show(rest, pos)} in the metric name of the {kw} line", lineno)
+                f"invalid character {show(rest, pos)} in the metric name of the {kw} line", lineno)
         tail = rest[pos:].lstrip(" \t")
         fam = fams.get(name)
         if fam is None:
@@ -810,10 +608,10 @@ class ExpositionParser:
                 raise ExpositionError(
                     f'second HELP line for "{name}" (the first is on line {fam.help_line}); '
                     "a metric may have only one", lineno)
-            fam.help = _unescape_prom_help(tail)
+            fam.help = unescape_prom_help(tail)
             fam.help_line = lineno
         else:
-            parts = _BLANKS_RE.split(tail) if tail else []
+            parts = BLANKS_RE.split(tail) if tail else []
             if len(parts) != 1:
                 raise ExpositionError(
                     f'TYPE line for "{name}" needs exactly one type after the name, found '
@@ -821,7 +619,7 @@ class ExpositionParser:
             typ = _PROM_TYPES.get(parts[0].lower())
             if typ is None:
                 raise ExpositionError(
-                    f'unknown type "{_clip(parts[0])}" for "{name}"; expected one of counter, gauge, '
+                    f'unknown type "{clip(parts[0])}" for "{name}"; expected one of counter, gauge, '
                     "histogram, summary, untyped", lineno)
             if fam.type_line:
                 raise ExpositionError(
@@ -841,28 +639,28 @@ class ExpositionParser:
         n = len(line)
         while start < n and line[start] in " \t":
             start += 1
-        m = _PROM_SERIES_RE.match(line, start)
+        m = PROM_SERIES_RE.match(line, start)
         if m is not None and m.group(2) is None and line[m.end():].lstrip(" \t")[:1] == "{":
             m = None                              # 'name {labels}': blanks before the labels
         if m is not None and m.end() < n and line[m.end()] in " \t":
             name = self._intern(m.group(1))
             body = m.group(2)
-            labels = self._labels_from_pairs(_PAIRS_RE.findall(body), lineno) if body else _EMPTY
+            labels = labels_from_pairs(PAIRS_RE.findall(body), lineno, self._intern) if body else EMPTY_LABELS
             end = m.end()
         else:
-            name, labels, end = self._series_slow(line, start, lineno, om=False,
+            name, labels, end = series_slow(line, start, lineno, self._intern, om=False,
                                                   quoted_names=quoted_names)
             name = self._intern(name)
         # The value and an optional timestamp, separated by blanks.
-        toks = _BLANKS_RE.split(line[end:].strip(" \t"))
+        toks = BLANKS_RE.split(line[end:].strip(" \t"))
         if toks == [""]:
             toks = []
         if not toks:
-            raise ExpositionError(f'missing value after the series "{_clip(line[:end])}"', lineno)
-        x = _parse_value(toks[0])
+            raise ExpositionError(f'missing value after the series "{clip(line[:end])}"', lineno)
+        x = parse_value(toks[0])
         if x is None:
             raise ExpositionError(
-                f'invalid value "{_clip(toks[0])}" for "{name}"; expected a number, NaN, +Inf or -Inf',
+                f'invalid value "{clip(toks[0])}" for "{name}"; expected a number, NaN, +Inf or -Inf',
                 lineno)
         ts: int | None = None
         if len(toks) > 1:
@@ -870,147 +668,16 @@ class ExpositionParser:
                 raise ExpositionError(
                     "exemplars are not part of the Prometheus text format; serve OpenMetrics "
                     "(application/openmetrics-text) to expose them", lineno)
-            ts = _prom_ts_ns(toks[1])
+            ts = prom_ts_ns(toks[1])
             if ts is None:
                 raise ExpositionError(
-                    f'invalid timestamp "{_clip(toks[1])}"; expected integer milliseconds since the epoch',
+                    f'invalid timestamp "{clip(toks[1])}"; expected integer milliseconds since the epoch',
                     lineno)
             if len(toks) > 2:
                 raise ExpositionError(
-                    f'unexpected "{_clip(toks[2])}" after the timestamp; a sample line is '
+                    f'unexpected "{clip(toks[2])}" after the timestamp; a sample line is '
                     "'name{labels} value [timestamp]'", lineno)
-        return _NEW_TUPLE(Sample, (name, labels, x, ts, None))
-
-    # ─── series tokenizing (shared) ────────────────────────────────────────────────────────
-
-    def _labels_from_pairs(self, pairs: list[tuple[str, str]], lineno: int) -> Labels:
-        intern = self._intern
-        flat: list[str] = []
-        for k, raw in pairs:
-            flat.append(intern(k))
-            flat.append(intern(_unescape(raw) if "\\" in raw else raw))
-        names = flat[0::2]
-        if len(set(names)) != len(names):
-            seen: set[str] = set()
-            for k in names:
-                if k in seen:
-                    raise ExpositionError(f'label "{k}" appears twice in one sample', lineno)
-                seen.add(k)
-        if "__name__" in names:
-            raise ExpositionError(
-                'label name "__name__" is reserved for the metric name; rename the label', lineno)
-        return Labels.from_flat(tuple(flat))
-
-    def _series_slow(self, line: str, pos: int, lineno: int, *, om: bool,
-                     quoted_names: bool) -> tuple[str, Labels, int]:
-        """Char-level tokenizer for series the regular expressions did not take: unusual but valid
-        spellings (blanks, quoted names) or errors, for which it names the offending token."""
-        n = len(line)
-        blanks = not om
-
-        def skip(i: int) -> int:
-            return _skip_blanks(line, i, blanks)
-
-        pairs: list[str] = []
-        name: str | None = None
-        if pos < n and line[pos] == "{":
-            if om or not quoted_names:
-                raise ExpositionError(
-                    "expected a metric name at the start of the line, found '{'"
-                    + ("" if om else "; quoted (UTF-8) names need the text format version 1.0.0"),
-                    lineno)
-            i = skip(pos + 1)
-            if i >= n or line[i] != '"':
-                raise ExpositionError(
-                    f"expected a quoted metric name after '{{', found {_show(line, i)}", lineno)
-            name, i = _quoted(line, i, "quoted metric name", lineno)
-            i = skip(i)
-            if i < n and line[i] == ",":
-                i = skip(i + 1)
-                i = self._label_pairs(line, i, lineno, om, quoted_names, pairs,
-                                      allow_empty_after_comma=True)
-            elif i >= n or line[i] != "}":
-                raise ExpositionError(
-                    f"expected ',' or '}}' after the quoted metric name, found {_show(line, i)}", lineno)
-            else:
-                i += 1
-        else:
-            m = _METRIC_NAME_RE.match(line, pos)
-            if m is None:
-                raise ExpositionError(
-                    f"expected a metric name at the start of the line, found {_show(line, pos)}", lineno)
-            name = m.group(0)
-            i = m.end()
-            j = skip(i)
-            if j < n and line[j] == "{":
-                i = self._label_pairs(line, skip(j + 1), lineno, om, quoted_names, pairs,
-                                      allow_empty_after_comma=False)
-            elif i < n and line[i] not in " \t":
-                raise ExpositionError(
-                    f'invalid character {_show(line, i)} in metric name "{_clip(name)}"', lineno)
-        intern = self._intern
-        flat = tuple(intern(s) for s in pairs)
-        names = flat[0::2]
-        seen: set[str] = set()
-        for k in names:
-            if k in seen:
-                raise ExpositionError(f'label "{k}" appears twice in one sample', lineno)
-            seen.add(k)
-        if "__name__" in seen:
-            raise ExpositionError(
-                'label name "__name__" is reserved for the metric name; rename the label', lineno)
-        return name, Labels.from_flat(flat), i
-
-    def _label_pairs(self, line: str, i: int, lineno: int, om: bool, quoted_names: bool,
-                     out: list[str], *, allow_empty_after_comma: bool) -> int:
-        """Parses ``name="value", …}`` from ``i`` (just after '{'); returns the index after '}'."""
-        n = len(line)
-        blanks = not om
-        after_comma = allow_empty_after_comma
-        first = True
-        while True:
-            if i < n and line[i] == "}":
-                if after_comma and om and not first:
-                    raise ExpositionError("unexpected '}' after ','; remove the trailing comma", lineno)
-                return int(i + 1)
-            if i >= n:
-                raise ExpositionError("unterminated label set: missing '}'", lineno)
-            if line[i] == '"' and not om and quoted_names:
-                lname, i = _quoted(line, i, "quoted label name", lineno)
-            else:
-                m = _LABEL_NAME_RE.match(line, i)
-                if m is None:
-                    if line[i] == ",":
-                        raise ExpositionError("unexpected ',' in the label set; expected a label name",
-                                              lineno)
-                    raise ExpositionError(f"expected a label name, found {_show(line, i)}", lineno)
-                lname = m.group(0)
-                i = m.end()
-            i = _skip_blanks(line, i, blanks)
-            if i >= n or line[i] != "=":
-                raise ExpositionError(
-                    f'expected \'=\' after label name "{_clip(lname)}", found {_show(line, i)}', lineno)
-            i = _skip_blanks(line, i + 1, blanks)
-            if i >= n or line[i] != '"':
-                raise ExpositionError(
-                    f'expected \'"\' to open the value of label "{_clip(lname)}", found {_show(line, i)}',
-                    lineno)
-            value, i = _quoted(line, i, f'value of label "{_clip(lname)}"', lineno)
-            out.append(lname)
-            out.append(value)
-            first = False
-            i = _skip_blanks(line, i, blanks)
-            if i < n and line[i] == ",":
-                i = _skip_blanks(line, i + 1, blanks)
-                after_comma = True
-                if i < n and line[i] == "}" and om:
-                    raise ExpositionError("unexpected '}' after ','; remove the trailing comma", lineno)
-                continue
-            if i < n and line[i] == "}":
-                return int(i + 1)
-            raise ExpositionError(
-                f'expected \',\' or \'}}\' after the value of label "{_clip(lname)}", found {_show(line, i)}',
-                lineno)
+        return NEW_TUPLE(Sample, (name, labels, x, ts, None))
 
     # ─── OpenMetrics ───────────────────────────────────────────────────────────────────────
 
@@ -1032,7 +699,7 @@ class ExpositionParser:
         n_prev = len(prev_got)
         shift = 0
         values = self._values
-        new = _NEW_TUPLE
+        new = NEW_TUPLE
         S = Sample
         out: list[MetricFamily] = []
         seen_names: set[str] = set()
@@ -1065,7 +732,7 @@ class ExpositionParser:
                             if x is not None:
                                 s = new(S, (p[0], p[1], x, None, None))
                 if s is None:
-                    s = self._miss(line, idx, head, v, self._om_sample_careful, _om_ts_ns)
+                    s = self._miss(line, idx, head, v, self._om_sample_careful, om_ts_ns)
                     shift = self._shift
                 got[idx] = s
             if s[0] not in allowed:
@@ -1098,15 +765,15 @@ class ExpositionParser:
         kw = parts[1]
         if kw not in ("HELP", "TYPE", "UNIT"):
             raise ExpositionError(
-                f"unknown metadata keyword \"{_clip(kw)}\"; expected HELP, TYPE or UNIT "
+                f"unknown metadata keyword \"{clip(kw)}\"; expected HELP, TYPE or UNIT "
                 "(OpenMetrics has no comments)", lineno)
         if len(parts) < 4:
             raise ExpositionError(
                 f"a {kw} line is '# {kw} <metric name> <text>' with a single space after the name",
                 lineno)
         name = parts[2]
-        if _METRIC_NAME_RE.fullmatch(name) is None:
-            raise ExpositionError(f'invalid metric name "{_clip(name)}" in the {kw} line', lineno)
+        if METRIC_NAME_RE.fullmatch(name) is None:
+            raise ExpositionError(f'invalid metric name "{clip(name)}" in the {kw} line', lineno)
         value = parts[3]
         if fam is None or fam.name != name:
             if fam is not None:
@@ -1121,7 +788,7 @@ class ExpositionParser:
             if fam.help_line:
                 raise ExpositionError(
                     f'second HELP line for "{name}" (the first is on line {fam.help_line})', lineno)
-            fam.help = _unescape(value)
+            fam.help = unescape(value)
             fam.help_line = lineno
         elif kw == "TYPE":
             if fam.type_line:
@@ -1129,7 +796,7 @@ class ExpositionParser:
                     f'second TYPE line for "{name}" (the first is on line {fam.type_line})', lineno)
             if value not in _OM_TYPES:
                 raise ExpositionError(
-                    f'unknown type "{_clip(value)}" for "{name}"; expected one of '
+                    f'unknown type "{clip(value)}" for "{name}"; expected one of '
                     + ", ".join(sorted(_OM_TYPES)), lineno)
             fam.type = value
             fam.type_line = lineno
@@ -1143,25 +810,25 @@ class ExpositionParser:
         return fam
 
     def _om_sample_careful(self, line: str, lineno: int) -> Sample:
-        m = _OM_SERIES_RE.match(line)
+        m = OM_SERIES_RE.match(line)
         if m is not None and m.end() < len(line) and line[m.end()] == " ":
             name = m.group(1)
             body = m.group(2)
-            labels = self._labels_from_pairs(_PAIRS_RE.findall(body), lineno) if body else _EMPTY
+            labels = labels_from_pairs(PAIRS_RE.findall(body), lineno, self._intern) if body else EMPTY_LABELS
             end = m.end()
         else:
-            name, labels, end = self._series_slow(line, 0, lineno, om=True, quoted_names=False)
+            name, labels, end = series_slow(line, 0, lineno, self._intern, om=True, quoted_names=False)
         name = self._intern(name)
         if end >= len(line) or line[end] != " ":
             raise ExpositionError(
-                f"expected a single space and the value after the series, found {_show(line, end)}",
+                f"expected a single space and the value after the series, found {show(line, end)}",
                 lineno)
         rest = line[end + 1:]
         vtok, sp, after = rest.partition(" ")
-        x = _parse_value(vtok)
+        x = parse_value(vtok)
         if x is None:
             raise ExpositionError(
-                f'invalid value "{_clip(vtok)}" for "{name}"; expected a number, NaN, +Inf or -Inf '
+                f'invalid value "{clip(vtok)}" for "{name}"; expected a number, NaN, +Inf or -Inf '
                 "with single spaces around it", lineno)
         ts: int | None = None
         exemplar: Exemplar | None = None
@@ -1170,26 +837,26 @@ class ExpositionParser:
                 ex_text = after
             else:
                 ttok, sp2, ex_text = after.partition(" ")
-                ts = _om_ts_ns(ttok)
+                ts = om_ts_ns(ttok)
                 if ts is None:
                     raise ExpositionError(
-                        f'invalid timestamp "{_clip(ttok)}"; expected seconds since the epoch '
+                        f'invalid timestamp "{clip(ttok)}"; expected seconds since the epoch '
                         "(a decimal number, no NaN or Inf), with no trailing space", lineno)
                 if sp2 and not ex_text.startswith("#"):
                     raise ExpositionError(
-                        f"unexpected {_show(ex_text, 0)} after the timestamp; only an exemplar "
+                        f"unexpected {show(ex_text, 0)} after the timestamp; only an exemplar "
                         "(' # {labels} value') may follow", lineno)
             if ex_text:
                 exemplar = self._om_exemplar(line, len(line) - len(ex_text), lineno)
-        return _NEW_TUPLE(Sample, (name, labels, x, ts, exemplar))
+        return NEW_TUPLE(Sample, (name, labels, x, ts, exemplar))
 
     def _om_exemplar(self, line: str, i: int, lineno: int) -> Exemplar:
         # line[i] == '#'; the exemplar is "# {labels} value [timestamp]".
         if line[i:i + 3] != "# {":
             raise ExpositionError("an exemplar is ' # {labels} value [timestamp]'; expected '# {' "
-                                  f"after the value, found \"{_clip(line[i:i + 3])}\"", lineno)
+                                  f"after the value, found \"{clip(line[i:i + 3])}\"", lineno)
         pairs: list[str] = []
-        j = self._label_pairs(line, i + 3, lineno, True, False, pairs,
+        j = label_pairs(line, i + 3, lineno, True, False, pairs,
                               allow_empty_after_comma=False)
         names = pairs[0::2]
         if len(set(names)) != len(names):
@@ -1201,22 +868,22 @@ class ExpositionParser:
         rest = line[j:]
         if not rest.startswith(" "):
             raise ExpositionError(
-                f"expected a space and the exemplar value after its labels, found {_show(line, j)}",
+                f"expected a space and the exemplar value after its labels, found {show(line, j)}",
                 lineno)
         toks = rest[1:].split(" ")
         if len(toks) > 2 or any(not t for t in toks):
             raise ExpositionError(
                 "an exemplar ends with 'value [timestamp]' separated by single spaces, with nothing "
                 "after", lineno)
-        x = _parse_value(toks[0])
+        x = parse_value(toks[0])
         if x is None:
-            raise ExpositionError(f'invalid exemplar value "{_clip(toks[0])}"', lineno)
+            raise ExpositionError(f'invalid exemplar value "{clip(toks[0])}"', lineno)
         ts: int | None = None
         if len(toks) == 2:
-            ts = _om_ts_ns(toks[1])
+            ts = om_ts_ns(toks[1])
             if ts is None:
                 raise ExpositionError(
-                    f'invalid exemplar timestamp "{_clip(toks[1])}"; expected seconds since the epoch',
+                    f'invalid exemplar timestamp "{clip(toks[1])}"; expected seconds since the epoch',
                     lineno)
         flat = tuple(self._intern(p) for p in pairs)
         return Exemplar(Labels.from_flat(flat), x, ts)
@@ -1236,8 +903,8 @@ class ExpositionParser:
         if fam.unit:
             if not name.endswith("_" + fam.unit):
                 raise ExpositionError(
-                    f'unit "{_clip(fam.unit)}" does not match the metric name "{name}"; the name must '
-                    f'end with "_{_clip(fam.unit)}"', fam.unit_line)
+                    f'unit "{clip(fam.unit)}" does not match the metric name "{name}"; the name must '
+                    f'end with "_{clip(fam.unit)}"', fam.unit_line)
             if typ in ("info", "stateset"):
                 raise ExpositionError(f"{'an' if typ == 'info' else 'a'} {typ} metric cannot have a unit; remove the UNIT line", fam.unit_line)
         if fam.samples:
@@ -1339,7 +1006,7 @@ class ExpositionParser:
                     if q is None:
                         return None
                     if q not in q_memo:
-                        qv = _parse_value(q)
+                        qv = parse_value(q)
                         if qv is None or not (0.0 <= qv <= 1.0):
                             return None
                         if len(q_memo) >= _MAX_VALUES:
@@ -1436,44 +1103,44 @@ class ExpositionParser:
                 le = labels.get("le")
                 if le is None or le == "NaN":
                     raise ExpositionError(f'histogram bucket "{sname}" needs an "le" label', lineno)
-                b = _parse_value(le)
+                b = parse_value(le)
                 if b is None or math.isnan(b) or (b - b != 0.0 and le not in ("+Inf", "-Inf")):
                     raise ExpositionError(
-                        f'invalid "le" label value "{_clip(le)}"; expected a number or "+Inf"', lineno)
+                        f'invalid "le" label value "{clip(le)}"; expected a number or "+Inf"', lineno)
                 if not value.is_integer() or value < 0:
                     raise ExpositionError(
-                        f'bucket value {_num(value)} of "{sname}" must be a non-negative integer', lineno)
+                        f'bucket value {num(value)} of "{sname}" must be a non-negative integer', lineno)
                 drop = "le"
             elif sfx in ("_count", "_gcount"):
                 if not value.is_integer() or value < 0:
                     raise ExpositionError(
-                        f'"{sname}" must be a non-negative integer, found {_num(value)}', lineno)
+                        f'"{sname}" must be a non-negative integer, found {num(value)}', lineno)
             elif sfx in ("_total", "_sum"):
                 if math.isnan(value) or value < 0:
                     raise ExpositionError(
-                        f'"{sname}" is a counter-like value and cannot be {_num(value)}', lineno)
+                        f'"{sname}" is a counter-like value and cannot be {num(value)}', lineno)
             elif sfx == "_gsum":
                 if math.isnan(value):
                     raise ExpositionError(f'"{sname}" cannot be NaN', lineno)
             elif typ == "summary" and sfx == "":
                 q = labels.get("quantile")
-                qv = _parse_value(q) if q is not None else None
+                qv = parse_value(q) if q is not None else None
                 if q is None or qv is None or not (0.0 <= qv <= 1.0):
                     raise ExpositionError(
                         f'summary quantile sample "{sname}" needs a "quantile" label between 0 and 1, '
                         f"found {q!r}", lineno)
                 if value < 0:
-                    raise ExpositionError(f"quantile values cannot be negative, found {_num(value)}", lineno)
+                    raise ExpositionError(f"quantile values cannot be negative, found {num(value)}", lineno)
                 drop = "quantile"
             elif typ == "stateset":
                 if name not in labels:
                     raise ExpositionError(
                         f'stateset sample needs a label named after the metric ("{name}")', lineno)
                 if value != 0.0 and value != 1.0:
-                    raise ExpositionError(f"stateset values must be 0 or 1, found {_num(value)}", lineno)
+                    raise ExpositionError(f"stateset values must be 0 or 1, found {num(value)}", lineno)
                 drop = name
             elif typ == "info" and value != 1.0:
-                raise ExpositionError(f"info values must be 1, found {_num(value)}", lineno)
+                raise ExpositionError(f"info values must be 1, found {num(value)}", lineno)
             if exemplar is not None and not ((is_hist and sfx == "_bucket")
                                              or (typ == "counter" and sfx == "_total")):
                 raise ExpositionError(
@@ -1516,8 +1183,8 @@ class ExpositionParser:
                 raise ExpositionError(f'histogram "{name}" is missing its le="+Inf" bucket', ln)
             if isinstance(count, float) and last_val != count:
                 raise ExpositionError(
-                    f'the _count of histogram "{name}" ({_num(count)}) differs from its +Inf bucket '
-                    f"({_num(last_val)})", ln)
+                    f'the _count of histogram "{name}" ({num(count)}) differs from its +Inf bucket '
+                    f"({num(last_val)})", ln)
             if has_sum and count is None:
                 raise ExpositionError(f'histogram "{name}" has a _sum but no _count', ln)
             if has_gsum and count is None:
@@ -1572,8 +1239,7 @@ class ExpositionParser:
             check(state)
 
 
-_EMPTY = Labels.from_flat(())
-EMPTY_GROUP = _EMPTY
+EMPTY_GROUP = EMPTY_LABELS
 
 # Value predicates as bound C methods, so ``map`` runs them without Python frames.
 _IS_INT = float.is_integer
@@ -1620,7 +1286,7 @@ def _le_bound(le: str) -> float | None:
     """A bucket's ``le`` as the reference accepts it (a number, ``+Inf`` or ``-Inf``; no NaN)."""
     if le == "NaN":
         return None
-    b = _parse_value(le)
+    b = parse_value(le)
     if b is None or math.isnan(b) or (b - b != 0.0 and le not in ("+Inf", "-Inf")):
         return None
     return b
