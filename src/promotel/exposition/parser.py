@@ -52,11 +52,16 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from operator import itemgetter, methodcaller
 
 from promotel.errors import ExpositionError
+from promotel.exposition.rules import (
+    OM_SUFFIXES,
+    FamilyBuilder,
+    FamilyRules,
+    Strictness,
+)
 from promotel.exposition.tokens import (
     BLANKS_RE,
     EMPTY_LABELS,
@@ -77,7 +82,6 @@ from promotel.exposition.tokens import (
     detect_format,
     label_pairs,
     labels_from_pairs,
-    num,
     om_ts_ns,
     parse_value,
     prom_ts_ns,
@@ -90,20 +94,11 @@ from promotel.model import Exemplar, Labels, MetricFamily, Sample
 
 __all__ = ["ExpositionParser", "detect_format", "parse_exposition"]
 
-_INF = math.inf
 
 _PROM_TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram",
                "summary": "summary", "untyped": "unknown"}
 _OM_TYPES = frozenset({"counter", "gauge", "histogram", "gaugehistogram", "summary", "info",
                        "stateset", "unknown"})
-# OpenMetrics: the sample-name suffixes each family type allows.
-_OM_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "counter": ("_total", "_created"),
-    "summary": ("", "_count", "_sum", "_created"),
-    "histogram": ("_count", "_sum", "_bucket", "_created"),
-    "gaugehistogram": ("_gcount", "_gsum", "_bucket"),
-    "info": ("_info",),
-}
 # Prometheus text: a sample named base+suffix belongs to the declared family ``base`` of these types.
 _PROM_SUFFIXES = (
     ("_bucket", ("histogram",)),
@@ -113,45 +108,9 @@ _PROM_SUFFIXES = (
     ("_total", ("counter",)),
 )
 _EXEMPLAR_MAX_CHARS = 128
-_MAX_VALUES = 100_000
 # Value texts → floats: small, because only few repeat (0, 1, bucket counts of idle series); a
 # larger cache filled up with one-off counter values and was no faster (measured on the Baseten bench).
 _MAX_VALUE_TEXTS = 4096
-
-
-class _Family:
-    """A family being built. ``first_line`` is the line of its first sample (OpenMetrics keeps a
-    family's samples on consecutive lines, so sample i is on line ``first_line + i``)."""
-
-    __slots__ = (
-        "allowed",
-        "declared",
-        "first_line",
-        "help",
-        "help_line",
-        "name",
-        "samples",
-        "type",
-        "type_line",
-        "unit",
-        "unit_line",
-    )
-
-    def __init__(self, name: str, typ: str) -> None:
-        self.name = name
-        self.type = typ
-        self.help: str | None = None
-        self.unit: str | None = None
-        self.samples: list[Sample] = []
-        self.allowed: dict[str, str] = {}
-        self.first_line = 0
-        self.type_line = 0
-        self.help_line = 0
-        self.unit_line = 0
-        self.declared = False
-
-    def freeze(self) -> MetricFamily:
-        return MetricFamily(self.name, self.type, self.help, self.unit or None, tuple(self.samples))
 
 
 # ─── the parser ──────────────────────────────────────────────────────────────────────────────
@@ -185,13 +144,8 @@ class ExpositionParser:
         self._last_pairs: dict[str, tuple[str, str]] = {}
         self._strings: dict[str, str] = {}
         self._dialect: Dialect | None = None
-        # Keyed by the labels' flat tuple, not the Labels: Labels equality ignores the order of the
-        # pairs, and the group's labels are printed in errors in the order of the line at hand.
-        self._group_memo: dict[tuple[tuple[str, ...], str], Labels] = {}
         self._values: dict[str, float] = {}     # value text → float, only strictly valid ones
-        self._plans: dict[str, _Plan] = {}      # OpenMetrics family name → its checked structure
-        self._le_memo: dict[str, float] = {}    # valid bucket bounds
-        self._q_memo: dict[str, float] = {}     # valid quantiles
+        self._rules = FamilyRules(Strictness.STRICT, self.max_cache_entries)   # OpenMetrics family rules
 
     def parse(self, data: bytes | str, content_type: str | None = None) -> list[MetricFamily]:
         """Parse one scrape. Raises ``ExpositionError`` (with the 1-based ``.line``) if invalid."""
@@ -203,7 +157,7 @@ class ExpositionParser:
             self._prev_text = ""
             self._prev_got = []
             self._careful = set()
-            self._plans = {}
+            self._rules.forget()
             self._dialect = dialect
         if len(self._strings) >= self.max_cache_entries:
             self._strings = {}
@@ -392,7 +346,7 @@ class ExpositionParser:
         new = NEW_TUPLE
         S = Sample
         careful_path = functools.partial(self._prom_sample_careful, quoted_names=quoted_names)
-        fams: dict[str, _Family] = {}
+        fams: dict[str, FamilyBuilder] = {}
         resolved: dict[str, list[Sample]] = {}
         last_name: str | None = None
         last_list: list[Sample] = []
@@ -545,7 +499,7 @@ class ExpositionParser:
         heads = map(itemgetter(0), map(methodcaller("rpartition", " "), self._prev_lines))
         return dict(zip(map(hash, heads), itertools.count()))
 
-    def _prom_resolve(self, name: str, fams: dict[str, _Family]) -> _Family:
+    def _prom_resolve(self, name: str, fams: dict[str, FamilyBuilder]) -> FamilyBuilder:
         fam = fams.get(name)
         if fam is not None and fam.declared:
             return fam
@@ -555,11 +509,11 @@ class ExpositionParser:
                 if base is not None and base.declared and base.type in types:
                     return base
         if fam is None:
-            fam = _Family(name, "unknown")
+            fam = FamilyBuilder(name, "unknown")
             fams[name] = fam
         return fam
 
-    def _prom_meta_or_blank(self, line: str, lineno: int, fams: dict[str, _Family],
+    def _prom_meta_or_blank(self, line: str, lineno: int, fams: dict[str, FamilyBuilder],
                             quoted_names: bool) -> bool:
         """Handles a blank, comment, HELP or TYPE line; False when the line is a sample."""
         s = line.strip(" \t")
@@ -601,7 +555,7 @@ class ExpositionParser:
         tail = rest[pos:].lstrip(" \t")
         fam = fams.get(name)
         if fam is None:
-            fam = _Family(name, "unknown")
+            fam = FamilyBuilder(name, "unknown")
             fams[name] = fam
         if kw == "HELP":
             if fam.help_line:
@@ -703,7 +657,7 @@ class ExpositionParser:
         S = Sample
         out: list[MetricFamily] = []
         seen_names: set[str] = set()
-        fam: _Family | None = None
+        fam: FamilyBuilder | None = None
         allowed: dict[str, str] = {}
         samples: list[Sample] = []
         for idx, s in enumerate(got):
@@ -738,8 +692,9 @@ class ExpositionParser:
             if s[0] not in allowed:
                 # A sample the current family does not own starts a family of type unknown.
                 if fam is not None:
-                    self._om_finish(fam, out, seen_names)
-                fam = _Family(s[0], "unknown")
+                    self._rules.finish(fam, seen_names)
+                    out.append(fam.freeze())
+                fam = FamilyBuilder(s[0], "unknown")
                 fam.allowed = allowed = {s[0]: ""}
                 samples = fam.samples
             if not samples:
@@ -747,12 +702,13 @@ class ExpositionParser:
                 fam.first_line = idx + 1
             samples.append(s)
         if fam is not None:
-            self._om_finish(fam, out, seen_names)
+            self._rules.finish(fam, seen_names)
+            out.append(fam.freeze())
         self._keep(lines, got)
         return out
 
-    def _om_meta(self, line: str, lineno: int, fam: _Family | None, out: list[MetricFamily],
-                 seen_names: set[str]) -> _Family:
+    def _om_meta(self, line: str, lineno: int, fam: FamilyBuilder | None, out: list[MetricFamily],
+                 seen_names: set[str]) -> FamilyBuilder:
         if not line:
             raise ExpositionError("blank line; OpenMetrics does not allow empty lines", lineno)
         if line == "# EOF":
@@ -777,8 +733,9 @@ class ExpositionParser:
         value = parts[3]
         if fam is None or fam.name != name:
             if fam is not None:
-                self._om_finish(fam, out, seen_names)
-            fam = _Family(name, "unknown")
+                self._rules.finish(fam, seen_names)
+                out.append(fam.freeze())
+            fam = FamilyBuilder(name, "unknown")
             fam.allowed = {name: ""}
         elif fam.samples:
             raise ExpositionError(
@@ -800,7 +757,7 @@ class ExpositionParser:
                     + ", ".join(sorted(_OM_TYPES)), lineno)
             fam.type = value
             fam.type_line = lineno
-            fam.allowed = {name + sfx: sfx for sfx in _OM_SUFFIXES.get(value, ("",))}
+            fam.allowed = {name + sfx: sfx for sfx in OM_SUFFIXES.get(value, ("",))}
         else:
             if fam.unit_line:
                 raise ExpositionError(
@@ -888,505 +845,6 @@ class ExpositionParser:
         flat = tuple(self._intern(p) for p in pairs)
         return Exemplar(Labels.from_flat(flat), x, ts)
 
-    # ─── OpenMetrics family rules ──────────────────────────────────────────────────────────
-
-    def _om_finish(self, fam: _Family, out: list[MetricFamily], seen_names: set[str]) -> None:
-        name = fam.name
-        typ = fam.type
-        line = fam.first_line or fam.type_line or fam.help_line or fam.unit_line
-        for sfx in set(_OM_SUFFIXES.get(typ, ()) + ("",)):
-            if name + sfx in seen_names:
-                raise ExpositionError(
-                    f'the name "{name + sfx}" is used by two metric families; families must not '
-                    "repeat or overlap (samples of one family must be consecutive)", line)
-            seen_names.add(name + sfx)
-        if fam.unit:
-            if not name.endswith("_" + fam.unit):
-                raise ExpositionError(
-                    f'unit "{clip(fam.unit)}" does not match the metric name "{name}"; the name must '
-                    f'end with "_{clip(fam.unit)}"', fam.unit_line)
-            if typ in ("info", "stateset"):
-                raise ExpositionError(f"{'an' if typ == 'info' else 'a'} {typ} metric cannot have a unit; remove the UNIT line", fam.unit_line)
-        if fam.samples:
-            self._om_check(fam)
-        out.append(fam.freeze())
-
-    # The family rules run in two ways that must agree (see the module docstring): the reference
-    # ``_om_check_samples`` (with ``_om_check_histogram``) walks the samples in order and raises the
-    # error of the first offending line; ``_om_check`` runs the structural rules once per family
-    # structure (``_om_plan``) and the value rules per scrape (``_Plan.values_ok``), and hands
-    # anything they do not accept to the reference.
-
-    def _om_check(self, fam: _Family) -> None:
-        samples = fam.samples
-        n = len(samples)
-        names, labs, vals, tss, exs = zip(*samples)
-        if tss.count(None) != n:
-            # Timestamps add per-sample ordering rules; the reference handles them.
-            self._om_check_samples(fam)
-            return
-        plans = self._plans
-        plan = plans.get(fam.name)
-        if plan is None or plan.type != fam.type or plan.names != names or plan.labels != labs:
-            plan = self._om_plan(fam, names, labs)
-            if plan is None:
-                self._om_check_samples(fam)           # raises the structural error
-                return
-            if self.max_cache_entries:
-                if len(plans) >= self.max_cache_entries:
-                    plans.clear()
-                plans[fam.name] = plan
-        if (exs.count(None) == n or plan.exemplars_ok(exs)) and plan.values_ok(vals):
-            return
-        self._om_check_samples(fam)                   # raises the value error
-
-    def _om_plan(self, fam: _Family, names: tuple[str, ...], labs: tuple[Labels, ...]) -> _Plan | None:
-        """The structure of a family's samples, checked, or None if a structural rule fails (the
-        reference then names it). Mirrors ``_om_check_samples``/``_om_check_histogram`` for samples
-        without timestamps."""
-        typ = fam.type
-        name = fam.name
-        n = len(names)
-        sfxs = tuple(map(fam.allowed.__getitem__, names))
-        is_hist = typ in ("histogram", "gaugehistogram")
-        plan = _Plan(typ, names, labs, sfxs,
-                     ("_bucket",) if is_hist else ("_total",) if typ == "counter" else ())
-        if typ == "info":
-            # One group (no labels dropped, no timestamps): only the values are checked.
-            plan.set_checks(one=range(n))
-            return plan
-        nonneg_int: list[int] = []     # bucket, _count, _gcount: non-negative integers
-        nonneg: list[int] = []         # _total, _sum (and _gsum without negative buckets): >= 0, not NaN
-        not_nan: list[int] = []        # _gsum with negative buckets
-        not_neg: list[int] = []        # summary quantiles: not < 0 (NaN allowed)
-        zero_one: list[int] = []       # stateset states
-        cum_a: list[int] = []          # bucket i-1, bucket i of one group: cumulative
-        cum_b: list[int] = []
-        inf_b: list[int] = []          # the +Inf bucket and the _count of one group: equal
-        inf_c: list[int] = []
-        le_memo = self._le_memo
-        q_memo = self._q_memo
-        seen: set[frozenset[tuple[str, str]]] = set()
-        prev_key: tuple[str, ...] | None = None
-        # The histogram state of the current group (the reference's ``state`` list).
-        last_le: float | None = None
-        last_b = -1
-        count = -1
-        has_sum = has_gsum = neg_b = False
-        gsums: list[int] = []
-        started = False
-        b = 0.0
-        for i in range(n):
-            sfx = sfxs[i]
-            fl = labs[i].flat
-            key = fl
-            if sfx == "_bucket":
-                if len(fl) >= 2 and fl[-2] == "le":
-                    le = fl[-1]
-                    key = fl[:-2]
-                else:
-                    got_le = labs[i].get("le")
-                    if got_le is None:
-                        return None
-                    le = got_le
-                    key = _without(fl, "le")
-                got_b = le_memo.get(le)
-                if got_b is None:
-                    got_b = _le_bound(le)
-                    if got_b is None:
-                        return None
-                    if len(le_memo) >= _MAX_VALUES:
-                        le_memo.clear()
-                    le_memo[le] = got_b
-                b = got_b
-                nonneg_int.append(i)
-            elif sfx == "":
-                if typ == "summary":
-                    q = labs[i].get("quantile")
-                    if q is None:
-                        return None
-                    if q not in q_memo:
-                        qv = parse_value(q)
-                        if qv is None or not (0.0 <= qv <= 1.0):
-                            return None
-                        if len(q_memo) >= _MAX_VALUES:
-                            q_memo.clear()
-                        q_memo[q] = qv
-                    key = _without(fl, "quantile")
-                    not_neg.append(i)
-                elif typ == "stateset":
-                    if name not in labs[i]:
-                        return None
-                    key = _without(fl, name)
-                    zero_one.append(i)
-            elif sfx == "_count" or sfx == "_gcount":
-                nonneg_int.append(i)
-            elif sfx == "_total" or sfx == "_sum":
-                nonneg.append(i)
-            if key != prev_key:
-                # A new group, unless it is another order of the same pairs (label names are
-                # unique, so with the names in the same order, other values are another group).
-                if (prev_key is None or len(key) != len(prev_key) or key[0::2] == prev_key[0::2]
-                        or _pair_set(key) != _pair_set(prev_key)):
-                    g = _pair_set(key)
-                    if g in seen:
-                        return None                   # the group is not consecutive
-                    seen.add(g)
-                    if is_hist:
-                        if started and not _hist_group_ok(last_le, count, has_sum, has_gsum, neg_b):
-                            return None
-                        if started:
-                            if count >= 0:
-                                inf_b.append(last_b)
-                                inf_c.append(count)
-                            (not_nan if neg_b else nonneg).extend(gsums)
-                        started = True
-                        last_le = None
-                        last_b = count = -1
-                        has_sum = has_gsum = neg_b = False
-                        gsums = []
-                prev_key = key
-            if is_hist:
-                if sfx == "_bucket":
-                    if b < 0:
-                        neg_b = True
-                    if last_le is not None and b <= last_le:
-                        return None                   # buckets out of "le" order
-                    if last_b >= 0:
-                        cum_a.append(last_b)
-                        cum_b.append(i)
-                    last_le = b
-                    last_b = i
-                elif sfx == "_count" or sfx == "_gcount":
-                    count = i
-                elif sfx == "_sum":
-                    has_sum = True
-                elif sfx == "_gsum":
-                    has_gsum = True
-                    gsums.append(i)
-        if is_hist and started:
-            if not _hist_group_ok(last_le, count, has_sum, has_gsum, neg_b):
-                return None
-            if count >= 0:
-                inf_b.append(last_b)
-                inf_c.append(count)
-            (not_nan if neg_b else nonneg).extend(gsums)
-        plan.set_checks(nonneg_int=nonneg_int, nonneg=nonneg, not_nan=not_nan, not_neg=not_neg,
-                        zero_one=zero_one, cum=(cum_a, cum_b), equal=(inf_b, inf_c))
-        return plan
-
-    def _group(self, labels: Labels, drop: str) -> Labels:
-        key = (labels.flat, drop)
-        g = self._group_memo.get(key)
-        if g is None:
-            g = labels.without(drop) if drop else labels
-            if len(self._group_memo) >= self.max_cache_entries:
-                self._group_memo.clear()
-            self._group_memo[key] = g
-        return g
-
-    def _om_check_samples(self, fam: _Family) -> None:
-        name = fam.name
-        typ = fam.type
-        allowed = fam.allowed
-        line0 = fam.first_line
-        is_hist = typ in ("histogram", "gaugehistogram")
-        group: Labels | None = None
-        group_ts: int | None = None
-        seen_groups: set[Labels] = set()
-        for idx, s in enumerate(fam.samples):
-            lineno = line0 + idx
-            sname, labels, value, ts, exemplar = s
-            sfx = allowed[sname]
-            drop = ""
-            if sfx == "_bucket":
-                le = labels.get("le")
-                if le is None or le == "NaN":
-                    raise ExpositionError(f'histogram bucket "{sname}" needs an "le" label', lineno)
-                b = parse_value(le)
-                if b is None or math.isnan(b) or (b - b != 0.0 and le not in ("+Inf", "-Inf")):
-                    raise ExpositionError(
-                        f'invalid "le" label value "{clip(le)}"; expected a number or "+Inf"', lineno)
-                if not value.is_integer() or value < 0:
-                    raise ExpositionError(
-                        f'bucket value {num(value)} of "{sname}" must be a non-negative integer', lineno)
-                drop = "le"
-            elif sfx in ("_count", "_gcount"):
-                if not value.is_integer() or value < 0:
-                    raise ExpositionError(
-                        f'"{sname}" must be a non-negative integer, found {num(value)}', lineno)
-            elif sfx in ("_total", "_sum"):
-                if math.isnan(value) or value < 0:
-                    raise ExpositionError(
-                        f'"{sname}" is a counter-like value and cannot be {num(value)}', lineno)
-            elif sfx == "_gsum":
-                if math.isnan(value):
-                    raise ExpositionError(f'"{sname}" cannot be NaN', lineno)
-            elif typ == "summary" and sfx == "":
-                q = labels.get("quantile")
-                qv = parse_value(q) if q is not None else None
-                if q is None or qv is None or not (0.0 <= qv <= 1.0):
-                    raise ExpositionError(
-                        f'summary quantile sample "{sname}" needs a "quantile" label between 0 and 1, '
-                        f"found {q!r}", lineno)
-                if value < 0:
-                    raise ExpositionError(f"quantile values cannot be negative, found {num(value)}", lineno)
-                drop = "quantile"
-            elif typ == "stateset":
-                if name not in labels:
-                    raise ExpositionError(
-                        f'stateset sample needs a label named after the metric ("{name}")', lineno)
-                if value != 0.0 and value != 1.0:
-                    raise ExpositionError(f"stateset values must be 0 or 1, found {num(value)}", lineno)
-                drop = name
-            elif typ == "info" and value != 1.0:
-                raise ExpositionError(f"info values must be 1, found {num(value)}", lineno)
-            if exemplar is not None and not ((is_hist and sfx == "_bucket")
-                                             or (typ == "counter" and sfx == "_total")):
-                raise ExpositionError(
-                    "only counter _total samples and histogram buckets can have exemplars", lineno)
-            # Grouping: the samples of one series group (labels without le/quantile/state) must be
-            # consecutive, with timestamps on all or none of them, never going backwards.
-            g = EMPTY_GROUP if typ == "info" else self._group(labels, drop)
-            if g is group or g == group:
-                if (ts is None) != (group_ts is None):
-                    raise ExpositionError(
-                        "some samples of this series group have a timestamp and some do not", lineno)
-                if ts is not None and group_ts is not None and ts < group_ts and typ != "info":
-                    raise ExpositionError("timestamps go backwards within a series group", lineno)
-            else:
-                if g in seen_groups:
-                    raise ExpositionError(
-                        f'samples of "{name}" with labels {dict(g.pairs())!r} are not consecutive; '
-                        "all samples of a series group must be together", lineno)
-                seen_groups.add(g)
-            group = g
-            group_ts = ts
-        if is_hist:
-            self._om_check_histogram(fam)
-
-    def _om_check_histogram(self, fam: _Family) -> None:
-        """Per series group (and timestamp): buckets ascending and cumulative, a +Inf bucket equal to
-        _count, _sum/_count together, no _sum with negative buckets (OpenMetrics 1.0)."""
-        allowed = fam.allowed
-        name = fam.name
-        line0 = fam.first_line
-        state: list[object] | None = None
-        # state: [group, ts, last_le, last_value, count, has_sum, has_gsum, neg_buckets, neg_gsum, line]
-        cur_group: Labels | None = None
-        cur_ts: int | None = None
-
-        def check(st: list[object]) -> None:
-            last_le, last_val, count, has_sum, has_gsum, neg_b, neg_gsum, ln = st[2:]
-            assert isinstance(ln, int) and isinstance(last_val, float)
-            if last_le != _INF:
-                raise ExpositionError(f'histogram "{name}" is missing its le="+Inf" bucket', ln)
-            if isinstance(count, float) and last_val != count:
-                raise ExpositionError(
-                    f'the _count of histogram "{name}" ({num(count)}) differs from its +Inf bucket '
-                    f"({num(last_val)})", ln)
-            if has_sum and count is None:
-                raise ExpositionError(f'histogram "{name}" has a _sum but no _count', ln)
-            if has_gsum and count is None:
-                raise ExpositionError(f'gauge histogram "{name}" has a _gsum but no _gcount', ln)
-            if count is not None and not (has_sum or has_gsum):
-                raise ExpositionError(f'histogram "{name}" has a _count/_gcount but no _sum/_gsum', ln)
-            if neg_b and has_sum:
-                raise ExpositionError(
-                    f'histogram "{name}" has negative buckets, so it cannot have a _sum', ln)
-            if neg_gsum and not neg_b:
-                raise ExpositionError(
-                    f'gauge histogram "{name}" has a negative _gsum but no negative buckets', ln)
-
-        for idx, s in enumerate(fam.samples):
-            sfx = allowed[s[0]]
-            labels = s[1]
-            g = self._group(labels, "le") if sfx == "_bucket" else self._group(labels, "")
-            ts = s[3]
-            if state is None or not (g is cur_group or g == cur_group) or ts != cur_ts:
-                if state is not None:
-                    check(state)
-                state = [g, ts, None, 0.0, None, False, False, False, False, line0 + idx]
-            cur_group = g
-            cur_ts = ts
-            state[9] = line0 + idx
-            v = s[2]
-            if sfx == "_bucket":
-                b = float(labels["le"])
-                if b < 0:
-                    state[7] = True
-                last = state[2]
-                if last is not None and isinstance(last, float) and b <= last:
-                    raise ExpositionError(
-                        f'buckets of histogram "{name}" are not in increasing "le" order', line0 + idx)
-                prev = state[3]
-                assert isinstance(prev, float)
-                if v < prev:
-                    raise ExpositionError(
-                        f'bucket counts of histogram "{name}" decrease; buckets are cumulative',
-                        line0 + idx)
-                state[2] = b
-                state[3] = v
-            elif sfx in ("_count", "_gcount"):
-                state[4] = v
-            elif sfx == "_sum":
-                state[5] = True
-            elif sfx == "_gsum":
-                state[6] = True
-                if v < 0:
-                    state[8] = True
-        if state is not None:
-            check(state)
-
-
-EMPTY_GROUP = EMPTY_LABELS
-
-# Value predicates as bound C methods, so ``map`` runs them without Python frames.
-_IS_INT = float.is_integer
-_ZERO_LE = (0.0).__le__           # 0 <= v: False for negatives and NaN
-_ZERO_GT = (0.0).__gt__           # 0 > v: True for negatives only
-_ONE_EQ = (1.0).__eq__
-_ZERO_ONE = frozenset((0.0, 1.0)).__contains__
-_FLOAT_LE = float.__le__
-_Picker = Callable[[tuple[float, ...]], tuple[float, ...]]
-
-
-def _picker(idx: Sequence[int], n: int) -> _Picker | None:
-    """A C-level function picking the values at ``idx`` (as a tuple) out of a family's values."""
-    if not idx:
-        return None
-    if len(idx) == n:
-        return _identity                  # idx covers every sample, in order
-    if len(idx) == 1:
-        only = idx[0]
-        return lambda vals: (vals[only],)
-    got: _Picker = itemgetter(*idx)
-    return got
-
-
-def _identity(vals: tuple[float, ...]) -> tuple[float, ...]:
-    return vals
-
-
-def _without(flat: tuple[str, ...], key: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for i in range(0, len(flat), 2):
-        if flat[i] != key:
-            out.append(flat[i])
-            out.append(flat[i + 1])
-    return tuple(out)
-
-
-def _pair_set(flat: tuple[str, ...]) -> frozenset[tuple[str, str]]:
-    """A label set as a value that ignores order (what ``Labels`` equality compares)."""
-    return frozenset(zip(flat[0::2], flat[1::2]))
-
-
-def _le_bound(le: str) -> float | None:
-    """A bucket's ``le`` as the reference accepts it (a number, ``+Inf`` or ``-Inf``; no NaN)."""
-    if le == "NaN":
-        return None
-    b = parse_value(le)
-    if b is None or math.isnan(b) or (b - b != 0.0 and le not in ("+Inf", "-Inf")):
-        return None
-    return b
-
-
-def _hist_group_ok(last_le: float | None, count: int, has_sum: bool, has_gsum: bool,
-                   neg_b: bool) -> bool:
-    """The structural part of the reference's end-of-group histogram check."""
-    if last_le != _INF:
-        return False
-    if (has_sum or has_gsum) and count < 0:
-        return False
-    if count >= 0 and not (has_sum or has_gsum):
-        return False
-    return not (neg_b and has_sum)
-
-
-class _Plan:
-    """A family's structure that passed the structural rules, and the value checks it implies.
-
-    Valid for a later scrape whose family has the same type, sample names and labels (compared
-    as tuples: the cached strings and ``Labels`` are the same objects, so this is a pointer walk)
-    and no timestamps."""
-
-    __slots__ = ("cum", "equal", "ex_sfx", "labels", "names", "nonneg", "nonneg_int", "not_nan",
-                 "not_neg", "one", "sfxs", "type", "zero_one")
-
-    def __init__(self, typ: str, names: tuple[str, ...], labels: tuple[Labels, ...],
-                 sfxs: tuple[str, ...], ex_sfx: tuple[str, ...]) -> None:
-        self.type = typ
-        self.names = names
-        self.labels = labels
-        self.sfxs = sfxs
-        self.ex_sfx = ex_sfx
-        self.nonneg_int: _Picker | None = None
-        self.nonneg: _Picker | None = None
-        self.not_nan: _Picker | None = None
-        self.not_neg: _Picker | None = None
-        self.zero_one: _Picker | None = None
-        self.one: _Picker | None = None
-        self.cum: tuple[_Picker, _Picker] | None = None
-        self.equal: tuple[_Picker, _Picker] | None = None
-
-    def set_checks(self, *, nonneg_int: Sequence[int] = (), nonneg: Sequence[int] = (),
-                   not_nan: Sequence[int] = (), not_neg: Sequence[int] = (),
-                   zero_one: Sequence[int] = (), one: Sequence[int] = (),
-                   cum: tuple[Sequence[int], Sequence[int]] = ((), ()),
-                   equal: tuple[Sequence[int], Sequence[int]] = ((), ())) -> None:
-        n = len(self.names)
-        self.nonneg_int = _picker(nonneg_int, n)
-        self.nonneg = _picker(nonneg, n)
-        self.not_nan = _picker(not_nan, n)
-        self.not_neg = _picker(not_neg, n)
-        self.zero_one = _picker(zero_one, n)
-        self.one = _picker(one, n)
-        a, b = _picker(cum[0], n), _picker(cum[1], n)
-        self.cum = (a, b) if a is not None and b is not None else None
-        a, b = _picker(equal[0], n), _picker(equal[1], n)
-        self.equal = (a, b) if a is not None and b is not None else None
-
-    def values_ok(self, vals: tuple[float, ...]) -> bool:
-        """The reference's value rules, for this structure. Values are always ``float``."""
-        pick = self.nonneg_int
-        if pick is not None:
-            v = pick(vals)
-            if not all(map(_IS_INT, v)) or any(map(_ZERO_GT, v)):
-                return False
-        pick = self.nonneg
-        if pick is not None and not all(map(_ZERO_LE, pick(vals))):
-            return False
-        pick = self.not_nan
-        if pick is not None:
-            v = pick(vals)
-            if not all(map(float.__eq__, v, v)):
-                return False
-        pick = self.not_neg
-        if pick is not None and any(map(_ZERO_GT, pick(vals))):
-            return False
-        pick = self.zero_one
-        if pick is not None and not all(map(_ZERO_ONE, pick(vals))):
-            return False
-        pick = self.one
-        if pick is not None and not all(map(_ONE_EQ, pick(vals))):
-            return False
-        if self.cum is not None:
-            a, b = self.cum
-            if not all(map(_FLOAT_LE, a(vals), b(vals))):
-                return False
-        if self.equal is not None:
-            # Both sides passed the integer check above, so no NaN: tuple equality is exact.
-            a, b = self.equal
-            if a(vals) != b(vals):
-                return False
-        return True
-
-    def exemplars_ok(self, exs: tuple[Exemplar | None, ...]) -> bool:
-        """Only counter ``_total`` samples and histogram buckets may carry exemplars."""
-        sfxs = self.sfxs
-        ok = self.ex_sfx
-        return all(sfxs[i] in ok for i, e in enumerate(exs) if e is not None)
 
 
 def parse_exposition(data: bytes | str, content_type: str | None = None) -> list[MetricFamily]:
