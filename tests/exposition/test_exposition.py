@@ -264,7 +264,7 @@ def test_cache_bound_evicts_and_stays_correct() -> None:
     for _ in range(3):
         text = target.render("prometheus")
         assert comparable(parser.parse(text)) == comparable(parse_exposition(text))
-        assert not parser._prev_got and not parser._prev_text and not parser._bodies and not parser._prefixes
+        assert not parser._rescrape._prev_got and not parser._rescrape._prev_text and not parser._rescrape._bodies and not parser._rescrape._prefixes
         target.advance()
     assert comparable(ExpositionParser(max_cache_entries=0).parse(text)) == comparable(parse_exposition(text))
 

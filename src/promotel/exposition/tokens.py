@@ -161,7 +161,7 @@ def unescape_prom_help(raw: str) -> str:
 def parse_value(tok: str) -> float | None:
     """A sample value as both formats spell it, or None. Never via float() alone: it also takes
     ``1_0``, surrounding whitespace, non-ASCII digits and ``+nan``. (The hot path's equivalent,
-    with cheaper checks, is ``Rescrape.value``.)"""
+    with cheaper checks, is ``Rescrape._value``.)"""
     if _FLOAT_RE.fullmatch(tok) is None:
         return None
     return float(tok)
