@@ -1,6 +1,6 @@
-"""OpenMetrics family rules on cached structure (``_Plan``): a scrape whose families have the
+"""OpenMetrics family rules on cached structure (``Plan``): a scrape whose families have the
 structure of an earlier scrape is checked by value-only rules; it must accept and reject exactly
-what the reference per-sample pass (``_om_check_samples``) accepts and rejects, with the same
+what the reference per-sample pass (``FamilyRules.check_samples``) accepts and rejects, with the same
 error message and line."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from support.paths import CONFORMANCE, conformance_cases
 
 from promotel.errors import ExpositionError
-from promotel.exposition.parser import ExpositionParser, _Family
+from promotel.exposition import ExpositionParser
+from promotel.exposition.rules import FamilyBuilder, FamilyRules
 from promotel.model import MetricFamily
 
 OM = "application/openmetrics-text; version=1.0.0"
@@ -23,11 +24,19 @@ SUITE = CONFORMANCE
 CASES = conformance_cases()
 
 
+class ReferenceRules(FamilyRules):
+    """The family rules run only by the reference per-sample pass."""
+
+    def check(self, fam: FamilyBuilder) -> None:
+        self.check_samples(fam)
+
+
 class ReferenceParser(ExpositionParser):
     """The parser with the family rules run only by the reference per-sample pass."""
 
-    def _om_check(self, fam: _Family) -> None:
-        self._om_check_samples(fam)
+    def __init__(self) -> None:
+        super().__init__()
+        self._rules = ReferenceRules()
 
 
 def outcome(parser: ExpositionParser, text: str | bytes) -> object:
@@ -101,11 +110,11 @@ def test_the_template_is_valid_and_its_plans_are_reused() -> None:
     first = outcome(parser, hist())
     assert outcome(ReferenceParser(), hist()) == first
     assert not isinstance(first, tuple)
-    plans = dict(parser._plans)
+    plans = dict(parser._rules._plans)
     assert set(plans) == {"h", "g", "p", "s", "c", "st", "i"}
     second = hist(b2="3", count="3", total="8", gsum="-1")
     assert outcome(parser, second) == outcome(ReferenceParser(), second)
-    assert all(parser._plans[name] is plan for name, plan in plans.items())
+    assert all(parser._rules._plans[name] is plan for name, plan in plans.items())
 
 
 @pytest.mark.parametrize(("changes", "message"), [

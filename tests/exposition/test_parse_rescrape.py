@@ -116,7 +116,7 @@ def test_quoted_names_take_the_careful_path_then_the_positional_one() -> None:
     parser = ExpositionParser()
     first = '{"my.metric",a="b"} 1\n{"my.metric",a="c"} 2\n'
     same_as_fresh(parser, first, PROM1)
-    assert parser._careful == set()            # canonical lines: trusted by position next time
+    assert parser._rescrape._careful == set()            # canonical lines: trusted by position next time
     same_as_fresh(parser, first.replace("} 1", "} 9"), PROM1)
 
 
@@ -129,7 +129,7 @@ def test_hash_collisions_in_the_index_are_caught_by_the_text() -> None:
             return 0
 
     parser = ExpositionParser()
-    parser._prev_index = lambda: Colliding()     # type: ignore[method-assign]
+    parser._rescrape._prev_index = lambda: Colliding()     # type: ignore[method-assign]
     old = [f'm{{i="{i}"}}' for i in range(10)]
     same_as_fresh(parser, exposition(old, {}), PROM)
     new = ['m{i="x"}'] + old[4:]
@@ -141,9 +141,9 @@ def test_parser_keeps_no_per_series_text_between_scrapes() -> None:
     text = exposition([f'm{{i="{i}"}}' for i in range(100)], {})
     parser.parse(text, PROM)
     parser.parse(text.replace(" 1\n", " 2\n"), PROM)
-    assert len(parser._prev_got) == 101 and parser._prev_text.startswith("# TYPE m gauge\nm{i=\"0\"} 2\n")
-    assert not parser._prev_lines
-    assert not parser._bodies and not parser._prefixes and parser._index is None
+    assert len(parser._rescrape._prev_got) == 101 and parser._rescrape._prev_text.startswith("# TYPE m gauge\nm{i=\"0\"} 2\n")
+    assert not parser._rescrape._prev_lines
+    assert not parser._rescrape._bodies and not parser._rescrape._prefixes and parser._rescrape._index is None
 
 
 # ─── random re-scrapes against a fresh parse ─────────────────────────────────────────────────
@@ -246,7 +246,8 @@ def test_cache_bound_evicts_and_stays_correct() -> None:
     for _ in range(3):
         text = target.render("prometheus")
         assert comparable(parser.parse(text)) == comparable(parse_exposition(text))
-        assert not parser._prev_got and not parser._prev_text and not parser._bodies and not parser._prefixes
+        assert not parser._rescrape._prev_got and not parser._rescrape._prev_text and not parser._rescrape._bodies \
+            and not parser._rescrape._prefixes
         target.advance()
     assert comparable(ExpositionParser(max_cache_entries=0).parse(text)) == comparable(parse_exposition(text))
 
