@@ -403,7 +403,7 @@ class _Inflater:
     "trailing garbage" and ignores it; Prometheus fails the scrape, and so does promotel.
 
     deflate (RFC 9110: the zlib format of RFC 1950) has a single stream; bytes after its end are an error
-    as well. zlib checks each member's CRC-32 and length.
+    as well. zlib checks each gzip member's CRC-32 and length, and the deflate stream's Adler-32.
     """
 
     def __init__(self, encoding: str, cap: int, where: str) -> None:
@@ -423,7 +423,7 @@ class _Inflater:
             if self._decoder.eof:           # the member (or zlib stream) is complete and more data follows
                 if not self._gzip:
                     raise _BodyError(f"the deflate body from {self._where} goes on after the end of its zlib "
-                                     f"stream (with {data[:16]!r}); fix the target's compression", "format")
+                                     f"stream (starting {data[:16]!r}); fix the target's compression", "format")
                 self._member += 1
                 self._head = b""
                 self._decoder = zlib.decompressobj(self._wbits)
@@ -466,8 +466,8 @@ class _Inflater:
         if self._member == 1 or _GZIP_MAGIC.startswith(head[:3]):    # the start of a member (maybe cut short)
             return None
         return _BodyError(f"the gzip body from {self._where} goes on after its gzip member {self._member - 1} "
-                          f"with data that is not a gzip member ({head!r}{'…' if len(head) == 16 else ''}); "
-                          "Prometheus refuses such a body as well (gzip: invalid header): fix the target's "
+                          f"with data that is not a gzip member (starting {head!r}); "
+                          "Prometheus refuses such a body as well (Go's gzip reader): fix the target's "
                           "compression", "format")
 
 
