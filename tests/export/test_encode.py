@@ -580,3 +580,28 @@ def test_split_request_of_malformed_bytes_is_a_protocol_error() -> None:
         with pytest.raises(ExportError) as info:
             split_request(bad)
         assert info.value.kind == "protocol" and "ExportMetricsServiceRequest" in str(info.value), bad
+
+
+def test_split_request_with_points_interleaved_with_other_fields_and_an_overlong_tag() -> None:
+    """Protobuf lets fields come in any order and a tag be an overlong varint; the splitter finds the data
+    points wherever they are (here: a point, the Sum's temporality, two points, a point whose tag 0x0A is
+    written as the two bytes 0x8A 0x00) and keeps the temporality in both halves."""
+    def point(i: int) -> bytes:
+        return pb.NumberDataPoint(as_double=float(i), time_unix_nano=S).SerializeToString()
+
+    def points_field(i: int) -> bytes:
+        return pb.Sum(data_points=[pb.NumberDataPoint.FromString(point(i))]).SerializeToString()
+
+    overlong = b"\x8a\x00" + enc.varint(len(point(3))) + point(3)
+    tail = pb.Sum(aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE, is_monotonic=True).SerializeToString()
+    sum_bytes = points_field(0) + tail + points_field(1) + points_field(2) + overlong
+    metric = pb.Metric(name="m").SerializeToString() + enc._len_field(enc.F_METRIC_SUM, sum_bytes)
+    scope = pb.ScopeMetrics(scope={"name": "s"}).SerializeToString() + enc._len_field(enc.F_SM_METRICS, metric)
+    request = enc._len_field(enc.F_REQUEST_RESOURCE_METRICS, enc._len_field(enc.F_RM_SCOPE_METRICS, scope))
+    (m,) = decode(request).resource_metrics[0].scope_metrics[0].metrics
+    assert [dp.as_double for dp in m.sum.data_points] == [0.0, 1.0, 2.0, 3.0] and m.sum.is_monotonic
+    first, second = _check_split(request)
+    for half in (first, second):
+        (mh,) = decode(half).resource_metrics[0].scope_metrics[0].metrics
+        assert mh.sum.is_monotonic and mh.sum.aggregation_temporality == pb.AGGREGATION_TEMPORALITY_CUMULATIVE
+        assert half.count(tail) == 1                    # the envelope once, not again from between the points

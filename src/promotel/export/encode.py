@@ -699,20 +699,35 @@ _CHILD_FIELDS: tuple[frozenset[int], ...] = (
     frozenset({F_RM_SCOPE_METRICS}),
     frozenset({F_SM_METRICS}),
     frozenset({F_METRIC_GAUGE, F_METRIC_SUM, F_METRIC_HISTOGRAM, F_METRIC_EXPONENTIAL_HISTOGRAM, F_METRIC_SUMMARY}),
-    frozenset({F_DATA_POINTS}),
 )
-_METRIC_LEVEL = 3
-_POINT_LEVEL = len(_CHILD_FIELDS) - 1
+_METRIC_LEVEL = 3          # the children of a Metric are its data message, whose children are data points
 
 
 class _Malformed(Exception):
     """The bytes are not a well-formed protobuf message (internal to ``split_request``)."""
 
 
+class _Points(NamedTuple):
+    """A data message (Gauge, Sum, …) with its data points located, not copied: the point level is where a
+    request has tens of thousands of fields, so it is read with a loop of its own (see ``_parse_points``)."""
+
+    buf: memoryview          # the whole request
+    start: int               # the data message is buf[start:end]
+    end: int
+    envelope: bytes          # its fields other than data_points (temporality, monotonicity …), in order
+    starts: list[int]        # where each data_points field (tag included) starts in ``buf``
+    ends: list[int]          # and ends
+    contiguous: bool         # no other field between the first and the last data point
+
+    @property
+    def points(self) -> int:
+        return len(self.starts)
+
+
 class _Node(NamedTuple):
     raw: memoryview                                  # the message as received
     envelope: bytes                                  # its fields other than the children, in order
-    children: list[tuple[int, _Node | memoryview]]   # (field number, child message or a data point's bytes)
+    children: list[tuple[int, _Node | _Points]]      # (field number, child message)
     points: int                                      # data points below
 
 
@@ -731,50 +746,97 @@ def _read_varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
             raise _Malformed(f"a varint longer than 10 bytes at byte {pos}")
 
 
+def _next_field(buf: memoryview, pos: int, end: int) -> tuple[int, int, int, int]:
+    """The field at ``pos``: ``(field number, wire type, payload start, field end)``."""
+    field_start = pos
+    key, pos = _read_varint(buf, pos, end)
+    number, wire = key >> 3, key & 7
+    payload = pos
+    if wire == _VARINT:
+        _, pos = _read_varint(buf, pos, end)
+    elif wire == _I64:
+        pos += 8
+    elif wire == _LEN:
+        length, payload = _read_varint(buf, pos, end)
+        pos = payload + length
+    elif wire == _I32:
+        pos += 4
+    else:                   # 3 and 4 are the deprecated groups, which OTLP never uses; 6 and 7 do not exist
+        raise _Malformed(f"field {number} at byte {field_start} has wire type {wire}")
+    if number == 0 or pos > end:
+        raise _Malformed(f"field {number} at byte {field_start} runs past the end of its message")
+    return number, wire, payload, pos
+
+
 def _wire_fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
     """``(field number, wire type, field start, payload start, field end)`` for each field in buf[start:end]."""
     pos = start
     while pos < end:
-        field_start = pos
-        key, pos = _read_varint(buf, pos, end)
-        number, wire = key >> 3, key & 7
-        payload = pos
-        if wire == _VARINT:
-            _, pos = _read_varint(buf, pos, end)
-        elif wire == _I64:
-            pos += 8
-        elif wire == _LEN:
-            length, payload = _read_varint(buf, pos, end)
-            pos = payload + length
-        elif wire == _I32:
-            pos += 4
-        else:                   # 3 and 4 are the deprecated groups, which OTLP never uses; 6 and 7 do not exist
-            raise _Malformed(f"field {number} at byte {field_start} has wire type {wire}")
-        if number == 0 or pos > end:
-            raise _Malformed(f"field {number} at byte {field_start} runs past the end of its message")
-        yield number, wire, field_start, payload, pos
+        number, wire, payload, field_end = _next_field(buf, pos, end)
+        yield number, wire, pos, payload, field_end
+        pos = field_end
+
+
+def _parse_points(buf: memoryview, start: int, end: int) -> _Points:
+    envelope: list[memoryview] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    contiguous = True
+    tag = _T_DATA_POINT[0]
+    pos = start
+    while pos < end:
+        if buf[pos] == tag:
+            # A data point: its one-byte tag, the length, the payload. A length under 128 is read inline.
+            n = buf[pos + 1] if pos + 1 < end else 0x80
+            if n < 0x80:
+                field_end = pos + 2 + n
+            else:
+                n, payload = _read_varint(buf, pos + 1, end)
+                field_end = payload + n
+            if field_end > end:
+                raise _Malformed(f"the data point at byte {pos} runs past the end of its message")
+        else:
+            number, wire, _, field_end = _next_field(buf, pos, end)
+            if number != F_DATA_POINTS or wire != _LEN:     # (a data point whose tag is an overlong varint)
+                envelope.append(buf[pos:field_end])
+                pos = field_end
+                continue
+        if ends and ends[-1] != pos:
+            contiguous = False
+        starts.append(pos)
+        ends.append(field_end)
+        pos = field_end
+    return _Points(buf, start, end, b"".join(envelope), starts, ends, contiguous)
 
 
 def _parse(buf: memoryview, start: int, end: int, level: int) -> _Node:
     child_fields = _CHILD_FIELDS[level]
     envelope: list[memoryview] = []
-    children: list[tuple[int, _Node | memoryview]] = []
+    children: list[tuple[int, _Node | _Points]] = []
     points = 0
     for number, wire, field_start, payload, field_end in _wire_fields(buf, start, end):
         if wire != _LEN or number not in child_fields:
             envelope.append(buf[field_start:field_end])
-        elif level == _POINT_LEVEL:
-            children.append((number, buf[payload:field_end]))
-            points += 1
-        else:
-            if level == _METRIC_LEVEL and children and children[-1][0] != number:
-                # ``data`` is a oneof: a later member replaces the earlier one, as when decoding.
-                children.clear()
-                points = 0
-            child = _parse(buf, payload, field_end, level + 1)
-            children.append((number, child))
-            points += child.points
+            continue
+        if level == _METRIC_LEVEL and children and children[-1][0] != number:
+            # ``data`` is a oneof: a later member replaces the earlier one, as when decoding.
+            children.clear()
+            points = 0
+        child = _parse_points(buf, payload, field_end) if level == _METRIC_LEVEL else \
+            _parse(buf, payload, field_end, level + 1)
+        children.append((number, child))
+        points += child.points
     return _Node(buf[start:end], b"".join(envelope), children, points)
+
+
+def _points_part(data: _Points, lo: int, hi: int) -> bytes:
+    """The data message with only its data points ``lo`` to ``hi`` (exclusive)."""
+    buf, starts, ends = data.buf, data.starts, data.ends
+    if data.contiguous:                 # how promotel and every OTLP SDK write it: one slice
+        chosen: list[memoryview] = [buf[starts[lo]:ends[hi - 1]]]
+    else:
+        chosen = [buf[starts[i]:ends[i]] for i in range(lo, hi)]
+    return data.envelope + b"".join(chosen)
 
 
 def _part(node: _Node, lo: int, hi: int, first: bool) -> bytes:
@@ -784,23 +846,23 @@ def _part(node: _Node, lo: int, hi: int, first: bool) -> bytes:
     one half, and goes to the first half when its parent is divided, so it is in exactly one half."""
     if lo <= 0 and node.points <= hi:
         return bytes(node.raw)
-    parts: list[bytes | memoryview] = [node.envelope]
+    parts: list[bytes] = [node.envelope]
     offset = 0
     for number, child in node.children:
+        a, b = offset, offset + child.points
+        offset = b
+        if a == b:
+            if first:
+                raw = child.raw if isinstance(child, _Node) else child.buf[child.start:child.end]
+                parts.append(_len_field(number, bytes(raw)))
+            continue
+        if b <= lo or a >= hi:
+            continue
         if isinstance(child, _Node):
-            a, b = offset, offset + child.points
-            if a == b:
-                if first:
-                    parts.append(_len_field(number, bytes(child.raw)))
-                continue
-            offset = b
-            if b <= lo or a >= hi:
-                continue
-            parts.append(_len_field(number, _part(child, lo - a, hi - a, first)))
+            payload = _part(child, lo - a, hi - a, first)
         else:
-            offset += 1
-            if lo < offset <= hi:
-                parts.append(_len_field(number, bytes(child)))
+            payload = _points_part(child, max(lo - a, 0), min(hi - a, child.points))
+        parts.append(_len_field(number, payload))
     return b"".join(parts)
 
 
