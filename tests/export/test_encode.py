@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -17,7 +18,7 @@ from support.reference_encoder import build_request, count_points
 import promotel
 from promotel import encode as enc
 from promotel.errors import ExportError
-from promotel.export.encode import encode_requests
+from promotel.export.encode import encode_requests, split_request
 from promotel.export.otlp_json import to_otlp_json
 from promotel.mappings.assemble import assemble
 from promotel.model import (
@@ -256,12 +257,17 @@ def test_points_per_request_of_a_split_batch_are_what_each_request_holds() -> No
     assert all(n > 0 for n in r.request_points)
 
 
-def test_single_point_over_limit_raises_non_retryable() -> None:
+def test_single_point_over_limit_is_dropped_alone_and_named(caplog: pytest.LogCaptureFixture) -> None:
+    """A point no request under the limit can carry used to fail the whole batch (a non-retryable
+    ExportError naming the metric); it is now dropped by itself, counted and logged with the metric's name
+    (the rest of a batch goes out: see test_oversized_point_is_dropped_alone_the_rest_goes_out)."""
     attrs = (("huge", "x" * 5000),)
     batch = TargetBatch("t", (), (Metric("wide", "", "", Kind.GAUGE, (NumberPoint(attrs, 1.0, time_ns=S),)),), S)
-    with pytest.raises(ExportError) as info:
-        encode_requests(batch, max_request_bytes=1000)
-    assert not info.value.retryable and "wide" in str(info.value)
+    with caplog.at_level(logging.WARNING, logger="promotel.export"):
+        r = encode_requests(batch, max_request_bytes=1000, exporter="single-point-test")
+    assert r.requests == () and r.points == 0 and r.request_points == ()
+    assert r.dropped_oversized == 1 and [d.metric for d in r.oversized] == ["wide"]
+    assert any("wide" in rec.getMessage() and "single-point-test" in rec.getMessage() for rec in caplog.records)
 
 
 def test_empty_batch_gives_no_request() -> None:
@@ -340,10 +346,7 @@ def test_property_same_as_reference(metrics: list[Metric], resource: tuple[tuple
 @given(st.lists(_metric(), min_size=1, max_size=6), st.integers(1500, 6000))
 def test_property_split_preserves_points(metrics: list[Metric], limit: int) -> None:
     batch = TargetBatch("t", (), tuple(metrics), S)
-    try:
-        r = encode_requests(batch, max_request_bytes=limit)
-    except ExportError:
-        return          # one point bigger than the limit: allowed to refuse
+    r = encode_requests(batch, max_request_bytes=limit)     # a point bigger than the limit is dropped alone
     assert all(len(req) <= limit for req in r.requests)
     whole = build_request(batch)
     got_points = sum(len(getattr(m, m.WhichOneof("data")).data_points)
@@ -351,7 +354,10 @@ def test_property_split_preserves_points(metrics: list[Metric], limit: int) -> N
                      for sm in rm.scope_metrics for m in sm.metrics)
     want_points = sum(len(getattr(m, m.WhichOneof("data")).data_points)
                       for rm in whole.resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
-    assert got_points == want_points == r.points == sum(r.request_points)
+    assert got_points == r.points == sum(r.request_points)
+    assert got_points + r.dropped_oversized == want_points
+    assert r.dropped_oversized == sum(d.points for d in r.oversized)
+    assert all(d.needed_bytes > limit for d in r.oversized)
     assert r.request_points == tuple(count_points(decode(req)) for req in r.requests)
 
 
@@ -392,3 +398,210 @@ def test_histogram_count_of_2_pow_64_is_dropped_not_failing_the_whole_batch() ->
     pts = tuple(p._replace(start_ns=T0, time_ns=T0 + S) for p in points)
     batch = TargetBatch("t", (), (Metric("h", "", "s", Kind.HISTOGRAM, pts),), T0 + S)
     assert encode_requests(batch).points == 1
+
+
+# ─── size limits per point: an oversized point is dropped alone ──────────────────────────────
+
+def _names_and_values(requests: tuple[bytes, ...]) -> list[tuple[str, float]]:
+    return [(m.name, dp.as_double) for req in requests for rm in decode(req).resource_metrics
+            for sm in rm.scope_metrics for m in sm.metrics for dp in getattr(m, m.WhichOneof("data")).data_points]
+
+
+def test_oversized_point_is_dropped_alone_the_rest_goes_out(caplog: pytest.LogCaptureFixture) -> None:
+    """One label value of 5 MiB (over the default 4 MiB request limit) used to fail the target's whole batch,
+    so ``up`` and ``scrape_*`` vanished every scrape; now only that point is dropped, counted and logged once
+    per (exporter, metric) with the metric's name and the point's size."""
+    huge = "x" * (5 * 1024 * 1024)
+    metrics = (
+        Metric("up", "", "", Kind.GAUGE, (NumberPoint((), 1.0, time_ns=S),)),
+        Metric("requests", "", "1", Kind.SUM, (NumberPoint((("model", "a"),), 1.0, start_ns=S, time_ns=2 * S),
+                                               NumberPoint((("model", huge),), 2.0, start_ns=S, time_ns=2 * S),
+                                               NumberPoint((("model", "b"),), 3.0, start_ns=S, time_ns=2 * S)),
+               monotonic=True),
+        Metric("scrape_duration_seconds", "", "s", Kind.GAUGE, (NumberPoint((), 0.25, time_ns=S),)),
+        Metric("scrape_samples_scraped", "", "", Kind.GAUGE, (NumberPoint((), 4.0, time_ns=S),)),
+    )
+    batch = TargetBatch("t", (("service.name", "svc"),), metrics, 2 * S)
+    with caplog.at_level(logging.WARNING, logger="promotel.export"):
+        r = encode_requests(batch, exporter="oversize-test")
+    assert all(len(req) <= 4 * 1024 * 1024 for req in r.requests)
+    assert _names_and_values(r.requests) == [("up", 1.0), ("requests", 1.0), ("requests", 3.0),
+                                             ("scrape_duration_seconds", 0.25), ("scrape_samples_scraped", 4.0)]
+    assert r.points == sum(r.request_points) == 5
+    assert r.dropped_oversized == 1
+    (dropped,) = r.oversized
+    assert dropped.metric == "requests" and dropped.points == 1
+    assert len(huge) < dropped.largest_bytes < dropped.needed_bytes
+    (record,) = [rec for rec in caplog.records if "oversize-test" in rec.getMessage()]
+    text = record.getMessage()
+    assert "metric requests" in text and str(dropped.largest_bytes) in text and "max_request_bytes" in text
+    # Logged once per metric and exporter; still counted every time.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="promotel.export"):
+        again = encode_requests(batch, exporter="oversize-test")
+        other = encode_requests(batch, exporter="oversize-test-2")
+    assert again.dropped_oversized == other.dropped_oversized == 1
+    assert [rec.getMessage().split()[1] for rec in caplog.records] == ["oversize-test-2"]
+
+
+def test_points_that_fit_only_alone_still_go_out_next_to_a_dropped_one() -> None:
+    """Dropping happens only when a point does not fit in an empty request: a point that merely does not fit
+    next to others starts a new request, as before, and the points around a dropped one keep their order."""
+    pad = "p" * 700
+    points = (NumberPoint((("i", "0"), ("pad", pad)), 0.0, time_ns=S),
+              NumberPoint((("i", "1"), ("pad", pad * 3)), 1.0, time_ns=S),     # ~2.1 kB: over the limit
+              NumberPoint((("i", "2"), ("pad", pad)), 2.0, time_ns=S),
+              NumberPoint((("i", "3"), ("pad", pad)), 3.0, time_ns=S))
+    batch = TargetBatch("t", (), (Metric("m", "", "", Kind.GAUGE, points),), S)
+    r = encode_requests(batch, max_request_bytes=1500, exporter="fit-alone-test")
+    assert all(len(req) <= 1500 for req in r.requests)
+    assert [v for _, v in _names_and_values(r.requests)] == [0.0, 2.0, 3.0]
+    assert r.request_points == (1, 1, 1) and r.dropped_oversized == 1
+
+
+# ─── split_request: one serialized request into two halves ───────────────────────────────────
+
+def _flat_points(data: bytes) -> list[tuple[bytes, str, bytes, str, bytes, bytes]]:
+    """Every data point of a request with everything around it (resource, scope, metric envelope), serialized
+    deterministically, in request order."""
+    out = []
+    for rm in decode(data).resource_metrics:
+        resource = rm.resource.SerializeToString(deterministic=True)
+        for sm in rm.scope_metrics:
+            scope = sm.scope.SerializeToString(deterministic=True)
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                envelope = pb.Metric()
+                envelope.CopyFrom(m)
+                getattr(envelope, kind).ClearField("data_points")
+                env = envelope.SerializeToString(deterministic=True)
+                for dp in getattr(m, kind).data_points:
+                    out.append((resource, rm.schema_url, scope, sm.schema_url, env,
+                                dp.SerializeToString(deterministic=True)))
+    return out
+
+
+def _check_split(request: bytes) -> tuple[bytes, bytes]:
+    points = _flat_points(request)
+    first, second = split_request(request)
+    assert len(first) < len(request) and len(second) < len(request)
+    got_first, got_second = _flat_points(first), _flat_points(second)
+    assert len(got_first) == len(points) // 2 and len(got_second) == len(points) - len(points) // 2
+    assert got_first + got_second == points            # the same points, envelopes and order, each once
+    return first, second
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.lists(_metric(), min_size=1, max_size=5), _attrs), min_size=1, max_size=3))
+def test_property_split_request_halves_hold_exactly_the_points(
+        targets: list[tuple[list[Metric], tuple[tuple[str, object], ...]]]) -> None:
+    # Two serialized requests one after the other are one request with both resources' ResourceMetrics
+    # (protobuf concatenates repeated fields), so this also covers requests with several resources.
+    request = b"".join(encode_requests(TargetBatch("t", resource, tuple(metrics), S)).requests[0]  # type: ignore[arg-type]
+                       for metrics, resource in targets)
+    if len(_flat_points(request)) < 2:
+        with pytest.raises(ExportError) as info:
+            split_request(request)
+        assert info.value.kind == "too_large" and not info.value.retryable
+        return
+    _check_split(request)
+
+
+def test_split_request_repeatedly_down_to_single_points() -> None:
+    """What the queue does under a backend that keeps answering 413: halves of halves, down to one point each,
+    lose and duplicate nothing."""
+    request = encode_requests(sample_batch()).requests[0]
+    points = _flat_points(request)
+    pending, singles = [request], []
+    for _ in range(200):                  # bounded: 2n - 1 requests at most for n points
+        if not pending:
+            break
+        req = pending.pop(0)
+        if len(_flat_points(req)) == 1:
+            with pytest.raises(ExportError) as info:
+                split_request(req)
+            assert info.value.kind == "too_large"
+            singles.append(req)
+        else:
+            pending.extend(_check_split(req))
+    assert not pending
+    assert sorted(p for req in singles for p in _flat_points(req)) == sorted(points)
+    assert len(singles) == len(points) == 11
+
+
+def test_split_request_of_a_request_from_elsewhere_keeps_every_field() -> None:
+    """A request built with the official classes, with what promotel never writes (schema URLs, scope
+    attributes, an exponential histogram, metric metadata, a metric without points): every envelope field
+    survives in each half that carries its points, and the metric without points is in one half only."""
+    rm = pb.ResourceMetrics(schema_url="https://opentelemetry.io/schemas/1.21.0")
+    rm.resource.attributes.add(key="service.name").value.string_value = "elsewhere"
+    sm = rm.scope_metrics.add(schema_url="s1")
+    sm.scope.name, sm.scope.version = "lib", "2"
+    sm.scope.attributes.add(key="lib.attr").value.int_value = 7
+    eh = sm.metrics.add(name="eh", unit="s")
+    eh.metadata.add(key="k").value.string_value = "v"
+    eh.exponential_histogram.aggregation_temporality = pb.AGGREGATION_TEMPORALITY_DELTA
+    for i in range(3):
+        dp = eh.exponential_histogram.data_points.add(count=i + 1, scale=2, zero_count=1, time_unix_nano=S)
+        dp.positive.offset, dp.positive.bucket_counts[:] = -1, [1, 2, i]
+    sm.metrics.add(name="empty", description="no points").gauge.SetInParent()
+    g = sm.metrics.add(name="g")
+    for i in range(2):
+        g.gauge.data_points.add(as_int=i, time_unix_nano=S).attributes.add(key="i").value.int_value = i
+    request = ExportMetricsServiceRequest(resource_metrics=[rm]).SerializeToString()
+    first, second = _check_split(request)
+    names = [[m.name for r in decode(half).resource_metrics for s in r.scope_metrics for m in s.metrics]
+             for half in (first, second)]
+    # 5 points, 2 | 3: "eh" is divided (its envelope in both halves), "empty" goes with the first half.
+    assert names == [["eh", "empty"], ["eh", "g"]]
+    (rm2,) = decode(second).resource_metrics
+    assert rm2.schema_url == rm.schema_url and rm2.scope_metrics[0].scope.attributes[0].value.int_value == 7
+    eh2 = rm2.scope_metrics[0].metrics[0]
+    assert eh2.metadata[0].value.string_value == "v"
+    assert eh2.exponential_histogram.aggregation_temporality == pb.AGGREGATION_TEMPORALITY_DELTA
+    assert [dp.count for dp in eh2.exponential_histogram.data_points] == [3]
+
+
+def test_split_request_refuses_a_single_point_naming_its_metric() -> None:
+    batch = TargetBatch("t", (), (Metric("lonely", "", "", Kind.GAUGE, (NumberPoint((), 1.0, time_ns=S),)),), S)
+    (request,) = encode_requests(batch).requests
+    with pytest.raises(ExportError) as info:
+        split_request(request)
+    assert info.value.kind == "too_large" and not info.value.retryable
+    assert "single data point (metric lonely)" in str(info.value) and str(len(request)) in str(info.value)
+    with pytest.raises(ExportError) as empty:
+        split_request(b"")
+    assert empty.value.kind == "too_large" and "no data point" in str(empty.value)
+
+
+def test_split_request_of_malformed_bytes_is_a_protocol_error() -> None:
+    request = encode_requests(sample_batch()).requests[0]
+    for bad in (request[:-3], request[:40], b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", b"\x0b"):
+        with pytest.raises(ExportError) as info:
+            split_request(bad)
+        assert info.value.kind == "protocol" and "ExportMetricsServiceRequest" in str(info.value), bad
+
+
+def test_split_request_with_points_interleaved_with_other_fields_and_an_overlong_tag() -> None:
+    """Protobuf lets fields come in any order and a tag be an overlong varint; the splitter finds the data
+    points wherever they are (here: a point, the Sum's temporality, two points, a point whose tag 0x0A is
+    written as the two bytes 0x8A 0x00) and keeps the temporality in both halves."""
+    def point(i: int) -> bytes:
+        return pb.NumberDataPoint(as_double=float(i), time_unix_nano=S).SerializeToString()
+
+    def points_field(i: int) -> bytes:
+        return pb.Sum(data_points=[pb.NumberDataPoint.FromString(point(i))]).SerializeToString()
+
+    overlong = b"\x8a\x00" + enc.varint(len(point(3))) + point(3)
+    tail = pb.Sum(aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE, is_monotonic=True).SerializeToString()
+    sum_bytes = points_field(0) + tail + points_field(1) + points_field(2) + overlong
+    metric = pb.Metric(name="m").SerializeToString() + enc._len_field(enc.F_METRIC_SUM, sum_bytes)
+    scope = pb.ScopeMetrics(scope={"name": "s"}).SerializeToString() + enc._len_field(enc.F_SM_METRICS, metric)
+    request = enc._len_field(enc.F_REQUEST_RESOURCE_METRICS, enc._len_field(enc.F_RM_SCOPE_METRICS, scope))
+    (m,) = decode(request).resource_metrics[0].scope_metrics[0].metrics
+    assert [dp.as_double for dp in m.sum.data_points] == [0.0, 1.0, 2.0, 3.0] and m.sum.is_monotonic
+    first, second = _check_split(request)
+    for half in (first, second):
+        (mh,) = decode(half).resource_metrics[0].scope_metrics[0].metrics
+        assert mh.sum.is_monotonic and mh.sum.aggregation_temporality == pb.AGGREGATION_TEMPORALITY_CUMULATIVE
+        assert half.count(tail) == 1                    # the envelope once, not again from between the points

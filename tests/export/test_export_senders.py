@@ -322,3 +322,86 @@ def test_http_undecodable_response_body_is_an_export_error() -> None:
         exc = asyncio.run(go(rx.url))
     assert isinstance(exc, ExportError)
     assert exc.retryable is False and exc.kind == "bad_response"
+
+
+# ─── "too large": HTTP 413 and gRPC messages over the server's limit ─────────────────────────
+
+def test_http_413_is_too_large_naming_the_request_size_and_what_to_do() -> None:
+    """A backend that refuses requests over 2 kB once decompressed, as an intake with a body limit does: 413
+    is ``kind="too_large"`` (the queue splits such a request) and not retryable as it is."""
+    def limit(recorded: object) -> tuple[int, dict[str, str], bytes] | None:
+        body = recorded.body  # type: ignore[attr-defined]
+        return (413, {"Content-Type": "text/plain"}, b"request body too large") if len(body) > 2000 else None
+
+    with HttpReceiver(check=limit) as rx:
+        assert asyncio.run(send_http(rx.url, REQUEST, compression="none")) == (0, "")      # under the limit
+        with pytest.raises(ExportError) as info:
+            asyncio.run(send_http(rx.url, BIG_REQUEST, compression="none", max_request_bytes=3_000_000))
+        with pytest.raises(ExportError) as zipped:
+            asyncio.run(send_http(rx.url, BIG_REQUEST, compression="gzip"))
+    assert len(REQUEST) <= 2000 < len(BIG_REQUEST)
+    exc = info.value
+    assert exc.kind == "too_large" and exc.retryable is False and exc.retry_after is None
+    text = str(exc)
+    assert "HTTP 413: request body too large" in text and f"request of {len(BIG_REQUEST)} bytes" in text
+    assert "lower max_request_bytes (now 3000000)" in text
+    assert zipped.value.kind == "too_large" and "gzip-compressed" in str(zipped.value)
+    assert len(rx.requests) == 1                        # only the small request was taken
+
+
+async def _grpc_server_with_receive_limit(limit: int) -> tuple[grpc.aio.Server, int]:
+    """A real gRPC OTLP server on 127.0.0.1 whose gRPC library refuses messages over ``limit`` bytes."""
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as ms_grpc
+
+    class Servicer(ms_grpc.MetricsServiceServicer):  # type: ignore[misc]
+        async def Export(self, request: object, context: object) -> object:
+            return ms.ExportMetricsServiceResponse()
+
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
+    ms_grpc.add_MetricsServiceServicer_to_server(Servicer(), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_grpc_message_over_the_servers_max_is_too_large(compression: str) -> None:
+    async def go() -> tuple[object, ExportError]:
+        server, port = await _grpc_server_with_receive_limit(2000)
+        sender = grpc_sender(f"http://127.0.0.1:{port}", compression=compression, timeout=5.0)
+        try:
+            small = await sender.send(REQUEST)
+            with pytest.raises(ExportError) as info:
+                await sender.send(BIG_REQUEST)
+        finally:
+            await sender.aclose()
+            await server.stop(grace=None)
+        return small, info.value
+
+    small, exc = asyncio.run(go())
+    assert small == (0, "")
+    assert exc.kind == "too_large" and exc.retryable is False and exc.retry_after is None
+    text = str(exc)
+    assert "RESOURCE_EXHAUSTED" in text and "larger than max" in text
+    assert f"request of {len(BIG_REQUEST)} bytes" in text and "lower max_request_bytes" in text
+
+
+@pytest.mark.parametrize("details", ["grpc: received message larger than max (5000000 vs. 4194304)",   # grpc-go
+                                     "gRPC message exceeds maximum size 4194304: 5000000"])            # grpc-java
+def test_grpc_too_large_in_other_libraries_words_is_too_large_even_with_retry_info(details: str) -> None:
+    _, exc = asyncio.run(grpc_case([(grpc.StatusCode.RESOURCE_EXHAUSTED, details, 1.0)]))
+    assert isinstance(exc, ExportError)
+    assert exc.kind == "too_large" and not exc.retryable and exc.retry_after is None
+    assert details in str(exc)
+
+
+def test_grpc_other_resource_exhausted_keeps_the_specs_rule() -> None:
+    """Only "message larger than the server's max" is too_large; any other RESOURCE_EXHAUSTED is retryable
+    exactly when the server attached RetryInfo (OTLP specification, "OTLP/gRPC Throttling")."""
+    _, throttled = asyncio.run(grpc_case([(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota exceeded", 0.5)]))
+    _, refused = asyncio.run(grpc_case([(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota exceeded", None)]))
+    assert isinstance(throttled, ExportError) and isinstance(refused, ExportError)
+    assert throttled.kind == refused.kind == "grpc_resource_exhausted"
+    assert throttled.retryable and throttled.retry_after == 0.5
+    assert not refused.retryable

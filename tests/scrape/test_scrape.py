@@ -554,3 +554,83 @@ def test_rate_budget_sliding_window() -> None:
     assert budget.next_free(20.0) == 60.0
     assert budget.reserve(55.0, 10.0) == 5.0           # booked at 60 s
     assert budget.next_free(61.0) == 65.0
+
+
+# ─── gzip: every member, within the cap; nothing after the last member ───────────────────────
+#
+# A gzip body may be several gzip members one after the other (RFC 1952, 2.2; what ``cat a.gz b.gz`` or
+# a server that compresses per write produces). Go's gzip.Reader, which Prometheus scrapes with, reads
+# them all (multistream by default) and fails on anything after a member that is not another member.
+
+
+def test_two_member_gzip_body_yields_all_samples(serve: Callable[..., Server]) -> None:
+    first = b"# TYPE up gauge\nup 1\n"
+    second = b"".join(b'requests_total{code="%d"} %d\n' % (c, c) for c in range(200, 300))
+    server = serve(lambda h: reply(h, 200, gzip.compress(first) + gzip.compress(second), {"Content-Encoding": "gzip"}))
+    body = scrape(source(server.url())).body
+    assert body == first + second                   # the first member alone used to be the whole scrape (up=1)
+    assert sum(1 for line in body.splitlines() if not line.startswith(b"#")) == 101      # samples
+
+
+def test_gzip_members_split_anywhere_across_reads_decode_whole() -> None:
+    """Member boundaries, headers and trailers cut at every offset by the network: fed in 1 to 7 byte pieces,
+    several members (an empty one among them) decode to their concatenation."""
+    from promotel.scrape.client import _Inflater
+
+    parts = [EXPOSITION, b"", b"a 1\n" * 500, gzip.compress(b"nested gzip bytes are data here")]
+    data = b"".join(gzip.compress(p) for p in parts)
+    for step in range(1, 8):
+        inflater = _Inflater("gzip", 1 << 20, "test")
+        out = [b"".join(inflater.feed(data[i:i + step])) for i in range(0, len(data), step)]
+        out += inflater.finish()
+        assert b"".join(out) == b"".join(parts), step
+
+
+def test_multi_member_gzip_bomb_stops_at_the_cap_on_the_total(serve: Callable[..., Server]) -> None:
+    member = gzip.compress(b"\0" * (256 * 1024), compresslevel=9)     # each member alone is under the cap
+    bomb = member * 200                                               # 50 MiB decompressed, ~50 kB on the wire
+    assert len(bomb) < 100 * 1024
+    server = serve(lambda h: reply(h, 200, bomb, {"Content-Encoding": "gzip"}))
+    t0 = time.monotonic()
+    err = scrape_error(source(server.url(), max_body_bytes="1MiB"))
+    assert err.kind == "too_large"
+    assert "larger than max_body_bytes (1048576 bytes after decompression)" in str(err)
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("trailing, shown", [
+    (b"<html>not gzip</html>\n", b"<html>not gzip</"),     # ≥ 10 bytes: Go fails with "gzip: invalid header"
+    (b"\n", b"\n"),                                        # < 10 bytes: Go fails with "unexpected EOF"
+    (b"\0" * 64, b"\0" * 16),                              # zero padding: GNU gzip ignores it, Go does not
+])
+def test_data_after_the_last_gzip_member_is_an_error_naming_it(serve: Callable[..., Server], trailing: bytes,
+                                                               shown: bytes) -> None:
+    body = gzip.compress(EXPOSITION) + trailing
+    server = serve(lambda h: reply(h, 200, body, {"Content-Encoding": "gzip"}))
+    err = scrape_error(source(server.url()))
+    assert err.kind == "format"
+    text = str(err)
+    assert "after its gzip member 1 with data that is not a gzip member" in text
+    assert repr(shown) in text and "Prometheus refuses such a body as well" in text
+
+
+def test_truncated_second_gzip_member_is_a_clean_failure(serve: Callable[..., Server]) -> None:
+    second = gzip.compress(EXPOSITION * 50)
+    for cut in (2, len(second) // 2):                  # inside the header, inside the data
+        body = gzip.compress(EXPOSITION) + second[:cut]
+        server = serve(lambda h, body=body: reply(h, 200, body, {"Content-Encoding": "gzip"}))
+        err = scrape_error(source(server.url()))
+        assert err.kind == "protocol", cut
+        assert "ended early in gzip member 2 (truncated gzip stream)" in str(err), cut
+
+
+def test_data_after_a_deflate_stream_is_an_error(serve: Callable[..., Server]) -> None:
+    import zlib
+
+    body = zlib.compress(EXPOSITION) + b"extra"
+    server = serve(lambda h: reply(h, 200, body, {"Content-Encoding": "deflate"}))
+    err = scrape_error(source(server.url()))
+    assert err.kind == "format" and "after the end of its zlib stream" in str(err) and "b'extra'" in str(err)
+    plain = zlib.compress(EXPOSITION)
+    ok = serve(lambda h: reply(h, 200, plain, {"Content-Encoding": "deflate"}))
+    assert scrape(source(ok.url())).body == EXPOSITION

@@ -10,15 +10,23 @@ as ``tag (field << 3 | wire type)`` followed by its payload, which is what makes
 field numbers come from the installed descriptors (checked at import, see below). The tests compare
 the bytes with a reference built from the official classes only (``tests/support/reference_encoder.py``).
 
+Size limits apply per data point, not per batch: a point that cannot fit in any request under the
+exporter's limit, even alone with its resource, scope and metric envelopes, is dropped by itself, counted
+in ``EncodeResult.oversized`` and logged once per (exporter, metric); the rest of the batch, ``up`` and
+``scrape_*`` included, is encoded as usual. ``split_request`` divides an already serialized request in
+two, for a backend that answers "too large" (HTTP 413) to a request under the configured limit.
+
 Module state: two bounded caches (serialized attributes per Attributes tuple, metric headers), both
-pure functions of their keys.
+pure functions of their keys, and the bounded set of (exporter, metric) pairs whose oversized points
+were already logged.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -48,6 +56,8 @@ from promotel.model import (
 )
 
 DEFAULT_SCOPE_NAME = "promotel"
+
+log = logging.getLogger("promotel.export")
 
 # ─── field numbers, from the official descriptors ────────────────────────────────────────────
 #
@@ -147,9 +157,17 @@ F_METRIC_GAUGE = _field(pb.Metric, "gauge", _MESSAGE)
 F_METRIC_SUM = _field(pb.Metric, "sum", _MESSAGE)
 F_METRIC_HISTOGRAM = _field(pb.Metric, "histogram", _MESSAGE)
 F_METRIC_SUMMARY = _field(pb.Metric, "summary", _MESSAGE)
+# Read (never written) by ``split_request``: the name for its messages, and the one data kind OTLP has
+# that promotel does not produce, so that requests from elsewhere split too.
+F_METRIC_NAME = _field(pb.Metric, "name", FieldDescriptor.TYPE_STRING)
+F_METRIC_EXPONENTIAL_HISTOGRAM = _field(pb.Metric, "exponential_histogram", _MESSAGE)
 F_DATA_POINTS = _same([_field(m, "data_points", _MESSAGE, repeated=True)
                        for m in (pb.Gauge, pb.Sum, pb.Histogram, pb.Summary)],
                       "Gauge, Sum, Histogram and Summary data_points")
+if _field(pb.ExponentialHistogram, "data_points", _MESSAGE, repeated=True) != F_DATA_POINTS:
+    raise ExportError(f"ExponentialHistogram.data_points no longer has the number of the other kinds' data_points "
+                      f"in the installed opentelemetry-proto ({_proto_version()}); update promotel.export.encode.",
+                      kind="protocol")
 # Written by the official classes (the cached Sum/Histogram tail); checked here all the same.
 F_AGG_TEMPORALITY = _same([_field(pb.Sum, "aggregation_temporality", _ENUM),
                            _field(pb.Histogram, "aggregation_temporality", _ENUM)],
@@ -494,11 +512,22 @@ def _tail_bytes(metric: Metric) -> bytes:
 # ─── requests and splitting ──────────────────────────────────────────────────────────────────
 
 
+class OversizedPoints(NamedTuple):
+    """The data points of one metric dropped because none of them fits in a request under the limit."""
+
+    metric: str            # the metric's name
+    points: int            # how many of its points were dropped
+    largest_bytes: int     # the largest of them, serialized (the data point alone)
+    needed_bytes: int      # the smallest request that could carry it (resource, scope, metric envelopes included)
+
+
 class EncodeResult(NamedTuple):
     requests: tuple[bytes, ...]     # serialized ExportMetricsServiceRequest messages, each ≤ the limit
-    points: int                     # data points encoded (all requests)
+    points: int                     # data points encoded (all requests; dropped oversized points excluded)
     dropped_attributes: int         # attributes cut by max_attributes
     request_points: tuple[int, ...]  # data points in each request, parallel to ``requests``
+    dropped_oversized: int = 0      # data points dropped because alone they exceed the request limit
+    oversized: tuple[OversizedPoints, ...] = ()   # those drops per metric, in batch order
 
 
 _LEN_OVERHEAD = 6        # one tag byte + a length varint of at most 5 bytes (messages < 32 GiB)
@@ -524,14 +553,40 @@ def _build(resource_field: bytes, scopes: list[tuple[bytes, list[_Chunk]]]) -> b
     return _len_field(F_REQUEST_RESOURCE_METRICS, rm)
 
 
+_OVERSIZED_LOGGED: set[tuple[str, str]] = set()
+_OVERSIZED_LOG_LIMIT = 10_000
+
+
+def _log_oversized(exporter: str, target: str, limit: int, dropped: tuple[OversizedPoints, ...]) -> None:
+    """One warning per (exporter, metric) for the life of the process; the counts keep counting."""
+    who = f"Exporter {exporter}" if exporter else f"The exporter with max_request_bytes {limit}"
+    for d in dropped:
+        key = (exporter or str(limit), d.metric)
+        if key in _OVERSIZED_LOGGED:
+            continue
+        if len(_OVERSIZED_LOGGED) >= _OVERSIZED_LOG_LIMIT:
+            _OVERSIZED_LOGGED.clear()
+        _OVERSIZED_LOGGED.add(key)
+        log.warning(
+            "%s dropped %d data point(s) of metric %s (target %s): the largest takes %d bytes, %d bytes with its "
+            "resource, scope and metric envelopes, more than max_request_bytes (%d). The rest of the batch is sent. "
+            "Raise max_request_bytes, or shorten the label values that make the point this large at the target; "
+            "further drops of this metric are counted, not logged.",
+            who, d.points, d.metric, target, d.largest_bytes, d.needed_bytes, limit,
+            extra={"fields": {"exporter": exporter, "metric": d.metric, "point_bytes": d.largest_bytes,
+                              "max_request_bytes": limit, "error.type": "too_large"}})
+
+
 def encode_requests(batch: TargetBatch, max_request_bytes: int = 4 * 1024 * 1024,
-                    max_attributes: int | None = None) -> EncodeResult:
+                    max_attributes: int | None = None, *, exporter: str = "") -> EncodeResult:
     """Encode one target's batch as ExportMetricsServiceRequest bytes, split under ``max_request_bytes``.
 
     Metrics of one scope share one ScopeMetrics per request; a metric too large for the room left is
     split between its points (the header is repeated). Order is preserved. ``request_points`` counts
-    the data points of each request, so nobody decodes the bytes again to count them. A single data
-    point larger than the limit raises ExportError(retryable=False).
+    the data points of each request, so nobody decodes the bytes again to count them. A data point
+    that does not fit even alone in a fresh request (with the resource, its scope and its metric's
+    envelope) is dropped by itself: counted in ``dropped_oversized``/``oversized`` and logged once per
+    (``exporter``, metric); everything else is encoded.
     """
     dropped_attrs = 0
     if max_attributes is None:
@@ -556,6 +611,9 @@ def encode_requests(batch: TargetBatch, max_request_bytes: int = 4 * 1024 * 1024
     requests: list[bytes] = []
     request_points: list[int] = []
     total_points = 0
+    # Oversized points per metric name: [points, largest point, bytes needed]. Filled only on the slow path
+    # below (a point that fits nowhere), so the common case pays nothing per point for the check.
+    oversized: dict[str, list[int]] = {}
     base = _LEN_OVERHEAD + len(resource_field)
     cur: list[tuple[bytes, list[_Chunk]]] = []
     cur_points = 0                      # data points in ``cur``
@@ -593,11 +651,17 @@ def encode_requests(batch: TargetBatch, max_request_bytes: int = 4 * 1024 * 1024
                         request_points.append(cur_points)
                         cur, cur_points, size, scope_open = [], 0, base, False
                         continue
-                    raise ExportError(
-                        f"One data point of metric {metric.name} (target {batch.target}) needs "
-                        f"{len(encoded[i]) + need + base} bytes, more than the exporter's request limit of "
-                        f"{max_request_bytes} bytes; raise max_request_bytes or drop attributes of this metric.",
-                        retryable=False)
+                    # Alone in an empty request the point still does not fit: no request under the limit
+                    # can carry it. Drop this point only; the next one starts over in the same empty request.
+                    point_bytes = len(encoded[i])
+                    entry = oversized.get(metric.name)
+                    if entry is None:
+                        entry = oversized[metric.name] = [0, 0, 0]
+                    entry[0] += 1
+                    if point_bytes > entry[1]:
+                        entry[1], entry[2] = point_bytes, point_bytes + need + base
+                    i += 1
+                    continue
                 if not scope_open:
                     cur.append((scope_field, []))
                     size += scope_cost
@@ -611,11 +675,245 @@ def encode_requests(batch: TargetBatch, max_request_bytes: int = 4 * 1024 * 1024
         request_points.append(cur_points)
     if max_attributes is not None:
         dropped_attrs = cut[0]
-    return EncodeResult(tuple(requests), total_points, dropped_attrs, tuple(request_points))
+    if not oversized:
+        return EncodeResult(tuple(requests), total_points, dropped_attrs, tuple(request_points))
+    dropped = tuple(OversizedPoints(name, n, largest, needed) for name, (n, largest, needed) in oversized.items())
+    dropped_points = sum(d.points for d in dropped)
+    _log_oversized(exporter, batch.target, max_request_bytes, dropped)
+    return EncodeResult(tuple(requests), total_points - dropped_points, dropped_attrs, tuple(request_points),
+                        dropped_points, dropped)
+
+
+# ─── splitting a serialized request in two ───────────────────────────────────────────────────
+#
+# A request is walked on the wire, not decoded into messages: ExportMetricsServiceRequest → ResourceMetrics
+# → ScopeMetrics → Metric → its data message (Gauge, Sum, Histogram, ExponentialHistogram or Summary) →
+# data points. At each level the fields that are not the next level down (resource, scope, name, unit,
+# metadata, temporality, schema_url, unknown fields …) are that level's envelope, kept byte for byte and
+# repeated in both halves wherever the level's points are divided; a data point itself is never opened.
+# Protobuf merges a message field that occurs twice and concatenates repeated fields, so envelope fields
+# written ahead of the children they were interleaved with decode to the same message.
+
+_CHILD_FIELDS: tuple[frozenset[int], ...] = (
+    frozenset({F_REQUEST_RESOURCE_METRICS}),
+    frozenset({F_RM_SCOPE_METRICS}),
+    frozenset({F_SM_METRICS}),
+    frozenset({F_METRIC_GAUGE, F_METRIC_SUM, F_METRIC_HISTOGRAM, F_METRIC_EXPONENTIAL_HISTOGRAM, F_METRIC_SUMMARY}),
+)
+_METRIC_LEVEL = 3          # the children of a Metric are its data message, whose children are data points
+
+
+class _Malformed(Exception):
+    """The bytes are not a well-formed protobuf message (internal to ``split_request``)."""
+
+
+class _Points(NamedTuple):
+    """A data message (Gauge, Sum, …) with its data points located, not copied: the point level is where a
+    request has tens of thousands of fields, so it is read with a loop of its own (see ``_parse_points``)."""
+
+    buf: memoryview          # the whole request
+    start: int               # the data message is buf[start:end]
+    end: int
+    envelope: bytes          # its fields other than data_points (temporality, monotonicity …), in order
+    starts: list[int]        # where each data_points field (tag included) starts in ``buf``
+    ends: list[int]          # and ends
+    contiguous: bool         # no other field between the first and the last data point
+
+    @property
+    def points(self) -> int:
+        return len(self.starts)
+
+
+class _Node(NamedTuple):
+    raw: memoryview                                  # the message as received
+    envelope: bytes                                  # its fields other than the children, in order
+    children: list[tuple[int, _Node | _Points]]      # (field number, child message)
+    points: int                                      # data points below
+
+
+def _read_varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end:
+            raise _Malformed(f"a varint runs past the end of its message at byte {pos}")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 70:
+            raise _Malformed(f"a varint longer than 10 bytes at byte {pos}")
+
+
+def _next_field(buf: memoryview, pos: int, end: int) -> tuple[int, int, int, int]:
+    """The field at ``pos``: ``(field number, wire type, payload start, field end)``."""
+    field_start = pos
+    key, pos = _read_varint(buf, pos, end)
+    number, wire = key >> 3, key & 7
+    payload = pos
+    if wire == _VARINT:
+        _, pos = _read_varint(buf, pos, end)
+    elif wire == _I64:
+        pos += 8
+    elif wire == _LEN:
+        length, payload = _read_varint(buf, pos, end)
+        pos = payload + length
+    elif wire == _I32:
+        pos += 4
+    else:                   # 3 and 4 are the deprecated groups, which OTLP never uses; 6 and 7 do not exist
+        raise _Malformed(f"field {number} at byte {field_start} has wire type {wire}")
+    if number == 0 or pos > end:
+        raise _Malformed(f"field {number} at byte {field_start} runs past the end of its message")
+    return number, wire, payload, pos
+
+
+def _wire_fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """``(field number, wire type, field start, payload start, field end)`` for each field in buf[start:end]."""
+    pos = start
+    while pos < end:
+        number, wire, payload, field_end = _next_field(buf, pos, end)
+        yield number, wire, pos, payload, field_end
+        pos = field_end
+
+
+def _parse_points(buf: memoryview, start: int, end: int) -> _Points:
+    envelope: list[memoryview] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    contiguous = True
+    tag = _T_DATA_POINT[0]
+    pos = start
+    while pos < end:
+        if buf[pos] == tag:
+            # A data point: its one-byte tag, the length, the payload. A length under 128 is read inline.
+            n = buf[pos + 1] if pos + 1 < end else 0x80
+            if n < 0x80:
+                field_end = pos + 2 + n
+            else:
+                n, payload = _read_varint(buf, pos + 1, end)
+                field_end = payload + n
+            if field_end > end:
+                raise _Malformed(f"the data point at byte {pos} runs past the end of its message")
+        else:
+            number, wire, _, field_end = _next_field(buf, pos, end)
+            if number != F_DATA_POINTS or wire != _LEN:     # (a data point whose tag is an overlong varint)
+                envelope.append(buf[pos:field_end])
+                pos = field_end
+                continue
+        if ends and ends[-1] != pos:
+            contiguous = False
+        starts.append(pos)
+        ends.append(field_end)
+        pos = field_end
+    return _Points(buf, start, end, b"".join(envelope), starts, ends, contiguous)
+
+
+def _parse(buf: memoryview, start: int, end: int, level: int) -> _Node:
+    child_fields = _CHILD_FIELDS[level]
+    envelope: list[memoryview] = []
+    children: list[tuple[int, _Node | _Points]] = []
+    points = 0
+    for number, wire, field_start, payload, field_end in _wire_fields(buf, start, end):
+        if wire != _LEN or number not in child_fields:
+            envelope.append(buf[field_start:field_end])
+            continue
+        if level == _METRIC_LEVEL and children and children[-1][0] != number:
+            # ``data`` is a oneof: a later member replaces the earlier one, as when decoding.
+            children.clear()
+            points = 0
+        child = _parse_points(buf, payload, field_end) if level == _METRIC_LEVEL else \
+            _parse(buf, payload, field_end, level + 1)
+        children.append((number, child))
+        points += child.points
+    return _Node(buf[start:end], b"".join(envelope), children, points)
+
+
+def _points_part(data: _Points, lo: int, hi: int) -> bytes:
+    """The data message with only its data points ``lo`` to ``hi`` (exclusive)."""
+    buf, starts, ends = data.buf, data.starts, data.ends
+    if data.contiguous:                 # how promotel and every OTLP SDK write it: one slice
+        chosen: list[memoryview] = [buf[starts[lo]:ends[hi - 1]]]
+    else:
+        chosen = [buf[starts[i]:ends[i]] for i in range(lo, hi)]
+    return data.envelope + b"".join(chosen)
+
+
+def _part(node: _Node, lo: int, hi: int, first: bool) -> bytes:
+    """The message of ``node`` with only its data points ``lo`` to ``hi`` (exclusive, counted in order).
+
+    A child without data points (a metric with none, say) stays where it is when its parent goes whole to
+    one half, and goes to the first half when its parent is divided, so it is in exactly one half."""
+    if lo <= 0 and node.points <= hi:
+        return bytes(node.raw)
+    parts: list[bytes] = [node.envelope]
+    offset = 0
+    for number, child in node.children:
+        a, b = offset, offset + child.points
+        offset = b
+        if a == b:
+            if first:
+                raw = child.raw if isinstance(child, _Node) else child.buf[child.start:child.end]
+                parts.append(_len_field(number, bytes(raw)))
+            continue
+        if b <= lo or a >= hi:
+            continue
+        if isinstance(child, _Node):
+            payload = _part(child, lo - a, hi - a, first)
+        else:
+            payload = _points_part(child, max(lo - a, 0), min(hi - a, child.points))
+        parts.append(_len_field(number, payload))
+    return b"".join(parts)
+
+
+def _point_metric_name(root: _Node) -> str:
+    """The name of the metric holding the first data point under the request ``root`` ("" if none)."""
+    node = root
+    for _ in range(_METRIC_LEVEL):          # request → resource metrics → scope metrics → metric
+        found = next((c for _, c in node.children if isinstance(c, _Node) and c.points), None)
+        if found is None:
+            return ""
+        node = found
+    env = memoryview(node.envelope)
+    for number, wire, _, payload, end in _wire_fields(env, 0, len(env)):
+        if number == F_METRIC_NAME and wire == _LEN:
+            return bytes(env[payload:end]).decode("utf-8", errors="replace")
+    return ""
+
+
+def split_request(request: bytes) -> list[bytes]:
+    """Two requests with about half the data points of ``request`` each, for a backend that refused it as
+    too large (HTTP 413, or a gRPC message over the server's maximum).
+
+    The first half takes the first ``points // 2`` data points in order, the second the rest; a metric (and
+    its scope and resource) whose points are divided between the halves has its envelope in both. Each half
+    is smaller than ``request`` and they decode to exactly its data points. Raises ``ExportError`` with
+    ``kind="too_large"`` when the request holds fewer than two data points (nothing left to divide), and
+    with ``kind="protocol"`` when the bytes are not a well-formed ExportMetricsServiceRequest.
+    """
+    buf = memoryview(request)
+    try:
+        root = _parse(buf, 0, len(buf), 0)
+    except _Malformed as exc:
+        raise ExportError(f"Cannot split a request of {len(request)} bytes: it is not a well-formed "
+                          f"ExportMetricsServiceRequest ({exc}); this is a bug, please report it.",
+                          kind="protocol", retryable=False) from exc
+    if root.points < 2:
+        name = _point_metric_name(root)
+        what = f"a single data point (metric {name})" if root.points == 1 and name else \
+            "a single data point" if root.points == 1 else "no data point"
+        raise ExportError(f"The backend refused a request of {len(request)} bytes as too large, and it holds {what}, "
+                          "so it cannot be split. That point alone is over the backend's size limit: shorten the "
+                          "label values that make it large at the target, or raise the backend's limit.",
+                          kind="too_large", retryable=False)
+    half = root.points // 2
+    return [_part(root, 0, half, True), _part(root, half, root.points, False)]
 
 
 __all__ = [
     "DEFAULT_SCOPE_NAME",
     "EncodeResult",
+    "OversizedPoints",
     "encode_requests",
+    "split_request",
 ]

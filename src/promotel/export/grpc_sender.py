@@ -9,10 +9,16 @@ Protocol facts (OTLP specification, "OTLP/gRPC" → "Failures"):
   ``grpc-status-details-bin`` trailer as a serialized ``google.rpc.Status`` whose ``details``
   hold ``Any`` messages.
 * Everything else (INVALID_ARGUMENT, UNAUTHENTICATED, PERMISSION_DENIED, …) is permanent.
+* A message over the server's receive limit is also RESOURCE_EXHAUSTED, with details in the words of the
+  server's gRPC library: "Received message larger than max (N vs. M)" (gRPC core: C++, Python, …),
+  "grpc: received message larger than max (N vs. M)" (grpc-go, so the OpenTelemetry Collector), "gRPC
+  message exceeds maximum size M: N" (grpc-java). That one is reported as ``kind="too_large"`` and not
+  retryable, RetryInfo or not: the same message would be refused again, the queue splits it instead.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import grpc
@@ -29,6 +35,8 @@ RETRYABLE_CODES = frozenset({
 })
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 RETRY_INFO_TYPE = "type.googleapis.com/google.rpc.RetryInfo"
+# RESOURCE_EXHAUSTED details that mean "the message is over the server's size limit" (see the docstring).
+TOO_LARGE_DETAILS = re.compile(r"message larger than max|message exceeds maximum size", re.IGNORECASE)
 
 
 def retry_delay(trailing_metadata: Any) -> float | None:
@@ -119,12 +127,18 @@ class GrpcSender:
             response = await stub.Export(message, timeout=self.resolved.timeout, metadata=self.metadata,
                                          compression=self.compression)
         except grpc.aio.AioRpcError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, len(request)) from exc
         return outcome_from_response(response)
 
-    def _error(self, exc: grpc.aio.AioRpcError) -> ExportError:
+    def _error(self, exc: grpc.aio.AioRpcError, size: int = 0) -> ExportError:
         code = exc.code()
         details = truncate(exc.details() or "")
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and TOO_LARGE_DETAILS.search(details):
+            return ExportError(
+                f"{self.target} answered RESOURCE_EXHAUSTED: {truncate(details, 200)} — the request of {size} bytes "
+                f"is larger than the server accepts; lower max_request_bytes (now {self.resolved.max_request_bytes}) "
+                "below the server's max receive message size", exporter=self.resolved.name, retryable=False,
+                kind="too_large")
         delay = retry_delay(exc.trailing_metadata())
         retryable = code in RETRYABLE_CODES or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None)
         name = code.name if code is not None else "UNKNOWN"

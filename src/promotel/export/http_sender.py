@@ -9,6 +9,9 @@ Protocol facts (OTLP specification, "OTLP/HTTP"):
 * 429, 502, 503 and 504 are retryable, honouring ``Retry-After`` (delay-seconds or an HTTP-date);
   every other 4xx/5xx is permanent. Error bodies are a ``google.rpc.Status`` when the content type
   is protobuf. A connection that fails is retryable.
+* 413 Payload Too Large is permanent for that request, but not for its data: it is reported as
+  ``kind="too_large"`` so that the queue splits the request (``encode.split_request``) and sends the
+  halves, instead of dropping it as any other permanent error.
 """
 
 from __future__ import annotations
@@ -125,10 +128,19 @@ class HttpSender:
         if 200 <= code < 300:
             return parse_partial_success(response.content)
         message = error_message(response)
+        if code == 413:
+            raise self._too_large(message, len(request), len(body))
         retryable = code in RETRYABLE_STATUS
         retry_after = parse_retry_after(response.headers.get("retry-after")) if retryable else None
         raise ExportError(f"{self.shown_url} answered HTTP {code}: {message}", exporter=self.resolved.name,
                           retryable=retryable, retry_after=retry_after, kind=f"http_{code}")
+
+    def _too_large(self, message: str, size: int, sent: int) -> ExportError:
+        compressed = f" ({sent} bytes gzip-compressed)" if self.gzip else ""
+        return ExportError(
+            f"{self.shown_url} answered HTTP 413: {truncate(message, 200)} — the request of {size} bytes{compressed} "
+            f"is larger than the backend accepts; lower max_request_bytes (now {self.resolved.max_request_bytes}) "
+            "below the backend's limit", exporter=self.resolved.name, retryable=False, kind="too_large")
 
     async def aclose(self) -> None:
         if self._own_client:
