@@ -16,7 +16,7 @@ from support.families import fam
 from support.reference_encoder import build_request, count_points
 
 import promotel
-from promotel import encode as enc
+from promotel.export import wire
 from promotel.errors import ExportError
 from promotel.export.encode import encode_requests, split_request
 from promotel.export.otlp_json import to_otlp_json
@@ -86,37 +86,37 @@ def test_field_numbers_match_installed_descriptors() -> None:
     def num(msg: object, field: str) -> int:
         return msg.DESCRIPTOR.fields_by_name[field].number  # type: ignore[attr-defined, no-any-return]
 
-    assert num(ExportMetricsServiceRequest, "resource_metrics") == enc.F_REQUEST_RESOURCE_METRICS
+    assert num(ExportMetricsServiceRequest, "resource_metrics") == wire.F_REQUEST_RESOURCE_METRICS
     assert (num(pb.ResourceMetrics, "resource"), num(pb.ResourceMetrics, "scope_metrics")) == (
-        enc.F_RM_RESOURCE, enc.F_RM_SCOPE_METRICS)
-    assert (num(pb.ScopeMetrics, "scope"), num(pb.ScopeMetrics, "metrics")) == (enc.F_SM_SCOPE, enc.F_SM_METRICS)
+        wire.F_RM_RESOURCE, wire.F_RM_SCOPE_METRICS)
+    assert (num(pb.ScopeMetrics, "scope"), num(pb.ScopeMetrics, "metrics")) == (wire.F_SM_SCOPE, wire.F_SM_METRICS)
     assert [num(pb.Metric, f) for f in ("gauge", "sum", "histogram", "summary")] == [
-        enc.F_METRIC_GAUGE, enc.F_METRIC_SUM, enc.F_METRIC_HISTOGRAM, enc.F_METRIC_SUMMARY]
+        wire.F_METRIC_GAUGE, wire.F_METRIC_SUM, wire.F_METRIC_HISTOGRAM, wire.F_METRIC_SUMMARY]
     for m in (pb.Gauge, pb.Sum, pb.Histogram, pb.Summary):
-        assert num(m, "data_points") == enc.F_DATA_POINTS
-    assert num(pb.Sum, "aggregation_temporality") == enc.F_AGG_TEMPORALITY
-    assert num(pb.Sum, "is_monotonic") == enc.F_IS_MONOTONIC
+        assert num(m, "data_points") == wire.F_DATA_POINTS
+    assert num(pb.Sum, "aggregation_temporality") == wire.F_AGG_TEMPORALITY
+    assert num(pb.Sum, "is_monotonic") == wire.F_IS_MONOTONIC
     ndp = pb.NumberDataPoint
     assert [num(ndp, f) for f in ("start_time_unix_nano", "time_unix_nano", "as_double", "exemplars",
                                   "attributes", "flags")] == [
-        enc.F_NDP_START, enc.F_NDP_TIME, enc.F_NDP_AS_DOUBLE, enc.F_NDP_EXEMPLARS, enc.F_NDP_ATTRIBUTES,
-        enc.F_NDP_FLAGS]
+        wire.F_NDP_START, wire.F_NDP_TIME, wire.F_NDP_AS_DOUBLE, wire.F_NDP_EXEMPLARS, wire.F_NDP_ATTRIBUTES,
+        wire.F_NDP_FLAGS]
     hdp = pb.HistogramDataPoint
     assert [num(hdp, f) for f in ("start_time_unix_nano", "time_unix_nano", "count", "sum", "bucket_counts",
                                   "explicit_bounds", "exemplars", "attributes", "flags")] == [
-        enc.F_HDP_START, enc.F_HDP_TIME, enc.F_HDP_COUNT, enc.F_HDP_SUM, enc.F_HDP_BUCKET_COUNTS,
-        enc.F_HDP_EXPLICIT_BOUNDS, enc.F_HDP_EXEMPLARS, enc.F_HDP_ATTRIBUTES, enc.F_HDP_FLAGS]
+        wire.F_HDP_START, wire.F_HDP_TIME, wire.F_HDP_COUNT, wire.F_HDP_SUM, wire.F_HDP_BUCKET_COUNTS,
+        wire.F_HDP_EXPLICIT_BOUNDS, wire.F_HDP_EXEMPLARS, wire.F_HDP_ATTRIBUTES, wire.F_HDP_FLAGS]
     sdp = pb.SummaryDataPoint
     assert [num(sdp, f) for f in ("start_time_unix_nano", "time_unix_nano", "count", "sum", "quantile_values",
                                   "attributes", "flags")] == [
-        enc.F_SDP_START, enc.F_SDP_TIME, enc.F_SDP_COUNT, enc.F_SDP_SUM, enc.F_SDP_QUANTILES,
-        enc.F_SDP_ATTRIBUTES, enc.F_SDP_FLAGS]
+        wire.F_SDP_START, wire.F_SDP_TIME, wire.F_SDP_COUNT, wire.F_SDP_SUM, wire.F_SDP_QUANTILES,
+        wire.F_SDP_ATTRIBUTES, wire.F_SDP_FLAGS]
     vaq = pb.SummaryDataPoint.ValueAtQuantile
-    assert (num(vaq, "quantile"), num(vaq, "value")) == (enc.F_VAQ_QUANTILE, enc.F_VAQ_VALUE)
+    assert (num(vaq, "quantile"), num(vaq, "value")) == (wire.F_VAQ_QUANTILE, wire.F_VAQ_VALUE)
     ex = pb.Exemplar
     assert [num(ex, f) for f in ("time_unix_nano", "as_double", "span_id", "trace_id", "filtered_attributes")] == [
-        enc.F_EX_TIME, enc.F_EX_AS_DOUBLE, enc.F_EX_SPAN_ID, enc.F_EX_TRACE_ID, enc.F_EX_FILTERED_ATTRIBUTES]
-    assert pb.DataPointFlags.Value("DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK") == enc.NO_RECORDED_VALUE
+        wire.F_EX_TIME, wire.F_EX_AS_DOUBLE, wire.F_EX_SPAN_ID, wire.F_EX_TRACE_ID, wire.F_EX_FILTERED_ATTRIBUTES]
+    assert pb.DataPointFlags.Value("DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK") == wire.NO_RECORDED_VALUE
     # Every fixed-width field really has a 64-bit wire type (fixed64 = 6, double = 1 in descriptor terms).
     assert hdp.DESCRIPTOR.fields_by_name["count"].type == 6 and ndp.DESCRIPTOR.fields_by_name["as_double"].type == 1
 
@@ -127,7 +127,7 @@ def test_a_field_laid_out_otherwise_than_the_encoder_writes_it_is_refused_by_nam
     from google.protobuf import descriptor_pb2
     from google.protobuf.descriptor import FieldDescriptor as F
 
-    assert enc._field(pb.HistogramDataPoint, "bucket_counts", F.TYPE_FIXED64, repeated=True) == 6
+    assert wire._field(pb.HistogramDataPoint, "bucket_counts", F.TYPE_FIXED64, repeated=True) == 6
     cases = [
         ((pb.HistogramDataPoint, "count", F.TYPE_DOUBLE), "HistogramDataPoint.count is fixed64 (wire type 1)"),
         ((pb.HistogramDataPoint, "bucket_counts", F.TYPE_FIXED64),
@@ -138,10 +138,10 @@ def test_a_field_laid_out_otherwise_than_the_encoder_writes_it_is_refused_by_nam
     ]
     for (message, name, proto_type), fragment in cases:
         with pytest.raises(ExportError) as info:
-            enc._field(message, name, proto_type)
+            wire._field(message, name, proto_type)
         assert fragment in str(info.value) and "opentelemetry-proto" in str(info.value), str(info.value)
     with pytest.raises(ExportError, match=r"share one field number.*\[1, 2\]"):
-        enc._same([1, 2], "Gauge and Sum data_points")
+        wire._same([1, 2], "Gauge and Sum data_points")
 
 
 def test_every_point_type_flags_exemplars_and_envelopes() -> None:
@@ -592,12 +592,12 @@ def test_split_request_with_points_interleaved_with_other_fields_and_an_overlong
     def points_field(i: int) -> bytes:
         return pb.Sum(data_points=[pb.NumberDataPoint.FromString(point(i))]).SerializeToString()
 
-    overlong = b"\x8a\x00" + enc.varint(len(point(3))) + point(3)
+    overlong = b"\x8a\x00" + wire.varint(len(point(3))) + point(3)
     tail = pb.Sum(aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE, is_monotonic=True).SerializeToString()
     sum_bytes = points_field(0) + tail + points_field(1) + points_field(2) + overlong
-    metric = pb.Metric(name="m").SerializeToString() + enc._len_field(enc.F_METRIC_SUM, sum_bytes)
-    scope = pb.ScopeMetrics(scope={"name": "s"}).SerializeToString() + enc._len_field(enc.F_SM_METRICS, metric)
-    request = enc._len_field(enc.F_REQUEST_RESOURCE_METRICS, enc._len_field(enc.F_RM_SCOPE_METRICS, scope))
+    metric = pb.Metric(name="m").SerializeToString() + wire.len_field(wire.F_METRIC_SUM, sum_bytes)
+    scope = pb.ScopeMetrics(scope={"name": "s"}).SerializeToString() + wire.len_field(wire.F_SM_METRICS, metric)
+    request = wire.len_field(wire.F_REQUEST_RESOURCE_METRICS, wire.len_field(wire.F_RM_SCOPE_METRICS, scope))
     (m,) = decode(request).resource_metrics[0].scope_metrics[0].metrics
     assert [dp.as_double for dp in m.sum.data_points] == [0.0, 1.0, 2.0, 3.0] and m.sum.is_monotonic
     first, second = _check_split(request)

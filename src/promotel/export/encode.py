@@ -7,7 +7,7 @@ official ``opentelemetry.proto`` classes and cached; only the fixed-layout data-
 (fixed64 times, doubles, packed bucket counts and bounds, flags) are written here with ``struct``.
 Protobuf allows a message to be written as the concatenation of its fields in any order, each field
 as ``tag (field << 3 | wire type)`` followed by its payload, which is what makes this possible. The
-field numbers come from the installed descriptors (checked at import, see below). The tests compare
+field numbers come from the installed descriptors (checked at import in ``promotel.export.wire``). The tests compare
 the bytes with a reference built from the official classes only (``tests/support/reference_encoder.py``).
 
 Size limits apply per data point, not per batch: a point that cannot fit in any request under the
@@ -26,13 +26,9 @@ from __future__ import annotations
 import functools
 import logging
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from google.protobuf.descriptor import FieldDescriptor
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
 from opentelemetry.proto.common.v1.common_pb2 import (
     AnyValue,
     InstrumentationScope,
@@ -42,6 +38,57 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from promotel.errors import ExportError
+from promotel.export.split import split_request
+from promotel.export.wire import (
+    F_DATA_POINTS,
+    F_EX_AS_DOUBLE,
+    F_EX_FILTERED_ATTRIBUTES,
+    F_EX_SPAN_ID,
+    F_EX_TIME,
+    F_EX_TRACE_ID,
+    F_HDP_ATTRIBUTES,
+    F_HDP_BUCKET_COUNTS,
+    F_HDP_COUNT,
+    F_HDP_EXEMPLARS,
+    F_HDP_EXPLICIT_BOUNDS,
+    F_HDP_FLAGS,
+    F_HDP_START,
+    F_HDP_SUM,
+    F_HDP_TIME,
+    F_METRIC_GAUGE,
+    F_METRIC_HISTOGRAM,
+    F_METRIC_SUM,
+    F_METRIC_SUMMARY,
+    F_NDP_AS_DOUBLE,
+    F_NDP_ATTRIBUTES,
+    F_NDP_EXEMPLARS,
+    F_NDP_FLAGS,
+    F_NDP_START,
+    F_NDP_TIME,
+    F_REQUEST_RESOURCE_METRICS,
+    F_RM_RESOURCE,
+    F_RM_SCOPE_METRICS,
+    F_SDP_ATTRIBUTES,
+    F_SDP_COUNT,
+    F_SDP_FLAGS,
+    F_SDP_QUANTILES,
+    F_SDP_START,
+    F_SDP_SUM,
+    F_SDP_TIME,
+    F_SM_METRICS,
+    F_SM_SCOPE,
+    F_VAQ_QUANTILE,
+    F_VAQ_VALUE,
+    I64,
+    LEN,
+    NO_RECORDED_VALUE,
+    SMALL_VARINTS,
+    VARINT,
+    len_field,
+    raw_varint,
+    tag,
+    varint,
+)
 from promotel.model import (
     Attributes,
     AttrValue,
@@ -59,185 +106,8 @@ DEFAULT_SCOPE_NAME = "promotel"
 
 log = logging.getLogger("promotel.export")
 
-# ─── field numbers, from the official descriptors ────────────────────────────────────────────
-#
-# A field goes on the wire as ``tag (field number << 3 | wire type)`` then its payload; the wire type
-# and the payload's layout follow from the field's protobuf type. The hand encoder below writes each
-# field with a fixed layout (a one-byte tag, fixed64 times, doubles, packed repeated numbers), so every
-# field number is read here from the installed ``opentelemetry-proto`` descriptors, once at import,
-# together with a check that the field still has the type (and so the wire type and layout) the
-# encoder writes. A ``metrics.proto`` that changed any of them fails the import with an error naming
-# the field, instead of producing requests a backend would misread.
-
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5          # wire types
-
-_DOUBLE, _FIXED64, _UINT32 = FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_UINT32
-_BOOL, _ENUM = FieldDescriptor.TYPE_BOOL, FieldDescriptor.TYPE_ENUM
-_BYTES, _MESSAGE = FieldDescriptor.TYPE_BYTES, FieldDescriptor.TYPE_MESSAGE
-
-_LEN_TYPES = frozenset({FieldDescriptor.TYPE_STRING, _BYTES, _MESSAGE})
-_WIRE_OF_TYPE = {
-    FieldDescriptor.TYPE_DOUBLE: _I64, FieldDescriptor.TYPE_FIXED64: _I64, FieldDescriptor.TYPE_SFIXED64: _I64,
-    FieldDescriptor.TYPE_FLOAT: _I32, FieldDescriptor.TYPE_FIXED32: _I32, FieldDescriptor.TYPE_SFIXED32: _I32,
-    **dict.fromkeys(_LEN_TYPES, _LEN),
-}                                                # every other scalar type (ints, bool, enum) is a varint
-_TYPE_NAMES = {getattr(FieldDescriptor, k): k[len("TYPE_"):].lower()
-               for k in dir(FieldDescriptor) if k.startswith("TYPE_")}
-
-
-def _repeated(fd: Any) -> bool:
-    is_repeated = getattr(fd, "is_repeated", None)          # protobuf ≥ 6; older releases have ``label``
-    return bool(is_repeated) if is_repeated is not None else fd.label == FieldDescriptor.LABEL_REPEATED
-
-
-def _packed(fd: Any) -> bool:
-    is_packed = getattr(fd, "is_packed", None)
-    if is_packed is not None:
-        return bool(is_packed)
-    # proto3 packs repeated numbers unless the field says ``packed = false`` (metrics.proto is proto3).
-    options = fd.GetOptions()
-    return _repeated(fd) and fd.type not in _LEN_TYPES and not (options.HasField("packed") and not options.packed)
-
-
-def _layout(proto_type: int, repeated: bool, packed: bool) -> str:
-    """How a field goes on the wire, e.g. ``packed repeated fixed64 (wire type 2)``."""
-    wire = _LEN if packed else _WIRE_OF_TYPE.get(proto_type, _VARINT)
-    kind = "packed repeated " if packed else "repeated " if repeated else ""
-    return f"{kind}{_TYPE_NAMES.get(proto_type, proto_type)} (wire type {wire})"
-
-
-def _field(message: Any, name: str, proto_type: int, *, repeated: bool = False) -> int:
-    """The number of ``message.name``, checked to be laid out as the encoder writes it: ``proto_type``,
-    repeated or not as given (repeated numbers packed, the proto3 default), with a one-byte tag (numbers
-    1–15). Raises ExportError naming the field when the installed descriptor differs."""
-    descriptor = message.DESCRIPTOR
-    fd = descriptor.fields_by_name.get(name)
-    want = _layout(proto_type, repeated, repeated and proto_type not in _LEN_TYPES)
-    problem = ""
-    if fd is None:
-        problem = "does not exist"
-    elif (got := _layout(fd.type, _repeated(fd), _packed(fd))) != want:
-        problem = f"is {got}"
-    elif not 1 <= fd.number <= 15:
-        problem = f"has number {fd.number}, whose tag takes more than the one byte the encoder writes"
-    if problem:
-        raise ExportError(
-            f"Field {descriptor.full_name}.{name} {problem} in the installed opentelemetry-proto "
-            f"({_proto_version()}), but promotel.export.encode writes it as {want}. Install an "
-            f"opentelemetry-proto release whose metrics.proto matches, or update the hand encoder.",
-            kind="protocol")
-    return int(fd.number)
-
-
-def _proto_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("opentelemetry-proto")
-    except PackageNotFoundError:
-        return "version unknown"
-
-
-def _same(numbers: Sequence[int], what: str) -> int:
-    """One number for a field the encoder writes with one shared tag (``data_points`` of every kind)."""
-    if len(set(numbers)) != 1:
-        raise ExportError(f"{what} no longer share one field number in the installed opentelemetry-proto "
-                          f"({_proto_version()}): {list(numbers)}; update promotel.export.encode.", kind="protocol")
-    return numbers[0]
-
-
-_NDP, _HDP, _SDP, _EX = pb.NumberDataPoint, pb.HistogramDataPoint, pb.SummaryDataPoint, pb.Exemplar
-
-F_REQUEST_RESOURCE_METRICS = _field(ExportMetricsServiceRequest, "resource_metrics", _MESSAGE, repeated=True)
-F_RM_RESOURCE = _field(pb.ResourceMetrics, "resource", _MESSAGE)
-F_RM_SCOPE_METRICS = _field(pb.ResourceMetrics, "scope_metrics", _MESSAGE, repeated=True)
-F_SM_SCOPE = _field(pb.ScopeMetrics, "scope", _MESSAGE)
-F_SM_METRICS = _field(pb.ScopeMetrics, "metrics", _MESSAGE, repeated=True)
-F_METRIC_GAUGE = _field(pb.Metric, "gauge", _MESSAGE)
-F_METRIC_SUM = _field(pb.Metric, "sum", _MESSAGE)
-F_METRIC_HISTOGRAM = _field(pb.Metric, "histogram", _MESSAGE)
-F_METRIC_SUMMARY = _field(pb.Metric, "summary", _MESSAGE)
-# Read (never written) by ``split_request``: the name for its messages, and the one data kind OTLP has
-# that promotel does not produce, so that requests from elsewhere split too.
-F_METRIC_NAME = _field(pb.Metric, "name", FieldDescriptor.TYPE_STRING)
-F_METRIC_EXPONENTIAL_HISTOGRAM = _field(pb.Metric, "exponential_histogram", _MESSAGE)
-F_DATA_POINTS = _same([_field(m, "data_points", _MESSAGE, repeated=True)
-                       for m in (pb.Gauge, pb.Sum, pb.Histogram, pb.Summary)],
-                      "Gauge, Sum, Histogram and Summary data_points")
-if _field(pb.ExponentialHistogram, "data_points", _MESSAGE, repeated=True) != F_DATA_POINTS:
-    raise ExportError(f"ExponentialHistogram.data_points no longer has the number of the other kinds' data_points "
-                      f"in the installed opentelemetry-proto ({_proto_version()}); update promotel.export.encode.",
-                      kind="protocol")
-# Written by the official classes (the cached Sum/Histogram tail); checked here all the same.
-F_AGG_TEMPORALITY = _same([_field(pb.Sum, "aggregation_temporality", _ENUM),
-                           _field(pb.Histogram, "aggregation_temporality", _ENUM)],
-                          "Sum and Histogram aggregation_temporality")
-F_IS_MONOTONIC = _field(pb.Sum, "is_monotonic", _BOOL)
-
-F_NDP_START = _field(_NDP, "start_time_unix_nano", _FIXED64)
-F_NDP_TIME = _field(_NDP, "time_unix_nano", _FIXED64)
-F_NDP_AS_DOUBLE = _field(_NDP, "as_double", _DOUBLE)
-F_NDP_EXEMPLARS = _field(_NDP, "exemplars", _MESSAGE, repeated=True)
-F_NDP_ATTRIBUTES = _field(_NDP, "attributes", _MESSAGE, repeated=True)
-F_NDP_FLAGS = _field(_NDP, "flags", _UINT32)
-
-F_HDP_START = _field(_HDP, "start_time_unix_nano", _FIXED64)
-F_HDP_TIME = _field(_HDP, "time_unix_nano", _FIXED64)
-F_HDP_COUNT = _field(_HDP, "count", _FIXED64)
-F_HDP_SUM = _field(_HDP, "sum", _DOUBLE)
-F_HDP_BUCKET_COUNTS = _field(_HDP, "bucket_counts", _FIXED64, repeated=True)
-F_HDP_EXPLICIT_BOUNDS = _field(_HDP, "explicit_bounds", _DOUBLE, repeated=True)
-F_HDP_EXEMPLARS = _field(_HDP, "exemplars", _MESSAGE, repeated=True)
-F_HDP_ATTRIBUTES = _field(_HDP, "attributes", _MESSAGE, repeated=True)
-F_HDP_FLAGS = _field(_HDP, "flags", _UINT32)
-
-F_SDP_START = _field(_SDP, "start_time_unix_nano", _FIXED64)
-F_SDP_TIME = _field(_SDP, "time_unix_nano", _FIXED64)
-F_SDP_COUNT = _field(_SDP, "count", _FIXED64)
-F_SDP_SUM = _field(_SDP, "sum", _DOUBLE)
-F_SDP_QUANTILES = _field(_SDP, "quantile_values", _MESSAGE, repeated=True)
-F_SDP_ATTRIBUTES = _field(_SDP, "attributes", _MESSAGE, repeated=True)
-F_SDP_FLAGS = _field(_SDP, "flags", _UINT32)
-F_VAQ_QUANTILE = _field(_SDP.ValueAtQuantile, "quantile", _DOUBLE)
-F_VAQ_VALUE = _field(_SDP.ValueAtQuantile, "value", _DOUBLE)
-
-F_EX_TIME = _field(_EX, "time_unix_nano", _FIXED64)
-F_EX_AS_DOUBLE = _field(_EX, "as_double", _DOUBLE)
-F_EX_SPAN_ID = _field(_EX, "span_id", _BYTES)
-F_EX_TRACE_ID = _field(_EX, "trace_id", _BYTES)
-F_EX_FILTERED_ATTRIBUTES = _field(_EX, "filtered_attributes", _MESSAGE, repeated=True)
-
-NO_RECORDED_VALUE = pb.DataPointFlags.Value("DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK")
-if not 0 < NO_RECORDED_VALUE < 0x80:      # written below as a one-byte varint
-    raise ExportError(f"DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK is {NO_RECORDED_VALUE} in the installed "
-                      f"opentelemetry-proto ({_proto_version()}); promotel.export.encode writes it as one byte.",
-                      kind="protocol")
 _TEMPORALITY = {Temporality.DELTA: pb.AGGREGATION_TEMPORALITY_DELTA,
                 Temporality.CUMULATIVE: pb.AGGREGATION_TEMPORALITY_CUMULATIVE}
-
-
-def _tag(field: int, wire: int) -> int:
-    return (field << 3) | wire
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-_SMALL_VARINTS = [_varint(i) for i in range(16384)]
-
-
-def varint(n: int) -> bytes:
-    return _SMALL_VARINTS[n] if n < 16384 else _varint(n)
-
-
-def _len_field(field: int, payload: bytes) -> bytes:
-    return bytes((_tag(field, _LEN),)) + varint(len(payload)) + payload
 
 
 # Fixed-layout heads (one-byte tags, checked above): start (fixed64), time (fixed64), then a double
@@ -249,18 +119,18 @@ _DOUBLE_FIELD = struct.Struct("<Bd")
 _FIXED64_FIELD = struct.Struct("<BQ")
 _QUANTILE = struct.Struct("<BBBdBd")           # LEN tag, length 18, quantile double, value double
 
-_T_NDP_START, _T_NDP_TIME, _T_NDP_VALUE = _tag(F_NDP_START, _I64), _tag(F_NDP_TIME, _I64), _tag(F_NDP_AS_DOUBLE, _I64)
-_T_HDP_START, _T_HDP_TIME = _tag(F_HDP_START, _I64), _tag(F_HDP_TIME, _I64)
-_T_HDP_COUNT, _T_HDP_SUM = _tag(F_HDP_COUNT, _I64), _tag(F_HDP_SUM, _I64)
-_T_SDP_START, _T_SDP_TIME = _tag(F_SDP_START, _I64), _tag(F_SDP_TIME, _I64)
-_T_SDP_COUNT, _T_SDP_SUM = _tag(F_SDP_COUNT, _I64), _tag(F_SDP_SUM, _I64)
-_NDP_FLAGS_NRV = bytes((_tag(F_NDP_FLAGS, _VARINT), NO_RECORDED_VALUE))
-_HDP_FLAGS_NRV = bytes((_tag(F_HDP_FLAGS, _VARINT), NO_RECORDED_VALUE))
-_SDP_FLAGS_NRV = bytes((_tag(F_SDP_FLAGS, _VARINT), NO_RECORDED_VALUE))
-_T_BUCKETS = bytes((_tag(F_HDP_BUCKET_COUNTS, _LEN),))
-_T_BOUNDS = bytes((_tag(F_HDP_EXPLICIT_BOUNDS, _LEN),))
-_T_DATA_POINT = bytes((_tag(F_DATA_POINTS, _LEN),))
-_QUANTILE_PREFIX = (_tag(F_SDP_QUANTILES, _LEN), 18, _tag(F_VAQ_QUANTILE, _I64), _tag(F_VAQ_VALUE, _I64))
+_T_NDP_START, _T_NDP_TIME, _T_NDP_VALUE = tag(F_NDP_START, I64), tag(F_NDP_TIME, I64), tag(F_NDP_AS_DOUBLE, I64)
+_T_HDP_START, _T_HDP_TIME = tag(F_HDP_START, I64), tag(F_HDP_TIME, I64)
+_T_HDP_COUNT, _T_HDP_SUM = tag(F_HDP_COUNT, I64), tag(F_HDP_SUM, I64)
+_T_SDP_START, _T_SDP_TIME = tag(F_SDP_START, I64), tag(F_SDP_TIME, I64)
+_T_SDP_COUNT, _T_SDP_SUM = tag(F_SDP_COUNT, I64), tag(F_SDP_SUM, I64)
+_NDP_FLAGS_NRV = bytes((tag(F_NDP_FLAGS, VARINT), NO_RECORDED_VALUE))
+_HDP_FLAGS_NRV = bytes((tag(F_HDP_FLAGS, VARINT), NO_RECORDED_VALUE))
+_SDP_FLAGS_NRV = bytes((tag(F_SDP_FLAGS, VARINT), NO_RECORDED_VALUE))
+_T_BUCKETS = bytes((tag(F_HDP_BUCKET_COUNTS, LEN),))
+_T_BOUNDS = bytes((tag(F_HDP_EXPLICIT_BOUNDS, LEN),))
+_T_DATA_POINT = bytes((tag(F_DATA_POINTS, LEN),))
+_QUANTILE_PREFIX = (tag(F_SDP_QUANTILES, LEN), 18, tag(F_VAQ_QUANTILE, I64), tag(F_VAQ_VALUE, I64))
 
 _packers: dict[str, struct.Struct] = {}
 
@@ -325,11 +195,11 @@ def attributes_field(attrs: Attributes, field: int) -> bytes:
         cached_attrs, b = hit
         if cached_attrs is attrs or all(type(a[1]) is type(c[1]) for a, c in zip(attrs, cached_attrs)):
             return b
-    tag = bytes((_tag(field, _LEN),))
+    head = bytes((tag(field, LEN),))
     parts = []
     for k, v in attrs:
         kv = _pair_bytes(k, v)
-        parts.append(tag + varint(len(kv)) + kv)
+        parts.append(head + varint(len(kv)) + kv)
     b = b"".join(parts)
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
@@ -367,12 +237,12 @@ def exemplar_parts(ex: Exemplar, point_time: int) -> tuple[Attributes, int, floa
 def _exemplar_field(ex: Exemplar, point_time: int, field: int) -> bytes:
     attrs, t, value, span, trace = exemplar_parts(ex, point_time)
     body = attributes_field(attrs, F_EX_FILTERED_ATTRIBUTES)
-    body += _FIXED64_FIELD.pack(_tag(F_EX_TIME, _I64), t) + _DOUBLE_FIELD.pack(_tag(F_EX_AS_DOUBLE, _I64), value)
+    body += _FIXED64_FIELD.pack(tag(F_EX_TIME, I64), t) + _DOUBLE_FIELD.pack(tag(F_EX_AS_DOUBLE, I64), value)
     if span is not None:
-        body += _len_field(F_EX_SPAN_ID, span)
+        body += len_field(F_EX_SPAN_ID, span)
     if trace is not None:
-        body += _len_field(F_EX_TRACE_ID, trace)
-    return _len_field(field, body)
+        body += len_field(F_EX_TRACE_ID, trace)
+    return len_field(field, body)
 
 
 # ─── data points (hand-encoded) ──────────────────────────────────────────────────────────────
@@ -397,7 +267,7 @@ def _number_points(points: Sequence[Point], attrs_of: Any) -> list[bytes]:
         if p.no_recorded_value:
             body += _NDP_FLAGS_NRV
         n = len(body)
-        append(dp + (_SMALL_VARINTS[n] if n < 16384 else _varint(n)) + body)
+        append(dp + (SMALL_VARINTS[n] if n < 16384 else raw_varint(n)) + body)
     return out
 
 
@@ -546,11 +416,11 @@ def _build(resource_field: bytes, scopes: list[tuple[bytes, list[_Chunk]]]) -> b
         metric_parts = [scope_field]
         for c in chunks:
             data = b"".join(c.points) + c.tail
-            body = c.header + _len_field(c.field, data)
-            metric_parts.append(_len_field(F_SM_METRICS, body))
-        sm_parts.append(_len_field(F_RM_SCOPE_METRICS, b"".join(metric_parts)))
+            body = c.header + len_field(c.field, data)
+            metric_parts.append(len_field(F_SM_METRICS, body))
+        sm_parts.append(len_field(F_RM_SCOPE_METRICS, b"".join(metric_parts)))
     rm = resource_field + b"".join(sm_parts)
-    return _len_field(F_REQUEST_RESOURCE_METRICS, rm)
+    return len_field(F_REQUEST_RESOURCE_METRICS, rm)
 
 
 _OVERSIZED_LOGGED: set[tuple[str, str]] = set()
@@ -601,7 +471,7 @@ def encode_requests(batch: TargetBatch, max_request_bytes: int = 4 * 1024 * 1024
                 attrs = attrs[:limit]
             return attributes_field(attrs, field)
 
-    resource_field = _len_field(F_RM_RESOURCE, Resource(attributes=key_values(batch.resource)).SerializeToString())
+    resource_field = len_field(F_RM_RESOURCE, Resource(attributes=key_values(batch.resource)).SerializeToString())
     # Group by scope in order of first appearance.
     by_scope: dict[tuple[str, str], list[Metric]] = {}
     for m in batch.metrics:
@@ -619,7 +489,7 @@ def encode_requests(batch: TargetBatch, max_request_bytes: int = 4 * 1024 * 1024
     cur_points = 0                      # data points in ``cur``
     size = base
     for (scope_name, scope_version), metrics in by_scope.items():
-        scope_field = _len_field(F_SM_SCOPE, InstrumentationScope(name=scope_name,
+        scope_field = len_field(F_SM_SCOPE, InstrumentationScope(name=scope_name,
                                                                    version=scope_version).SerializeToString())
         scope_cost = _LEN_OVERHEAD + len(scope_field)
         scope_open = False
@@ -682,232 +552,6 @@ def encode_requests(batch: TargetBatch, max_request_bytes: int = 4 * 1024 * 1024
     _log_oversized(exporter, batch.target, max_request_bytes, dropped)
     return EncodeResult(tuple(requests), total_points - dropped_points, dropped_attrs, tuple(request_points),
                         dropped_points, dropped)
-
-
-# ─── splitting a serialized request in two ───────────────────────────────────────────────────
-#
-# A request is walked on the wire, not decoded into messages: ExportMetricsServiceRequest → ResourceMetrics
-# → ScopeMetrics → Metric → its data message (Gauge, Sum, Histogram, ExponentialHistogram or Summary) →
-# data points. At each level the fields that are not the next level down (resource, scope, name, unit,
-# metadata, temporality, schema_url, unknown fields …) are that level's envelope, kept byte for byte and
-# repeated in both halves wherever the level's points are divided; a data point itself is never opened.
-# Protobuf merges a message field that occurs twice and concatenates repeated fields, so envelope fields
-# written ahead of the children they were interleaved with decode to the same message.
-
-_CHILD_FIELDS: tuple[frozenset[int], ...] = (
-    frozenset({F_REQUEST_RESOURCE_METRICS}),
-    frozenset({F_RM_SCOPE_METRICS}),
-    frozenset({F_SM_METRICS}),
-    frozenset({F_METRIC_GAUGE, F_METRIC_SUM, F_METRIC_HISTOGRAM, F_METRIC_EXPONENTIAL_HISTOGRAM, F_METRIC_SUMMARY}),
-)
-_METRIC_LEVEL = 3          # the children of a Metric are its data message, whose children are data points
-
-
-class _Malformed(Exception):
-    """The bytes are not a well-formed protobuf message (internal to ``split_request``)."""
-
-
-class _Points(NamedTuple):
-    """A data message (Gauge, Sum, …) with its data points located, not copied: the point level is where a
-    request has tens of thousands of fields, so it is read with a loop of its own (see ``_parse_points``)."""
-
-    buf: memoryview          # the whole request
-    start: int               # the data message is buf[start:end]
-    end: int
-    envelope: bytes          # its fields other than data_points (temporality, monotonicity …), in order
-    starts: list[int]        # where each data_points field (tag included) starts in ``buf``
-    ends: list[int]          # and ends
-    contiguous: bool         # no other field between the first and the last data point
-
-    @property
-    def points(self) -> int:
-        return len(self.starts)
-
-
-class _Node(NamedTuple):
-    raw: memoryview                                  # the message as received
-    envelope: bytes                                  # its fields other than the children, in order
-    children: list[tuple[int, _Node | _Points]]      # (field number, child message)
-    points: int                                      # data points below
-
-
-def _read_varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise _Malformed(f"a varint runs past the end of its message at byte {pos}")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise _Malformed(f"a varint longer than 10 bytes at byte {pos}")
-
-
-def _next_field(buf: memoryview, pos: int, end: int) -> tuple[int, int, int, int]:
-    """The field at ``pos``: ``(field number, wire type, payload start, field end)``."""
-    field_start = pos
-    key, pos = _read_varint(buf, pos, end)
-    number, wire = key >> 3, key & 7
-    payload = pos
-    if wire == _VARINT:
-        _, pos = _read_varint(buf, pos, end)
-    elif wire == _I64:
-        pos += 8
-    elif wire == _LEN:
-        length, payload = _read_varint(buf, pos, end)
-        pos = payload + length
-    elif wire == _I32:
-        pos += 4
-    else:                   # 3 and 4 are the deprecated groups, which OTLP never uses; 6 and 7 do not exist
-        raise _Malformed(f"field {number} at byte {field_start} has wire type {wire}")
-    if number == 0 or pos > end:
-        raise _Malformed(f"field {number} at byte {field_start} runs past the end of its message")
-    return number, wire, payload, pos
-
-
-def _wire_fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
-    """``(field number, wire type, field start, payload start, field end)`` for each field in buf[start:end]."""
-    pos = start
-    while pos < end:
-        number, wire, payload, field_end = _next_field(buf, pos, end)
-        yield number, wire, pos, payload, field_end
-        pos = field_end
-
-
-def _parse_points(buf: memoryview, start: int, end: int) -> _Points:
-    envelope: list[memoryview] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    contiguous = True
-    tag = _T_DATA_POINT[0]
-    pos = start
-    while pos < end:
-        if buf[pos] == tag:
-            # A data point: its one-byte tag, the length, the payload. A length under 128 is read inline.
-            n = buf[pos + 1] if pos + 1 < end else 0x80
-            if n < 0x80:
-                field_end = pos + 2 + n
-            else:
-                n, payload = _read_varint(buf, pos + 1, end)
-                field_end = payload + n
-            if field_end > end:
-                raise _Malformed(f"the data point at byte {pos} runs past the end of its message")
-        else:
-            number, wire, _, field_end = _next_field(buf, pos, end)
-            if number != F_DATA_POINTS or wire != _LEN:     # (a data point whose tag is an overlong varint)
-                envelope.append(buf[pos:field_end])
-                pos = field_end
-                continue
-        if ends and ends[-1] != pos:
-            contiguous = False
-        starts.append(pos)
-        ends.append(field_end)
-        pos = field_end
-    return _Points(buf, start, end, b"".join(envelope), starts, ends, contiguous)
-
-
-def _parse(buf: memoryview, start: int, end: int, level: int) -> _Node:
-    child_fields = _CHILD_FIELDS[level]
-    envelope: list[memoryview] = []
-    children: list[tuple[int, _Node | _Points]] = []
-    points = 0
-    for number, wire, field_start, payload, field_end in _wire_fields(buf, start, end):
-        if wire != _LEN or number not in child_fields:
-            envelope.append(buf[field_start:field_end])
-            continue
-        if level == _METRIC_LEVEL and children and children[-1][0] != number:
-            # ``data`` is a oneof: a later member replaces the earlier one, as when decoding.
-            children.clear()
-            points = 0
-        child = _parse_points(buf, payload, field_end) if level == _METRIC_LEVEL else \
-            _parse(buf, payload, field_end, level + 1)
-        children.append((number, child))
-        points += child.points
-    return _Node(buf[start:end], b"".join(envelope), children, points)
-
-
-def _points_part(data: _Points, lo: int, hi: int) -> bytes:
-    """The data message with only its data points ``lo`` to ``hi`` (exclusive)."""
-    buf, starts, ends = data.buf, data.starts, data.ends
-    if data.contiguous:                 # how promotel and every OTLP SDK write it: one slice
-        chosen: list[memoryview] = [buf[starts[lo]:ends[hi - 1]]]
-    else:
-        chosen = [buf[starts[i]:ends[i]] for i in range(lo, hi)]
-    return data.envelope + b"".join(chosen)
-
-
-def _part(node: _Node, lo: int, hi: int, first: bool) -> bytes:
-    """The message of ``node`` with only its data points ``lo`` to ``hi`` (exclusive, counted in order).
-
-    A child without data points (a metric with none, say) stays where it is when its parent goes whole to
-    one half, and goes to the first half when its parent is divided, so it is in exactly one half."""
-    if lo <= 0 and node.points <= hi:
-        return bytes(node.raw)
-    parts: list[bytes] = [node.envelope]
-    offset = 0
-    for number, child in node.children:
-        a, b = offset, offset + child.points
-        offset = b
-        if a == b:
-            if first:
-                raw = child.raw if isinstance(child, _Node) else child.buf[child.start:child.end]
-                parts.append(_len_field(number, bytes(raw)))
-            continue
-        if b <= lo or a >= hi:
-            continue
-        if isinstance(child, _Node):
-            payload = _part(child, lo - a, hi - a, first)
-        else:
-            payload = _points_part(child, max(lo - a, 0), min(hi - a, child.points))
-        parts.append(_len_field(number, payload))
-    return b"".join(parts)
-
-
-def _point_metric_name(root: _Node) -> str:
-    """The name of the metric holding the first data point under the request ``root`` ("" if none)."""
-    node = root
-    for _ in range(_METRIC_LEVEL):          # request → resource metrics → scope metrics → metric
-        found = next((c for _, c in node.children if isinstance(c, _Node) and c.points), None)
-        if found is None:
-            return ""
-        node = found
-    env = memoryview(node.envelope)
-    for number, wire, _, payload, end in _wire_fields(env, 0, len(env)):
-        if number == F_METRIC_NAME and wire == _LEN:
-            return bytes(env[payload:end]).decode("utf-8", errors="replace")
-    return ""
-
-
-def split_request(request: bytes) -> list[bytes]:
-    """Two requests with about half the data points of ``request`` each, for a backend that refused it as
-    too large (HTTP 413, or a gRPC message over the server's maximum).
-
-    The first half takes the first ``points // 2`` data points in order, the second the rest; a metric (and
-    its scope and resource) whose points are divided between the halves has its envelope in both. Each half
-    is smaller than ``request`` and they decode to exactly its data points. Raises ``ExportError`` with
-    ``kind="too_large"`` when the request holds fewer than two data points (nothing left to divide), and
-    with ``kind="protocol"`` when the bytes are not a well-formed ExportMetricsServiceRequest.
-    """
-    buf = memoryview(request)
-    try:
-        root = _parse(buf, 0, len(buf), 0)
-    except _Malformed as exc:
-        raise ExportError(f"Cannot split a request of {len(request)} bytes: it is not a well-formed "
-                          f"ExportMetricsServiceRequest ({exc}); this is a bug, please report it.",
-                          kind="protocol", retryable=False) from exc
-    if root.points < 2:
-        name = _point_metric_name(root)
-        what = f"a single data point (metric {name})" if root.points == 1 and name else \
-            "a single data point" if root.points == 1 else "no data point"
-        raise ExportError(f"The backend refused a request of {len(request)} bytes as too large, and it holds {what}, "
-                          "so it cannot be split. That point alone is over the backend's size limit: shorten the "
-                          "label values that make it large at the target, or raise the backend's limit.",
-                          kind="too_large", retryable=False)
-    half = root.points // 2
-    return [_part(root, 0, half, True), _part(root, half, root.points, False)]
 
 
 __all__ = [
