@@ -5,7 +5,8 @@ keys, defaults and validation; :func:`relabel` applies a list of them to one lab
 and returns the new set or ``None`` when an action dropped it; :func:`target_labels` is the step
 Prometheus runs on a relabeled *target* (default port, ``__meta_*`` removed, ``instance``).
 
-The semantics are Prometheus's own (``model/relabel`` in the Prometheus repository):
+The semantics are Prometheus's own (``model/relabel`` in the Prometheus repository); the Go regular-expression
+rules (RE2, anchoring, ``$`` expansion, case mapping) live in ``promotel.discovery.goregexp``:
 
 * The values of ``source_labels`` are joined with ``separator``; a missing label reads as ``""``.
 * ``regex`` is RE2 syntax, matched against the *whole* string: it is compiled as ``^(?:regex)$``,
@@ -57,11 +58,9 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Final, Literal, Protocol, get_args
+from typing import Any, Final, Literal, get_args
 
-import re2
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -74,6 +73,16 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from promotel.discovery.goregexp import (
+    RELABEL_TARGET,
+    GoRegex,
+    compile_anchored,
+    expand,
+    go_lower,
+    go_upper,
+    is_valid_label_name,
+    re2_compile,
+)
 from promotel.errors import ConfigError
 
 __all__ = [
@@ -102,227 +111,6 @@ MAX_MODULUS: Final = 2**64 - 1  # Prometheus's modulus is a uint64
 FIELDS: Final = ("source_labels", "separator", "target_label", "regex", "modulus", "replacement", "action")
 
 
-# --- regular expressions (RE2) ----------------------------------------------------------------------
-
-class _Match(Protocol):
-    def span(self, group: int = 0) -> tuple[int, int]: ...
-
-
-class _Pattern(Protocol):
-    def search(self, text: str) -> _Match | None: ...
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _Regex:
-    """One compiled, anchored RE2 pattern plus what expansion needs (group count and names)."""
-
-    source: str
-    pattern: _Pattern
-    groups: int
-    names: Mapping[str, tuple[int, ...]]  # every group of a name, in order (Go allows a name twice)
-
-
-def _re2_options() -> Any:
-    options = re2.Options()
-    options.log_errors = False  # the binding would print every invalid pattern to stderr
-    return options
-
-
-_OPTIONS: Final = _re2_options()
-
-
-def _re2_compile(pattern: str) -> Any:
-    try:
-        return re2.compile(pattern, _OPTIONS)
-    except re2.error as exc:
-        reason = exc.args[0] if exc.args else str(exc)
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
-        raise ValueError(str(reason)) from None
-
-
-def _has_any_byte_escape(pattern: str) -> bool:
-    """Whether ``pattern`` uses ``\\C`` outside a ``\\Q...\\E`` literal: RE2 accepts it, Go refuses it."""
-    i, n = 0, len(pattern)
-    while i < n:
-        if pattern[i] != "\\":
-            i += 1
-            continue
-        nxt = pattern[i + 1] if i + 1 < n else ""
-        if nxt == "C":
-            return True
-        if nxt == "Q":  # literal text up to \E (or the end)
-            end = pattern.find("\\E", i + 2)
-            i = n if end < 0 else end + 2
-            continue
-        i += 2
-    return False
-
-
-def _group_names(pattern: str) -> list[str]:
-    """The name of each capturing group of ``pattern`` in order ("" when unnamed), index 0 first.
-
-    RE2's binding reports one group per name (the leftmost); Go's Expand takes the first group of the
-    name that matched, so the names are read off the pattern: escapes, ``\\Q...\\E`` and character
-    classes hold no groups; ``(?P<name>`` and ``(?<name>`` are named groups, other ``(?`` none."""
-    names = [""]
-    i, n = 0, len(pattern)
-    in_class = False
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\":
-            if not in_class and pattern.startswith("Q", i + 1):
-                end = pattern.find("\\E", i + 2)
-                i = n if end < 0 else end + 2
-            else:
-                i += 2
-            continue
-        if in_class:
-            if pattern.startswith("[:", i) and pattern.find(":]", i + 2) >= 0:
-                i = pattern.find(":]", i + 2) + 2  # [:alpha:]
-                continue
-            in_class = ch != "]"
-            i += 1
-            continue
-        if ch == "[":
-            in_class = True
-            i += 2 if pattern.startswith("[^", i) else 1
-            if pattern.startswith("]", i):  # a leading ] is literal
-                i += 1
-            continue
-        if ch == "(":
-            for opener in ("(?P<", "(?<"):
-                if pattern.startswith(opener, i):
-                    end = pattern.find(">", i)
-                    names.append(pattern[i + len(opener):end])
-                    break
-            else:
-                if not pattern.startswith("(?", i):
-                    names.append("")
-        i += 1
-    return names
-
-
-@lru_cache(maxsize=1024)
-def _compile(regex: str) -> _Regex:
-    """Compile a relabel ``regex`` as Prometheus does: ``^(?:regex)$``. Raises ValueError."""
-    if _has_any_byte_escape(regex):
-        raise ValueError("invalid escape sequence: `\\C` (Prometheus's Go regexp does not support it)")
-    compiled = _re2_compile("^(?:" + regex + ")$")
-    leftmost: dict[str, int] = dict(compiled.groupindex)
-    for name in leftmost:
-        if not (name.isascii() and name.replace("_", "a").isalnum()):  # RE2 also takes Unicode letters; Go not
-            raise ValueError(f"invalid named capture: `(?P<{name}>` (names are ASCII letters, digits and _)")
-    groups = int(compiled.groups)
-    scanned = _group_names(regex)
-    names: dict[str, tuple[int, ...]] = {}
-    for index, name in enumerate(scanned):
-        if name:
-            names[name] = (*names.get(name, ()), index)
-    if len(scanned) != groups + 1 or {name: found[0] for name, found in names.items()} != leftmost:
-        names = {name: (index,) for name, index in leftmost.items()}  # never expected: RE2's view is the safe one
-    return _Regex(source=regex, pattern=compiled, groups=groups, names=MappingProxyType(names))
-
-
-# Prometheus's check for a templated target_label and for labelmap's replacement: letters, `_`,
-# `$name` / `${name}` references and word characters.
-_RELABEL_TARGET: Final = _re2_compile(r"^(?:(?:[a-zA-Z_]|\$(?:\{\w+\}|\w+))+\w*)+$")
-
-
-def is_valid_label_name(name: str) -> bool:
-    """Prometheus 2.x's legacy label name: ``[a-zA-Z_][a-zA-Z0-9_]*``."""
-    return (name != "" and name.isascii() and (name[0].isalpha() or name[0] == "_")
-            and name.replace("_", "a").isalnum())
-
-
-def _is_word_rune(ch: str) -> bool:
-    # Go's Expand reads a reference name as letters (Unicode category L), decimal digits (Nd) and `_`.
-    return ch == "_" or ch.isalpha() or ch.isdecimal()
-
-
-def _reference(template: str, i: int) -> tuple[str, int, int] | None:
-    """Parse the reference after a ``$`` at ``template[i-1]``: ``(name, number or -1, end)`` or None
-    when it is malformed (then the ``$`` is literal). Mirrors Go's ``regexp`` template rules."""
-    n = len(template)
-    brace = i < n and template[i] == "{"
-    k = start = i + 1 if brace else i
-    while k < n and _is_word_rune(template[k]):
-        k += 1
-    if k == start:
-        return None
-    name = template[start:k]
-    if brace:
-        if k >= n or template[k] != "}":
-            return None
-        k += 1
-    num = 0
-    for ch in name:
-        if not "0" <= ch <= "9" or num >= 100_000_000:  # Go gives up on numbers this large
-            num = -1
-            break
-        num = num * 10 + ord(ch) - 48
-    if name[0] == "0" and len(name) > 1:  # no leading zeros: `$01` is a (nonexistent) name
-        num = -1
-    return name, num, k
-
-
-def _expand(template: str, text: str, match: _Match, rx: _Regex) -> str:
-    """``template`` with its ``$`` references replaced by the groups of ``match`` (Go's Expand)."""
-    if "$" not in template:
-        return template
-    out: list[str] = []
-    i, n = 0, len(template)
-    while True:
-        j = template.find("$", i)
-        if j < 0:
-            out.append(template[i:])
-            return "".join(out)
-        out.append(template[i:j])
-        i = j + 1
-        if i < n and template[i] == "$":
-            out.append("$")
-            i += 1
-            continue
-        ref = _reference(template, i)
-        if ref is None:
-            out.append("$")
-            continue
-        name, num, i = ref
-        for group in ((num,) if num <= rx.groups else ()) if num >= 0 else rx.names.get(name, ()):
-            start, end = match.span(group)
-            if start >= 0:  # the first group of that name (or number) that took part in the match
-                out.append(text[start:end])
-                break
-
-
-# --- case mapping as Go's strings.ToLower / strings.ToUpper ----------------------------------------
-
-@lru_cache(maxsize=4096)
-def _lower_rune(ch: str) -> str:
-    low = ch.lower()
-    # Only U+0130 (İ) has a multi-character full lowercase ("i" + combining dot); its simple one is "i".
-    return low if len(low) == 1 else low[0]
-
-
-@lru_cache(maxsize=4096)
-def _upper_rune(ch: str) -> str:
-    up = ch.upper()
-    if len(up) == 1:
-        return up
-    # A multi-character full uppercase (ß → SS, ᾀ → ἈΙ): the simple mapping is the single-character
-    # titlecase where there is one (ᾀ → ᾈ), else the character itself (ß stays ß).
-    title = ch.title()
-    return title if len(title) == 1 else ch
-
-
-def _go_lower(s: str) -> str:
-    return s.lower() if s.isascii() else "".join(map(_lower_rune, s))
-
-
-def _go_upper(s: str) -> str:
-    return s.upper() if s.isascii() else "".join(map(_upper_rune, s))
-
-
 def _q(s: str) -> str:
     """A string quoted as Go's ``%q`` prints it in Prometheus's messages."""
     return json.dumps(s, ensure_ascii=False)
@@ -348,7 +136,7 @@ class RelabelConfig(BaseModel):
     replacement: str = DEFAULT_REPLACEMENT
     action: Action = "replace"
 
-    _regex: _Regex = PrivateAttr()
+    _regex: GoRegex = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -393,7 +181,7 @@ class RelabelConfig(BaseModel):
     @classmethod
     def _valid_regex(cls, value: str) -> str:
         try:
-            _compile(value)
+            compile_anchored(value)
         except ValueError as exc:
             raise ValueError(f"error parsing regexp {_q(value)}: {exc} (RE2 syntax, matched against the whole "
                              "value)") from None
@@ -405,7 +193,7 @@ class RelabelConfig(BaseModel):
         if problems:
             raise PydanticCustomError("relabel_config", "{message}",
                                       {"message": "; ".join(msg for _, msg in problems), "problems": problems})
-        self._regex = _compile(self.regex)
+        self._regex = compile_anchored(self.regex)
         return self
 
     def _problems(self) -> tuple[tuple[str, str], ...]:
@@ -423,13 +211,13 @@ class RelabelConfig(BaseModel):
                              "value"))
         elif action == "replace" and "$" not in target and not is_valid_label_name(target):
             problems.append(invalid_target)
-        elif action == "replace" and "$" in target and _RELABEL_TARGET.search(target) is None:
+        elif action == "replace" and "$" in target and RELABEL_TARGET.search(target) is None:
             problems.append(invalid_target)  # a template: letters, `_`, `$name`/`${name}` and word characters
         elif only_targets and not is_valid_label_name(target):
             problems.append(invalid_target)  # used as it is: no template
         if only_targets and self.replacement != DEFAULT_REPLACEMENT:
             problems.append(("replacement", f"'replacement' can not be set for {action} action"))
-        if action == "labelmap" and _RELABEL_TARGET.search(self.replacement) is None:
+        if action == "labelmap" and RELABEL_TARGET.search(self.replacement) is None:
             problems.append(("replacement", f"{_q(self.replacement)} is invalid 'replacement' for {action} action"))
         if action == "hashmod" and target != "" and not is_valid_label_name(target):
             problems.append(invalid_target)
@@ -529,7 +317,7 @@ def _apply(cfg: RelabelConfig, lset: dict[str, str]) -> bool:
             match = rx.pattern.search(name)
             if action == "labelmap":
                 if match is not None:
-                    _set(lset, _expand(cfg.replacement, name, match, rx), value)
+                    _set(lset, expand(cfg.replacement, name, match, rx), value)
             elif (match is not None) == (action == "labeldrop"):
                 del lset[name]
         return True
@@ -538,9 +326,9 @@ def _apply(cfg: RelabelConfig, lset: dict[str, str]) -> bool:
         match = rx.pattern.search(val)
         if match is None:
             return True
-        target = _expand(cfg.target_label, val, match, rx)
+        target = expand(cfg.target_label, val, match, rx)
         if is_valid_label_name(target):
-            _set(lset, target, _expand(cfg.replacement, val, match, rx))
+            _set(lset, target, expand(cfg.replacement, val, match, rx))
     elif action == "keep":
         return rx.pattern.search(val) is not None
     elif action == "drop":
@@ -553,9 +341,9 @@ def _apply(cfg: RelabelConfig, lset: dict[str, str]) -> bool:
         digest = hashlib.md5(val.encode("utf-8"), usedforsecurity=False).digest()
         _set(lset, cfg.target_label, str(int.from_bytes(digest[8:], "big") % cfg.modulus))
     elif action == "lowercase":
-        _set(lset, cfg.target_label, _go_lower(val))
+        _set(lset, cfg.target_label, go_lower(val))
     elif action == "uppercase":
-        _set(lset, cfg.target_label, _go_upper(val))
+        _set(lset, cfg.target_label, go_upper(val))
     else:  # pragma: no cover - the Literal type and the validator admit no other action
         raise AssertionError(f"unknown relabel action {action!r}")
     return True
@@ -661,7 +449,7 @@ def _splits_host_port(hostport: str) -> bool:
 
 
 # Prometheus's duration: units from years to milliseconds, each at most once, largest first; "0" alone.
-_DURATION: Final = _re2_compile(r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?"
+_DURATION: Final = re2_compile(r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?"
                                 r"(([0-9]+)ms)?$")
 _UNIT_MS: Final = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
 _MAX_DURATION_MS: Final = (2**63 - 1) // 1_000_000  # Go's time.Duration is int64 nanoseconds
