@@ -12,7 +12,7 @@ from typing import Any, cast
 import pydantic
 import pytest
 
-from promotel.discovery import relabel as relabel_module
+from promotel.discovery import goregexp
 from promotel.discovery.relabel import (
     ACTIONS,
     RelabelConfig,
@@ -356,10 +356,10 @@ def test_config_is_immutable_and_usable_inside_pydantic_models() -> None:
     ("${}", "${}"), ("$!", "$!"), ("$0", "ab"), ("$3", ""), ("$00", ""), ("${2}${1}", "ba"), ("no refs", "no refs"),
 ])
 def test_expand(template: str, expected: str) -> None:
-    rx = relabel_module._compile("(a)(?P<name>b)")
+    rx = goregexp.compile_anchored("(a)(?P<name>b)")
     match = rx.pattern.search("ab")
     assert match is not None
-    assert relabel_module._expand(template, "ab", match, rx) == expected
+    assert goregexp.expand(template, "ab", match, rx) == expected
 
 
 def test_label_names_are_prometheus_2_legacy_names() -> None:
