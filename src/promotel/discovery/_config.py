@@ -70,5 +70,5 @@ def sd_problems(exc: ValidationError, where: str) -> list[tuple[str, str]]:
             message = f"expected a mapping (key: value), got {type(err['input']).__name__}"
         else:
             message = err["msg"].removeprefix("Value error, ")
-        problems.append((where + loc, message))
+        problems.append(((where + loc) if where else loc.removeprefix("."), message))
     return problems

@@ -214,7 +214,7 @@ def _kind(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
-        return "an object"
+        return "an object (a mapping)"
     return type(value).__name__
 
 
