@@ -82,6 +82,9 @@ def test_config_defaults_and_secrets(tmp_path: Path) -> None:
     assert cfg.tls_config.ca_file == str(tmp_path / "ca.pem")
     assert "s3cr3t-token" not in repr(cfg) and "s3cr3t-token" not in str(cfg.model_dump())
     assert cfg.authorization_header() == "Bearer s3cr3t-token"
+    # A config validated again from a dump (secrets are Secret values there) keeps the secrets' values.
+    copied = HTTPSDConfig.model_validate(cfg.model_dump(exclude_unset=True))
+    assert copied.authorization_header() == "Bearer s3cr3t-token"
     assert refresh_interval_header(60.0) == "60"
     assert refresh_interval_header(0.5) == "0.5"
     assert refresh_interval_header(90.25) == "90.25"

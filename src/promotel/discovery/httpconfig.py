@@ -46,7 +46,7 @@ MAX_BODY_BYTES: Final = 64 * 1024 * 1024  # an SD response larger than this is r
 
 
 def _to_secret(value: str) -> str:
-    return Secret(value)
+    return Secret(reveal(value))  # reveal: a Secret given again (a copied config) must not become "***"
 
 
 def _scalar(value: object) -> object:

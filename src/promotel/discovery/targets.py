@@ -11,8 +11,9 @@ the same name, the target's label wins (below).
 A :class:`Discoverer` is one configured mechanism entry (``file_sd_configs[0]``). It is polled:
 ``refresh()`` returns the complete current list of its groups, ``wait()`` sleeps until the next
 refresh is due (a discoverer that can see cheaply that something changed, such as file SD watching
-modification times, returns early). :class:`DiscoveryManager` runs the discoverers of one scrape job
-and owns the failure policy, in one place:
+modification times, returns early). Discoverers are polled rather than pushing updates themselves
+so that the failure policy lives in one place, :class:`DiscoveryManager`, which runs the discoverers
+of one scrape job:
 
 * a refresh that raises :class:`promotel.errors.DiscoveryError` (or times out) changes nothing: the
   discoverer's last good groups stay in use;
@@ -344,7 +345,8 @@ class DiscoveredTarget:
 
 
 def build_targets(groups: Iterable[TargetGroup], defaults: ScrapeDefaults,
-                  relabel_configs: Sequence[RelabelConfig] = (), *, default_port: bool = True) -> list[DiscoveredTarget]:
+                  relabel_configs: Sequence[RelabelConfig] = (), *,
+                  default_port: bool = True) -> list[DiscoveredTarget]:
     """Every target of ``groups`` through discovery labels, ``relabel_configs`` and ``target_labels``.
 
     Active targets are unique, as in Prometheus's scrape pool: a target whose final labels (all of
