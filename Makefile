@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench lint typecheck clean systemd-analyze prometheus
+.PHONY: demo test install bench lint typecheck clean systemd-analyze prometheus dnsmasq
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,23 @@ prometheus:
 	    exit $$rc; \
 	  else echo "warning: /usr/bin/prometheus not found; install the 'prometheus' package for the relabeling and real-exporter tests"; fi; }
 
-test: $(STAMP) systemd-analyze prometheus
+# The DNS discovery tests (tests/discovery/test_dns_sd.py) run a real DNS server, dnsmasq, on 127.0.0.1 on
+# a free high port. Debian's 'dnsmasq-base' is the binary alone; the 'dnsmasq' package adds a system service
+# that would bind port 53, so it is not used. The policy-rc.d guard (as for prometheus) refuses any service
+# start during the install all the same.
+dnsmasq:
+	@command -v /usr/sbin/dnsmasq >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing dnsmasq-base (for the DNS discovery tests)"; \
+	    guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=1; \
+	      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends dnsmasq-base >/dev/null; rc=$$?; \
+	    if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+	    exit $$rc; \
+	  else echo "warning: /usr/sbin/dnsmasq not found; install the 'dnsmasq-base' package for the DNS discovery tests"; fi; }
+
+test: $(STAMP) systemd-analyze prometheus dnsmasq
 	$(BIN)/python -m pytest -q
 
 typecheck: $(STAMP)

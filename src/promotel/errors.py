@@ -9,6 +9,7 @@ calls them, with ``raise ... from exc`` so the cause stays visible::
     ├── ConfigError          invalid configuration; carries every problem at once (.problems)
     ├── MappingError         unknown mapping plugin or an invalid mapping table / override
     ├── ScrapeError          a scrape failed (network, HTTP status, size cap, format); carries .kind
+    ├── DiscoveryError       service discovery failed (a file, a DNS name, an HTTP SD endpoint); carries .kind
     ├── ExportError          a send failed; .retryable tells the queue whether to try again
     └── StateError           the state directory (SQLite delta state, spool) is unusable
 
@@ -61,6 +62,17 @@ class ScrapeError(PromotelError):
         super().__init__(f"{target}: {message}" if target else message)
 
 
+class DiscoveryError(PromotelError):
+    """Service discovery failed for one mechanism (an SD file, a DNS name, an HTTP SD endpoint). The
+    last good target list stays in use. ``kind`` is short and bounded (``read``, ``format``, ``dns``,
+    ``http_status``, ``timeout``, ...); ``discoverer`` names the config entry (``file_sd_configs[0]``)."""
+
+    def __init__(self, message: str, *, discoverer: str = "", kind: str = "error") -> None:
+        self.discoverer = discoverer
+        self.kind = kind
+        super().__init__(f"{discoverer}: {message}" if discoverer else message)
+
+
 class ExportError(PromotelError):
     """Sending to one exporter failed. ``retryable`` follows the OTLP spec's retry rules;
     ``retry_after`` is the server's throttling hint in seconds, when it gave one."""
@@ -80,6 +92,7 @@ class StateError(PromotelError):
 
 __all__ = [
     "ConfigError",
+    "DiscoveryError",
     "ExportError",
     "ExpositionError",
     "MappingError",

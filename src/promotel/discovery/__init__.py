@@ -1,8 +1,20 @@
-"""Prometheus-style targets: discovery and relabeling.
+"""Prometheus-style targets: service discovery and relabeling.
 
-For now this package holds only the relabeling engine, :mod:`promotel.discovery.relabel`
-(``relabel_configs`` applied to discovered targets and ``metric_relabel_configs`` applied to every
-series, with Prometheus's semantics); nothing else in promotel uses it yet. Import from the module:
-the package does not re-export its names, so that ``promotel.discovery.relabel`` stays the module
-and is not shadowed by the function of the same name.
+Modules (nothing else in promotel uses them yet; import from the modules, the package re-exports
+nothing, so that ``promotel.discovery.relabel`` stays the module and is not shadowed by the function
+of the same name):
+
+* :mod:`~promotel.discovery.targets` — the common model: ``TargetGroup``, the ``Discoverer`` protocol,
+  ``DiscoveryManager`` (keeps each discoverer's last good list, reports failures once per change),
+  and the labels Prometheus builds from groups and a scrape config (``discovered_labels``,
+  ``build_targets``).
+* :mod:`~promotel.discovery.relabel` — ``relabel_configs`` and ``metric_relabel_configs`` with
+  Prometheus's semantics, and ``target_labels``.
+* :mod:`~promotel.discovery.sd` — a job's ``static_configs``, ``file_sd_configs``, ``dns_sd_configs``
+  and ``http_sd_configs`` together (``SDConfigs``), and their discoverers; one module per mechanism:
+  :mod:`~promotel.discovery.static_sd`, :mod:`~promotel.discovery.file_sd`,
+  :mod:`~promotel.discovery.dns_sd`, :mod:`~promotel.discovery.http_sd` (with Prometheus's HTTP
+  client keys in :mod:`~promotel.discovery.httpconfig`).
+* :mod:`~promotel.discovery.targetallocator` — taking part in an OpenTelemetry Operator Target
+  Allocator fleet (the per-job HTTP SD URL with this pod's ``collector_id``; how it rebalances).
 """
