@@ -98,8 +98,9 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from promotel.logs import setup_logging
+    from promotel.logs import quiet_grpc_core, setup_logging
 
+    quiet_grpc_core()    # before any command imports grpc, which reads it once
     setup_logging(args.log_format, args.log_level)
     module_name, func_name = _COMMANDS[args.command].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
