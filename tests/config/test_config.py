@@ -203,9 +203,78 @@ def test_unknown_key_in_nested_section_suggests_the_right_one(tmp_path: Path) ->
 
 
 def test_yaml_syntax_error_reports_line_and_column(tmp_path: Path) -> None:
-    found = problems(tmp_path, "sources:\n  - name: a\n    url: [unclosed\nexporters: []\n")
-    (message,) = found.values()
-    assert "invalid YAML at line" in message and "column" in message
+    path = write(tmp_path, "sources:\n  - name: a\n    url: [unclosed\nexporters: []\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    ((where, message),) = info.value.problems
+    assert where == ""
+    # FILE:LINE:COLUMN where the parser stopped, the line to fix, and the parser's own words as detail.
+    assert message == (f"{path}:4:10: the '[' opened on line 3, column 10 is not closed: add ']' where it ends, "
+                       "or separate its items with commas (YAML parser: while parsing a flow sequence, expected ',' "
+                       "or ']', but got ':')")
+    assert str(info.value) == message          # the file is named once, at the start
+
+
+@pytest.mark.parametrize("text, location, expected", [
+    # A key indented deeper than the key above reads as the continuation of that key's value.
+    ("sources:\n  - name: a\n    url: http://x\nexporters:\n  - name: e\n     endpoint: x\n", "6:6",
+     "indentation: 'endpoint' is indented more than 'name' on line 5, so it reads as the rest of that value; "
+     "start it in column 5, like 'name' (YAML parser: mapping values are not allowed here)"),
+    ("exporters:\n  - name: e\nstate_dir: /x\n  health: {}\n", "4:3",
+     "indentation: 'health' is indented more than 'state_dir' on line 3"),
+    # A key indented less than its siblings ends the mapping early.
+    ("sources:\n  - name: a\n   url: http://x\n", "3:4",
+     "indentation: 'url' starts in column 4 but 'name' on line 2 in column 5; the keys of one mapping start in "
+     "the same column (YAML parser: while parsing a block collection, expected <block end>, but found "
+     "'<block mapping start>')"),
+    # List items at the wrong level, deeper or shallower than the list's other items.
+    ("sources:\n  - name: a\n    url: x\n    - name: b\n", "4:5",
+     "indentation: this list item's '-' is in column 5, the item on line 2 has it in column 3; the items of one "
+     "list start in the same column"),
+    ("sources:\n  - name: a\n    url: x\n - name: b\n", "4:2",
+     "indentation: this list item's '-' is in column 2, the item on line 2 has it in column 3"),
+    ("exporters:\n  name: e\n  - name: f\n", "3:3",
+     "indentation: a list item ('- ') where a key was expected (the block that starts on line 2, column 3)"),
+    # Tabs are not indentation in YAML.
+    ("sources:\n\t- name: a\n", "2:1", "indentation: a tab character; YAML indents with spaces only"),
+    ("sources:\n  - name: a\n  \turl: x\n", "3:3", "indentation: a tab character"),
+    # Not indentation: said as what it is.
+    ("exporters:\n  - name: e\n    endpoint: ${X}:4317 x: y\n", "3:26",
+     "this value contains ': ', which starts a mapping in YAML: put the value in quotes"),
+    ("state_dir:/x\nexporters: []\n", "1:1", "'state_dir:/x' needs a space after the colon ('key: value')"),
+    ("sources:\n  - name: a\n    url:http://x\n", "3:5", "'url:http://x' is not a 'key: value' pair"),
+    ("sources:\n  - name: \"a\n", "2:11", "this quoted value is never closed: add the closing quote (\")"),
+    ("exporters: [{name: e, endpoint: }]]\n", "1:35", "a ']' that closes nothing"),
+    ("x: @foo\n", "1:4", "a value cannot start with '@' (reserved in YAML): put the value in quotes"),
+    ("a: *nope\n", "1:4", "*nope refers to an anchor that is not defined"),
+    ("a: !foo x\n", "1:4", "YAML tags ('!name') are not supported here"),
+    ("sources: []\n---\nexporters: []\n", "2:1", "a second YAML document ('---') in the config file"),
+])
+def test_yaml_errors_are_explained_at_the_line_to_fix(tmp_path: Path, text: str, location: str,
+                                                      expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    ((_, message),) = info.value.problems
+    assert message.startswith(f"{path}:{location}: {expected}"), message
+    assert "(YAML parser: " in message         # the parser's words stay, as detail
+    assert "\n" not in message                 # one line
+
+
+def test_an_unrecognised_yaml_error_keeps_the_parser_text_with_the_location(tmp_path: Path) -> None:
+    path = write(tmp_path, "exporters: [{name: e}]\n? [complex, key]\n: value\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert [message for _, message in info.value.problems] == [
+        f"{path}:2:3: invalid YAML: while constructing a mapping, found unhashable key"]
+
+
+def test_a_character_yaml_forbids_is_located_too(tmp_path: Path) -> None:
+    path = write(tmp_path, "exporters: [{name: e}]\nstate_dir: a\x07b\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    ((_, message),) = info.value.problems
+    assert message.startswith(f"{path}:2:13: the character U+0007 is not allowed in YAML: remove it (YAML reader: ")
 
 
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:

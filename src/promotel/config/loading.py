@@ -4,7 +4,8 @@ Loading goes: read the file → ``yaml.safe_load`` → expand ``${VAR}`` / ``${V
 string value (``$$`` is a literal ``$``) → validate the models of ``promotel.config.schema`` → ``Config``.
 Every problem found on the way is collected and raised together as one ``ConfigError`` whose
 ``problems`` are ``(path, message)`` pairs, with paths such as ``sources[1].interval`` or
-``exporters[0].protocol``. A valid config that sets a deprecated key (``schema.DEPRECATED``) loads, with
+``exporters[0].protocol``. YAML syntax errors are explained in plain words (``promotel.config.yaml_errors``)
+and located as ``FILE:LINE:COLUMN``. A valid config that sets a deprecated key (``schema.DEPRECATED``) loads, with
 one warning per key saying why it has no effect.
 
 Secrets become ``promotel.config.secrets.Secret`` values: they print as ``***`` and are masked in every
@@ -28,6 +29,7 @@ from promotel.config.environment import config_from_env
 from promotel.config.problems import Loc, dedupe, format_loc, kind_of, problems_from
 from promotel.config.schema import SENSITIVE_HEADER, Config, deprecated_settings, duplicate_names
 from promotel.config.secrets import Secret
+from promotel.config.yaml_errors import explain_yaml_error
 from promotel.errors import ConfigError
 
 __all__ = ["check_file_permissions", "config_has_secrets", "load_config", "load_config_text"]
@@ -190,17 +192,10 @@ def load_config_text(text: str, *, env: Mapping[str, str] | None = None, source:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([("", _yaml_message(exc))], source=source) from exc
+        # The message starts with FILE:LINE:COLUMN (what editors and terminals link), so the error
+        # carries no separate source: it would print the file name twice.
+        raise ConfigError([("", explain_yaml_error(exc, text, source))]) from exc
     return _validate(data, env, source, base_dir)
-
-
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        what = exc.problem or "syntax error"
-        context = f" ({exc.context})" if exc.context else ""
-        return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}{context}"
-    return f"invalid YAML: {exc}"
 
 
 # ─── secrets in files ────────────────────────────────────────────────────────────────────────
