@@ -15,6 +15,7 @@ from support.paths import REPO
 
 from promotel.config import (
     Config,
+    SourceConfig,
     check_file_permissions,
     config_from_env,
     config_has_secrets,
@@ -413,6 +414,9 @@ def test_world_readable_file_with_only_env_references_is_fine(tmp_path: Path) ->
 # ─── no file: OTEL_EXPORTER_OTLP_* ────────────────────────────────────────────────────────────
 
 
+SOURCE = SourceConfig(name="app", url="http://127.0.0.1:9100/metrics")
+
+
 def test_config_from_env_reads_the_standard_variables() -> None:
     cfg = config_from_env({
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
@@ -424,9 +428,9 @@ def test_config_from_env_reads_the_standard_variables() -> None:
         "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "Delta",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=prod,service.name=ignored",
         "OTEL_SERVICE_NAME": "bridge",
-    })
+    }, sources=[SOURCE])
     (exp,) = cfg.exporters
-    assert cfg.sources == []
+    assert cfg.sources == [SOURCE]         # the variables configure no source: they come from the caller
     assert exp.endpoint == "http://collector:4318/v1/metrics"     # the signal path joins the base URL
     assert exp.protocol == "http/protobuf"
     assert {k: reveal(v) for k, v in exp.headers.items()} == {"api-key": "abc==", "x-team": "a b"}
@@ -444,7 +448,7 @@ def test_config_from_env_metrics_variables_win() -> None:
         "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
         "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "lowmemory",
         "OTEL_EXPORTER_OTLP_CERTIFICATE": __file__,
-    })
+    }, sources=[SOURCE])
     exp = cfg.exporters[0]
     assert exp.endpoint == "https://metrics.example/custom/path"  # used as it is
     assert exp.protocol == "http/protobuf"
@@ -453,10 +457,20 @@ def test_config_from_env_metrics_variables_win() -> None:
 
 
 def test_config_from_env_with_nothing_set_is_one_default_exporter() -> None:
-    cfg = config_from_env({})
+    cfg = config_from_env({}, sources=[SOURCE])
     assert isinstance(cfg, Config)
     assert [(e.name, e.endpoint, e.protocol) for e in cfg.exporters] == [("otlp", None, None)]
-    assert load_config(None, env={}).exporters[0].name == "otlp"
+
+
+def test_without_a_file_there_is_nothing_to_scrape_and_the_error_says_to_pass_a_config() -> None:
+    for load in (lambda: config_from_env({}), lambda: load_config(None, env={})):
+        with pytest.raises(ConfigError) as info:
+            load()
+        assert info.value.source == "environment"
+        ((where, message),) = info.value.problems
+        assert where == ""
+        assert message.startswith("nothing to scrape: without -c CONFIG only the OTEL_EXPORTER_OTLP_* variables")
+        assert "'sources:' list" in message and "name and a url" in message and "promotel run -c CONFIG" in message
 
 
 def test_config_from_env_reports_every_bad_variable() -> None:
@@ -466,12 +480,112 @@ def test_config_from_env_reports_every_bad_variable() -> None:
             "OTEL_EXPORTER_OTLP_TIMEOUT": "soon",
             "OTEL_EXPORTER_OTLP_INSECURE": "maybe",
             "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "sometimes",
-        })
+        }, sources=[SOURCE])
     found = dict(info.value.problems)
     assert "not supported" in found["OTEL_EXPORTER_OTLP_PROTOCOL"]
     assert "milliseconds" in found["OTEL_EXPORTER_OTLP_TIMEOUT"]
     assert set(found) == {"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_INSECURE",
                           "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"}
+
+
+def test_without_sources_the_variables_problems_come_with_the_missing_sources() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_env({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+                         "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"})
+    found = dict(info.value.problems)
+    # The protocol is refused, so port 4318 makes it OTLP/HTTP, which needs a scheme: every problem at once.
+    assert set(found) == {"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_ENDPOINT", ""}
+    assert found[""].startswith("nothing to scrape")
+
+
+def test_preset_problems_of_the_environment_exporter_name_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_env({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "collector:4318",
+                         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, sources=[SOURCE])
+    assert dict(info.value.problems) == {
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "'collector:4318': an OTLP/HTTP endpoint needs http:// or https://."}
+    with pytest.raises(ConfigError) as info:
+        config_from_env({"OTEL_EXPORTER_OTLP_CERTIFICATE": "/no/such/ca.pem"}, sources=[SOURCE])
+    (path, message), = info.value.problems
+    assert path == "OTEL_EXPORTER_OTLP_CERTIFICATE" and "cannot read '/no/such/ca.pem'" in message
+
+
+# ─── no sources ───────────────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("sources", ["", "sources: []\n", "sources:\n"])
+def test_a_config_without_sources_is_refused_with_what_to_add(tmp_path: Path, sources: str) -> None:
+    found = problems(tmp_path, sources + "exporters: [{name: e}]\n")
+    assert found == {"sources": "nothing to scrape: add at least one source, each with a name and a url, e.g. "
+                                "'sources: [{name: app, url: \"http://127.0.0.1:9100/metrics\"}]'"}
+
+
+def test_missing_sources_come_with_every_other_problem(tmp_path: Path) -> None:
+    found = problems(tmp_path, "exporters: [{name: e, protocol: http/json}, {name: d, preset: datadog}]\n")
+    assert set(found) == {"sources", "exporters[0].protocol", "exporters[1].api_key"}
+
+
+# ─── schema and preset problems together ──────────────────────────────────────────────────────
+
+
+def test_preset_problems_come_with_the_schema_problems(tmp_path: Path) -> None:
+    found = problems(tmp_path, """
+        sources:
+          - {name: a, url: "http://127.0.0.1:1/metrics", intervall: 5s}
+        exporters:
+          - {name: dd, preset: datadog, site: datadoghq.mars, temporality: cumulative}
+          - {name: grafana, preset: grafana-cloud, zone: prod-eu-west-2, temporality: delta}
+          - {name: broken, preset: honeycomb, timeout: soon}
+          - {name: plain, endpoint: "collector:4318", protocol: http/protobuf}
+    """)
+    assert set(found) == {
+        "sources[0].intervall",                      # schema
+        "exporters[0].site", "exporters[0].api_key", "exporters[0].temporality",    # presets, all of them
+        "exporters[1].instance_id", "exporters[1].token", "exporters[1].temporality",
+        "exporters[2].timeout",                      # schema; its preset rules wait until it validates
+        "exporters[3].endpoint",
+    }
+    assert "datadoghq.mars" in found["exporters[0].site"]
+    assert "refuses delta" in found["exporters[1].temporality"]
+
+
+def test_load_config_refuses_what_the_presets_refuse(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + "  - {name: hc, preset: honeycomb, api_key: k}\n")
+    assert set(found) == {"exporters[1].dataset"}
+
+
+def test_self_telemetry_endpoint_is_checked_like_an_exporter_endpoint(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + "self_telemetry: {endpoint: \"collector:4318\"}\n")
+    assert found == {"self_telemetry.endpoint": "'collector:4318': an OTLP/HTTP endpoint needs http:// or https://."}
+    found = problems(tmp_path, MINIMAL + "self_telemetry: {endpoint: \"ftp://collector\"}\n")
+    assert found["self_telemetry.endpoint"].startswith("expected an http:// or https:// URL")
+    cfg = load_config(write(tmp_path, MINIMAL + "self_telemetry: {endpoint: \"http://c:4317\"}\n"), env={})
+    assert cfg.self_telemetry.endpoint == "http://c:4317"
+
+
+# ─── PROMOTEL_STATE_DIR ───────────────────────────────────────────────────────────────────────
+
+
+def test_promotel_state_dir_is_the_default_state_dir(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    assert load_config(path, env={"PROMOTEL_STATE_DIR": "/var/lib/promotel"}).state_dir == "/var/lib/promotel"
+    assert load_config(path, env={"PROMOTEL_STATE_DIR": ""}).state_dir is None       # empty: unset
+    assert load_config(path, env={}).state_dir is None
+    cfg = load_config(write(tmp_path, MINIMAL + "state_dir:\n"), env={"PROMOTEL_STATE_DIR": "/srv/state"})
+    assert cfg.state_dir == "/srv/state"                                            # null: not set either
+
+
+def test_an_explicit_state_dir_wins_over_promotel_state_dir(tmp_path: Path) -> None:
+    env = {"PROMOTEL_STATE_DIR": "/var/lib/promotel"}
+    assert load_config(write(tmp_path, MINIMAL + "state_dir: /data/promotel\n"), env=env).state_dir == "/data/promotel"
+    # An explicit empty value means "no state", even with the variable set.
+    assert load_config(write(tmp_path, MINIMAL + "state_dir: \"\"\n"), env=env).state_dir == ""
+
+
+def test_promotel_state_dir_applies_without_a_file_too() -> None:
+    cfg = config_from_env({"PROMOTEL_STATE_DIR": "/var/lib/promotel"}, sources=[SOURCE])
+    assert cfg.state_dir == "/var/lib/promotel"
+    assert config_from_env({}, sources=[SOURCE]).state_dir is None
 
 
 # ─── deprecated keys ──────────────────────────────────────────────────────────────────────────
