@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import socket
+import subprocess
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.bridge import PROMOTEL
 from support.sink import OTLPSink
 
 from promotel.cli import main
@@ -122,7 +126,7 @@ def test_offline_shows_that_a_deprecated_key_has_no_effect(tmp_path: Path,
     assert "sources[0].expire_after_scrapes, which has no effect and is deprecated" in warning[0]
 
 
-def test_invalid_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
+def test_invalid_config_lists_every_problem_and_exits_2(tmp_path: Path) -> None:
     path = write(tmp_path, """
         sources:
           - {name: a, url: "http://h/metrics", intervall: 5s}
@@ -130,7 +134,7 @@ def test_invalid_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
         exporters: [{name: e, protocol: http/json}]
     """)
     code, lines = check(path, offline=True)
-    assert code == 1
+    assert code == 2
     assert lines[0] == f"config {path}: INVALID (3 problems)"
     assert "sources[0].intervall: unknown key 'intervall' (did you mean 'interval'?)" in lines
     assert any(line.startswith("sources[1].interval: must be at least 10s for mapping baseten") for line in lines)
@@ -140,8 +144,60 @@ def test_invalid_config_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
 def test_preset_problems_are_config_problems(tmp_path: Path) -> None:
     path = write(tmp_path, "exporters: [{name: dd, preset: datadog, site: datadoghq.mars}]\n")
     code, lines = check(path, offline=True)
-    assert code == 1
+    assert code == 2
     assert any(line.startswith("exporters[0].") and "datadoghq.mars" in line for line in lines)
+
+
+def test_schema_and_preset_problems_are_listed_together(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        sources:
+          - {name: a, url: "ftp://h/metrics"}
+        exporters:
+          - {name: dd, preset: datadog, site: datadoghq.mars}
+          - {name: e, protocol: http/json}
+          - {name: g, preset: grafana-cloud, zone: prod-eu-west-2, instance_id: "1", token: t, temporality: delta}
+    """)
+    code, lines = check(path, offline=True)
+    assert code == 2
+    assert lines[0] == f"config {path}: INVALID (5 problems)"
+    paths = [line.split(":", 1)[0] for line in lines[1:]]
+    assert sorted(paths) == ["exporters[0].api_key", "exporters[0].site", "exporters[1].protocol",
+                             "exporters[2].temporality", "sources[0].url"]
+
+
+def test_a_config_without_sources_is_invalid_and_says_what_to_add(tmp_path: Path) -> None:
+    path = write(tmp_path, "exporters: [{name: e}]\n")
+    code, lines = check(path, offline=True)
+    assert code == 2
+    assert lines == [f"config {path}: INVALID (1 problem)",
+                     "sources: nothing to scrape: add at least one source, each with a name and a url, e.g. "
+                     "'sources: [{name: app, url: \"http://127.0.0.1:9100/metrics\"}]'"]
+
+
+def test_check_and_run_exit_2_for_the_same_invalid_config(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "exporters: [{name: e}]\n")
+    assert main(["check", "-c", path, "--offline"]) == 2
+    assert main(["check", "-c", path]) == 2
+    assert main(["run", "--once", "-c", path]) == 2
+    assert main(["run", "-c", path]) == 2                # the service refuses to start instead of idling
+    err = capsys.readouterr().err
+    assert err.count("nothing to scrape: add at least one source") == 2
+
+
+def test_a_yaml_indentation_error_names_the_file_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        sources:
+          - name: a
+            url: http://127.0.0.1:1/metrics
+        exporters:
+          - name: e
+             endpoint: http://127.0.0.1:4317
+    """)
+    code, lines = check(path, offline=True)
+    assert code == 2
+    assert lines[0] == f"config {path}: INVALID (1 problem)"
+    assert lines[1].startswith(f"{path}:7:6: indentation: 'endpoint' is indented more than 'name' on line 6")
 
 
 def test_probes_diagnose_each_failure_and_never_print_the_key(tmp_path: Path, target: Target,
@@ -200,7 +256,7 @@ def test_cli_refuses_world_readable_secrets_unless_allowed(tmp_path: Path, targe
         sources: [{{name: keyed, url: "{target.url('/auth')}", auth: {{api_key: "{KEY}"}}}}]
         exporters: [{{name: e}}]
     """, mode=0o644)
-    assert main(["check", "-c", path, "--offline"]) == 1
+    assert main(["check", "-c", path, "--offline"]) == 2
     out = capsys.readouterr()
     assert f"chmod 600 {path}" in out.out
     assert KEY not in out.out + out.err
@@ -211,8 +267,66 @@ def test_cli_refuses_world_readable_secrets_unless_allowed(tmp_path: Path, targe
     assert KEY not in out.out + out.err
 
 
-def test_without_a_file_the_environment_configures_the_exporter(sink: OTLPSink) -> None:
-    code, lines = check(None, env={"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://127.0.0.1:{sink.http_port}/v1/metrics",
-                                   "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
-    assert code == 0, lines
-    assert lines == ["config environment (OTEL_EXPORTER_OTLP_*): OK (0 sources, 1 exporter)", "exporter otlp: OK"]
+def test_without_a_file_there_is_nothing_to_scrape_and_check_says_to_pass_a_config(sink: OTLPSink) -> None:
+    env = {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"http://127.0.0.1:{sink.http_port}/v1/metrics",
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    code, lines = check(None, env=env)
+    assert code == 2, lines
+    assert lines[0] == "config environment: INVALID (1 problem)"
+    assert lines[1].startswith("nothing to scrape: without -c CONFIG only the OTEL_EXPORTER_OTLP_* variables are read")
+    assert "promotel run -c CONFIG" in lines[1]
+    assert len(lines) == 2 and sink.requests == []          # nothing probed
+    # The variables are still validated, every problem at once.
+    code, lines = check(None, env={**env, "OTEL_EXPORTER_OTLP_TIMEOUT": "soon"})
+    assert code == 2
+    assert lines[0] == "config environment: INVALID (2 problems)"
+    assert any(line.startswith("OTEL_EXPORTER_OTLP_TIMEOUT: expected a positive number") for line in lines)
+
+
+def test_a_tls_endpoint_on_a_plaintext_server_says_to_use_http(tmp_path: Path, sink: OTLPSink) -> None:
+    path = write(tmp_path, f"""
+        sources: [{{name: a, url: "http://127.0.0.1:{closed_port()}/metrics"}}]
+        exporters:
+          - {{name: grpc-https, endpoint: "https://127.0.0.1:{sink.grpc_port}", timeout: 5s}}
+          - {{name: grpc-bare, endpoint: "127.0.0.1:{sink.grpc_port}", timeout: 5s}}
+          - {{name: http-https, endpoint: "https://127.0.0.1:{sink.http_port}/v1/metrics", timeout: 5s}}
+    """)
+    code, lines = check(path)
+    assert code == 1, lines
+    by_name = {line.split(":", 1)[0]: line for line in lines[1:]}
+    for name, fixed in (("grpc-https", f"http://127.0.0.1:{sink.grpc_port}"),
+                        ("grpc-bare", f"http://127.0.0.1:{sink.grpc_port}"),
+                        ("http-https", f"http://127.0.0.1:{sink.http_port}/v1/metrics")):
+        line = by_name[f"exporter {name}"]
+        assert line.startswith(f"exporter {name}: FAILED — the TLS handshake with "), line
+        assert "failed because the server speaks plaintext, not TLS" in line
+        assert f"use endpoint: {fixed} (" in line
+    assert sink.requests == []
+
+
+def test_grpc_core_lines_stay_out_of_json_logs(tmp_path: Path, sink: OTLPSink) -> None:
+    """A TLS handshake against a plaintext gRPC server makes gRPC's C core write its own lines to stderr
+    (``ssl_transport_security.cc … WRONG_VERSION_NUMBER``); with ``--log-format json`` every line must
+    still be one JSON event."""
+    path = write(tmp_path, f"""
+        sources: [{{name: a, url: "http://127.0.0.1:{closed_port()}/metrics", expire_after_scrapes: 3}}]
+        exporters: [{{name: tls, endpoint: "https://127.0.0.1:{sink.grpc_port}", timeout: 3s}}]
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("GRPC_VERBOSITY", "GRPC_TRACE")}
+
+    def run(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*PROMOTEL, "--log-format", "json", "check", "-c", path], env={**env, **extra},
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    proc = run({})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "use endpoint: http://127.0.0.1:" in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines, "the deprecated key logs one warning: stderr is not empty"
+    events = [json.loads(line) for line in lines]          # every line is one JSON object
+    assert any("expire_after_scrapes" in event["message"] for event in events)
+    assert "ssl_transport_security" not in proc.stderr
+    # The user's own GRPC_VERBOSITY wins: the same run then shows gRPC's lines, which proves the run above
+    # did trigger them and that promotel only sets a default.
+    shown = run({"GRPC_VERBOSITY": "INFO"})
+    assert any("ssl_transport_security" in line for line in shown.stderr.splitlines()), shown.stderr

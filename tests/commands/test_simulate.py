@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import select
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
@@ -21,6 +26,7 @@ from promotel.mappings.baseten import ROWS as BASETEN_ROWS
 from promotel.mappings.sambanova import ROWS as SAMBANOVA_ROWS
 from promotel.model import HistogramPoint, Kind, MetricFamily, SummaryPoint
 from promotel.simulate import RunningSimulator, start_simulator
+from promotel.simulate.server import SimServer
 
 KEY = "sim-key-123"
 OM = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -262,3 +268,60 @@ def test_cli_prints_the_url_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def test_a_client_reset_is_one_debug_line_not_a_traceback() -> None:
+    """Clients that reset the connection (mid-request, or mid-response with the next request pending on
+    a keep-alive connection) are routine: the simulator logs one debug line each and keeps serving."""
+    proc = subprocess.Popen([sys.executable, "-m", "promotel.cli", "--log-level", "debug", "simulate", "sambanova",
+                             "--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20.0)
+        assert ready, "the simulator printed nothing within 20 s"
+        assert proc.stdout is not None and proc.stderr is not None
+        url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
+        port = int(url.split(":")[2].split("/")[0])
+
+        def reset(send: bytes, read: int) -> None:
+            with socket.create_connection(("127.0.0.1", port), timeout=5.0) as conn:
+                conn.sendall(send)
+                if read:
+                    assert conn.recv(read)          # the response has started
+                # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+        reset(b"GET /metr", 0)                                                   # mid-request
+        reset(b"GET /metrics HTTP/1.1\r\nHost: sim\r\n\r\n", 64)                 # mid-response
+        assert httpx.get(url, timeout=5.0).status_code == 200                    # still serving
+        # Read stderr's descriptor directly (a buffered readline would hide lines from select).
+        err = b""
+        deadline = time.monotonic() + 10.0
+        while err.count(b"went away") < 2 and time.monotonic() < deadline:
+            if select.select([proc.stderr], [], [], 0.2)[0]:
+                err += os.read(proc.stderr.fileno(), 65536)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        stderr = (err + proc.stderr.buffer.read()).decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert "Traceback" not in stderr and "ConnectionResetError" not in stderr, stderr
+    went_away = [line for line in stderr.splitlines() if "went away" in line]
+    assert len(went_away) == 2, stderr
+    assert all(" debug " in line and "Connection reset by peer" in line for line in went_away), went_away
+
+
+def test_a_simulator_bug_still_prints_its_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    server = SimServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    try:
+        for error in (ConnectionResetError(104, "Connection reset by peer"), ValueError("a bug in the simulator")):
+            try:
+                raise error
+            except Exception:
+                server.handle_error(None, ("127.0.0.1", 1))
+    finally:
+        server.server_close()
+    err = capsys.readouterr().err
+    assert err.count("Traceback") == 1 and "ValueError: a bug in the simulator" in err
+    assert "ConnectionResetError" not in err

@@ -15,6 +15,7 @@ from support.paths import REPO
 
 from promotel.config import (
     Config,
+    SourceConfig,
     check_file_permissions,
     config_from_env,
     config_has_secrets,
@@ -203,9 +204,78 @@ def test_unknown_key_in_nested_section_suggests_the_right_one(tmp_path: Path) ->
 
 
 def test_yaml_syntax_error_reports_line_and_column(tmp_path: Path) -> None:
-    found = problems(tmp_path, "sources:\n  - name: a\n    url: [unclosed\nexporters: []\n")
-    (message,) = found.values()
-    assert "invalid YAML at line" in message and "column" in message
+    path = write(tmp_path, "sources:\n  - name: a\n    url: [unclosed\nexporters: []\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    ((where, message),) = info.value.problems
+    assert where == ""
+    # FILE:LINE:COLUMN where the parser stopped, the line to fix, and the parser's own words as detail.
+    assert message == (f"{path}:4:10: the '[' opened on line 3, column 10 is not closed: add ']' where it ends, "
+                       "or separate its items with commas (YAML parser: while parsing a flow sequence, expected ',' "
+                       "or ']', but got ':')")
+    assert str(info.value) == message          # the file is named once, at the start
+
+
+@pytest.mark.parametrize("text, location, expected", [
+    # A key indented deeper than the key above reads as the continuation of that key's value.
+    ("sources:\n  - name: a\n    url: http://x\nexporters:\n  - name: e\n     endpoint: x\n", "6:6",
+     "indentation: 'endpoint' is indented more than 'name' on line 5, so it reads as the rest of that value; "
+     "start it in column 5, like 'name' (YAML parser: mapping values are not allowed here)"),
+    ("exporters:\n  - name: e\nstate_dir: /x\n  health: {}\n", "4:3",
+     "indentation: 'health' is indented more than 'state_dir' on line 3"),
+    # A key indented less than its siblings ends the mapping early.
+    ("sources:\n  - name: a\n   url: http://x\n", "3:4",
+     "indentation: 'url' starts in column 4 but 'name' on line 2 in column 5; the keys of one mapping start in "
+     "the same column (YAML parser: while parsing a block collection, expected <block end>, but found "
+     "'<block mapping start>')"),
+    # List items at the wrong level, deeper or shallower than the list's other items.
+    ("sources:\n  - name: a\n    url: x\n    - name: b\n", "4:5",
+     "indentation: this list item's '-' is in column 5, the item on line 2 has it in column 3; the items of one "
+     "list start in the same column"),
+    ("sources:\n  - name: a\n    url: x\n - name: b\n", "4:2",
+     "indentation: this list item's '-' is in column 2, the item on line 2 has it in column 3"),
+    ("exporters:\n  name: e\n  - name: f\n", "3:3",
+     "indentation: a list item ('- ') where a key was expected (the block that starts on line 2, column 3)"),
+    # Tabs are not indentation in YAML.
+    ("sources:\n\t- name: a\n", "2:1", "indentation: a tab character; YAML indents with spaces only"),
+    ("sources:\n  - name: a\n  \turl: x\n", "3:3", "indentation: a tab character"),
+    # Not indentation: said as what it is.
+    ("exporters:\n  - name: e\n    endpoint: ${X}:4317 x: y\n", "3:26",
+     "this value contains ': ', which starts a mapping in YAML: put the value in quotes"),
+    ("state_dir:/x\nexporters: []\n", "1:1", "'state_dir:/x' needs a space after the colon ('key: value')"),
+    ("sources:\n  - name: a\n    url:http://x\n", "3:5", "'url:http://x' is not a 'key: value' pair"),
+    ("sources:\n  - name: \"a\n", "2:11", "this quoted value is never closed: add the closing quote (\")"),
+    ("exporters: [{name: e, endpoint: }]]\n", "1:35", "a ']' that closes nothing"),
+    ("x: @foo\n", "1:4", "a value cannot start with '@' (reserved in YAML): put the value in quotes"),
+    ("a: *nope\n", "1:4", "*nope refers to an anchor that is not defined"),
+    ("a: !foo x\n", "1:4", "YAML tags ('!name') are not supported here"),
+    ("sources: []\n---\nexporters: []\n", "2:1", "a second YAML document ('---') in the config file"),
+])
+def test_yaml_errors_are_explained_at_the_line_to_fix(tmp_path: Path, text: str, location: str,
+                                                      expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    ((_, message),) = info.value.problems
+    assert message.startswith(f"{path}:{location}: {expected}"), message
+    assert "(YAML parser: " in message         # the parser's words stay, as detail
+    assert "\n" not in message                 # one line
+
+
+def test_an_unrecognised_yaml_error_keeps_the_parser_text_with_the_location(tmp_path: Path) -> None:
+    path = write(tmp_path, "exporters: [{name: e}]\n? [complex, key]\n: value\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert [message for _, message in info.value.problems] == [
+        f"{path}:2:3: invalid YAML: while constructing a mapping, found unhashable key"]
+
+
+def test_a_character_yaml_forbids_is_located_too(tmp_path: Path) -> None:
+    path = write(tmp_path, "exporters: [{name: e}]\nstate_dir: a\x07b\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    ((_, message),) = info.value.problems
+    assert message.startswith(f"{path}:2:13: the character U+0007 is not allowed in YAML: remove it (YAML reader: ")
 
 
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
@@ -344,6 +414,9 @@ def test_world_readable_file_with_only_env_references_is_fine(tmp_path: Path) ->
 # ─── no file: OTEL_EXPORTER_OTLP_* ────────────────────────────────────────────────────────────
 
 
+SOURCE = SourceConfig(name="app", url="http://127.0.0.1:9100/metrics")
+
+
 def test_config_from_env_reads_the_standard_variables() -> None:
     cfg = config_from_env({
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
@@ -355,9 +428,9 @@ def test_config_from_env_reads_the_standard_variables() -> None:
         "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "Delta",
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=prod,service.name=ignored",
         "OTEL_SERVICE_NAME": "bridge",
-    })
+    }, sources=[SOURCE])
     (exp,) = cfg.exporters
-    assert cfg.sources == []
+    assert cfg.sources == [SOURCE]         # the variables configure no source: they come from the caller
     assert exp.endpoint == "http://collector:4318/v1/metrics"     # the signal path joins the base URL
     assert exp.protocol == "http/protobuf"
     assert {k: reveal(v) for k, v in exp.headers.items()} == {"api-key": "abc==", "x-team": "a b"}
@@ -375,7 +448,7 @@ def test_config_from_env_metrics_variables_win() -> None:
         "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
         "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "lowmemory",
         "OTEL_EXPORTER_OTLP_CERTIFICATE": __file__,
-    })
+    }, sources=[SOURCE])
     exp = cfg.exporters[0]
     assert exp.endpoint == "https://metrics.example/custom/path"  # used as it is
     assert exp.protocol == "http/protobuf"
@@ -384,10 +457,20 @@ def test_config_from_env_metrics_variables_win() -> None:
 
 
 def test_config_from_env_with_nothing_set_is_one_default_exporter() -> None:
-    cfg = config_from_env({})
+    cfg = config_from_env({}, sources=[SOURCE])
     assert isinstance(cfg, Config)
     assert [(e.name, e.endpoint, e.protocol) for e in cfg.exporters] == [("otlp", None, None)]
-    assert load_config(None, env={}).exporters[0].name == "otlp"
+
+
+def test_without_a_file_there_is_nothing_to_scrape_and_the_error_says_to_pass_a_config() -> None:
+    for load in (lambda: config_from_env({}), lambda: load_config(None, env={})):
+        with pytest.raises(ConfigError) as info:
+            load()
+        assert info.value.source == "environment"
+        ((where, message),) = info.value.problems
+        assert where == ""
+        assert message.startswith("nothing to scrape: without -c CONFIG only the OTEL_EXPORTER_OTLP_* variables")
+        assert "'sources:' list" in message and "name and a url" in message and "promotel run -c CONFIG" in message
 
 
 def test_config_from_env_reports_every_bad_variable() -> None:
@@ -397,12 +480,112 @@ def test_config_from_env_reports_every_bad_variable() -> None:
             "OTEL_EXPORTER_OTLP_TIMEOUT": "soon",
             "OTEL_EXPORTER_OTLP_INSECURE": "maybe",
             "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "sometimes",
-        })
+        }, sources=[SOURCE])
     found = dict(info.value.problems)
     assert "not supported" in found["OTEL_EXPORTER_OTLP_PROTOCOL"]
     assert "milliseconds" in found["OTEL_EXPORTER_OTLP_TIMEOUT"]
     assert set(found) == {"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_INSECURE",
                           "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"}
+
+
+def test_without_sources_the_variables_problems_come_with_the_missing_sources() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_env({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+                         "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"})
+    found = dict(info.value.problems)
+    # The protocol is refused, so port 4318 makes it OTLP/HTTP, which needs a scheme: every problem at once.
+    assert set(found) == {"OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_ENDPOINT", ""}
+    assert found[""].startswith("nothing to scrape")
+
+
+def test_preset_problems_of_the_environment_exporter_name_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_env({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "collector:4318",
+                         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, sources=[SOURCE])
+    assert dict(info.value.problems) == {
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "'collector:4318': an OTLP/HTTP endpoint needs http:// or https://."}
+    with pytest.raises(ConfigError) as info:
+        config_from_env({"OTEL_EXPORTER_OTLP_CERTIFICATE": "/no/such/ca.pem"}, sources=[SOURCE])
+    (path, message), = info.value.problems
+    assert path == "OTEL_EXPORTER_OTLP_CERTIFICATE" and "cannot read '/no/such/ca.pem'" in message
+
+
+# ─── no sources ───────────────────────────────────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("sources", ["", "sources: []\n", "sources:\n"])
+def test_a_config_without_sources_is_refused_with_what_to_add(tmp_path: Path, sources: str) -> None:
+    found = problems(tmp_path, sources + "exporters: [{name: e}]\n")
+    assert found == {"sources": "nothing to scrape: add at least one source, each with a name and a url, e.g. "
+                                "'sources: [{name: app, url: \"http://127.0.0.1:9100/metrics\"}]'"}
+
+
+def test_missing_sources_come_with_every_other_problem(tmp_path: Path) -> None:
+    found = problems(tmp_path, "exporters: [{name: e, protocol: http/json}, {name: d, preset: datadog}]\n")
+    assert set(found) == {"sources", "exporters[0].protocol", "exporters[1].api_key"}
+
+
+# ─── schema and preset problems together ──────────────────────────────────────────────────────
+
+
+def test_preset_problems_come_with_the_schema_problems(tmp_path: Path) -> None:
+    found = problems(tmp_path, """
+        sources:
+          - {name: a, url: "http://127.0.0.1:1/metrics", intervall: 5s}
+        exporters:
+          - {name: dd, preset: datadog, site: datadoghq.mars, temporality: cumulative}
+          - {name: grafana, preset: grafana-cloud, zone: prod-eu-west-2, temporality: delta}
+          - {name: broken, preset: honeycomb, timeout: soon}
+          - {name: plain, endpoint: "collector:4318", protocol: http/protobuf}
+    """)
+    assert set(found) == {
+        "sources[0].intervall",                      # schema
+        "exporters[0].site", "exporters[0].api_key", "exporters[0].temporality",    # presets, all of them
+        "exporters[1].instance_id", "exporters[1].token", "exporters[1].temporality",
+        "exporters[2].timeout",                      # schema; its preset rules wait until it validates
+        "exporters[3].endpoint",
+    }
+    assert "datadoghq.mars" in found["exporters[0].site"]
+    assert "refuses delta" in found["exporters[1].temporality"]
+
+
+def test_load_config_refuses_what_the_presets_refuse(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + "  - {name: hc, preset: honeycomb, api_key: k}\n")
+    assert set(found) == {"exporters[1].dataset"}
+
+
+def test_self_telemetry_endpoint_is_checked_like_an_exporter_endpoint(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + "self_telemetry: {endpoint: \"collector:4318\"}\n")
+    assert found == {"self_telemetry.endpoint": "'collector:4318': an OTLP/HTTP endpoint needs http:// or https://."}
+    found = problems(tmp_path, MINIMAL + "self_telemetry: {endpoint: \"ftp://collector\"}\n")
+    assert found["self_telemetry.endpoint"].startswith("expected an http:// or https:// URL")
+    cfg = load_config(write(tmp_path, MINIMAL + "self_telemetry: {endpoint: \"http://c:4317\"}\n"), env={})
+    assert cfg.self_telemetry.endpoint == "http://c:4317"
+
+
+# ─── PROMOTEL_STATE_DIR ───────────────────────────────────────────────────────────────────────
+
+
+def test_promotel_state_dir_is_the_default_state_dir(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    assert load_config(path, env={"PROMOTEL_STATE_DIR": "/var/lib/promotel"}).state_dir == "/var/lib/promotel"
+    assert load_config(path, env={"PROMOTEL_STATE_DIR": ""}).state_dir is None       # empty: unset
+    assert load_config(path, env={}).state_dir is None
+    cfg = load_config(write(tmp_path, MINIMAL + "state_dir:\n"), env={"PROMOTEL_STATE_DIR": "/srv/state"})
+    assert cfg.state_dir == "/srv/state"                                            # null: not set either
+
+
+def test_an_explicit_state_dir_wins_over_promotel_state_dir(tmp_path: Path) -> None:
+    env = {"PROMOTEL_STATE_DIR": "/var/lib/promotel"}
+    assert load_config(write(tmp_path, MINIMAL + "state_dir: /data/promotel\n"), env=env).state_dir == "/data/promotel"
+    # An explicit empty value means "no state", even with the variable set.
+    assert load_config(write(tmp_path, MINIMAL + "state_dir: \"\"\n"), env=env).state_dir == ""
+
+
+def test_promotel_state_dir_applies_without_a_file_too() -> None:
+    cfg = config_from_env({"PROMOTEL_STATE_DIR": "/var/lib/promotel"}, sources=[SOURCE])
+    assert cfg.state_dir == "/var/lib/promotel"
+    assert config_from_env({}, sources=[SOURCE]).state_dir is None
 
 
 # ─── deprecated keys ──────────────────────────────────────────────────────────────────────────

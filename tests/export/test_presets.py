@@ -165,6 +165,7 @@ def test_a_config_without_retry_and_spool_sections_gets_the_models_defaults_at_t
         tmp_path: Path) -> None:
     cfg = load_config_text(f"""
         state_dir: {tmp_path}
+        sources: [{{name: s, url: "http://127.0.0.1:1/metrics"}}]
         exporters: [{{name: e, endpoint: "http://127.0.0.1:1/v1/metrics"}}]
     """, env={})
     (p,) = build_pipelines(cfg)

@@ -1,7 +1,10 @@
 """``promotel check``: validate the config, then probe every source and exporter, one line each.
 
-Exit status: 0 when the config is valid and every probe succeeded; 1 otherwise (2 is argparse's
-usage error). With ``--offline`` only the config is validated. Everything printed passes through
+Exit status: 0 when the config is valid and every probe succeeded; 1 when a probe failed; 2 when the
+config is invalid (or refused for its permissions), like ``promotel run`` and ``map`` with that config
+and like argparse's usage errors: 2 means "fix the input", 1 "something out there failed".
+With ``--offline`` only the config is validated. Every problem is listed at once, the exporters'
+preset rules included (``promotel.config.load_config`` collects them). Everything printed passes through
 the secret redactor: a key from the config never reaches the terminal.
 
 Probes run concurrently; each source is scraped once (for Baseten this uses one of the
@@ -31,7 +34,10 @@ from promotel.config.secrets import redact_all
 from promotel.errors import ConfigError, ExpositionError, MappingError, ScrapeError
 from promotel.pipeline import TargetPipeline
 
-__all__ = ["CheckLine", "cli_check", "probe_source", "run_check"]
+__all__ = ["EXIT_INVALID_CONFIG", "EXIT_PROBE_FAILED", "CheckLine", "cli_check", "probe_source", "run_check"]
+
+EXIT_PROBE_FAILED = 1
+EXIT_INVALID_CONFIG = 2       # the value `promotel run` has always used for an invalid config
 
 
 class CheckLine(NamedTuple):
@@ -83,17 +89,6 @@ async def _probe_exporter(exporter: ExporterConfig) -> CheckLine:
                      else str(result.message))
 
 
-def _preset_problems(cfg: Config) -> list[tuple[str, str]]:
-    try:
-        from promotel.export.presets import preset_problems
-    except ImportError:
-        return []
-    problems: list[tuple[str, str]] = []
-    for i, exporter in enumerate(cfg.exporters):
-        problems += preset_problems(exporter, i)
-    return problems
-
-
 async def _probe_all(cfg: Config) -> list[CheckLine]:
     jobs = [probe_source(s, cfg) for s in cfg.sources] + [_probe_exporter(e) for e in cfg.exporters]
     return list(await asyncio.gather(*jobs))
@@ -114,15 +109,12 @@ def run_check(config_path: str | None, *, offline: bool = False, allow_insecure:
             cfg = load_config(config_path, env=environ)
         else:
             cfg = config_from_env(environ)
-        problems = _preset_problems(cfg)
-        if problems:
-            raise ConfigError(problems, source=config_path or "environment")
     except ConfigError as exc:
         where = exc.source or config_path or "environment"
         say(f"config {where}: INVALID ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''})")
         for path, message in exc.problems:
             say(f"{path}: {message}" if path else message)
-        return 1
+        return EXIT_INVALID_CONFIG
     where = config_path or "environment (OTEL_EXPORTER_OTLP_*)"
     say(f"config {where}: OK ({len(cfg.sources)} source{'s' if len(cfg.sources) != 1 else ''}, "
         f"{len(cfg.exporters)} exporter{'s' if len(cfg.exporters) != 1 else ''})")
@@ -131,7 +123,7 @@ def run_check(config_path: str | None, *, offline: bool = False, allow_insecure:
     lines = asyncio.run(_probe_all(cfg))
     for line in lines:
         say(line.render())
-    return 0 if all(line.ok is not False for line in lines) else 1
+    return 0 if all(line.ok is not False for line in lines) else EXIT_PROBE_FAILED
 
 
 def cli_check(args: argparse.Namespace) -> int:

@@ -2,10 +2,14 @@
 
 Loading goes: read the file → ``yaml.safe_load`` → expand ``${VAR}`` / ``${VAR:-default}`` in every
 string value (``$$`` is a literal ``$``) → validate the models of ``promotel.config.schema`` → ``Config``.
-Every problem found on the way is collected and raised together as one ``ConfigError`` whose
-``problems`` are ``(path, message)`` pairs, with paths such as ``sources[1].interval`` or
-``exporters[0].protocol``. A valid config that sets a deprecated key (``schema.DEPRECATED``) loads, with
-one warning per key saying why it has no effect.
+Every problem found on the way, the exporters' preset rules (``promotel.export.presets``) included, is
+collected and raised together as one ``ConfigError`` whose ``problems`` are ``(path, message)`` pairs,
+with paths such as ``sources[1].interval`` or ``exporters[0].protocol``. A config without sources is
+invalid: the bridge would have nothing to do. YAML syntax errors are explained in plain words
+(``promotel.config.yaml_errors``) and located as ``FILE:LINE:COLUMN``. Without a ``state_dir`` key the
+``PROMOTEL_STATE_DIR`` variable gives it (the systemd unit and the container image set it). A valid
+config that sets a deprecated key (``schema.DEPRECATED``) loads, with one warning per key saying why it
+has no effect.
 
 Secrets become ``promotel.config.secrets.Secret`` values: they print as ``***`` and are masked in every
 log line. A file that holds a secret literally (not through ``${VAR}``) must not be world-readable:
@@ -24,10 +28,19 @@ from collections.abc import Mapping
 import yaml
 from pydantic import ValidationError
 
-from promotel.config.environment import config_from_env
-from promotel.config.problems import Loc, dedupe, format_loc, kind_of, problems_from
+from promotel.config.environment import config_from_env, default_state_dir
+from promotel.config.problems import (
+    Loc,
+    dedupe,
+    format_loc,
+    kind_of,
+    preset_problems_of,
+    problems_from,
+    self_telemetry_problems,
+)
 from promotel.config.schema import SENSITIVE_HEADER, Config, deprecated_settings, duplicate_names
 from promotel.config.secrets import Secret
+from promotel.config.yaml_errors import explain_yaml_error
 from promotel.errors import ConfigError
 
 __all__ = ["check_file_permissions", "config_has_secrets", "load_config", "load_config_text"]
@@ -142,6 +155,7 @@ def _validate(data: object, env: Mapping[str, str], source: str, base_dir: str |
     assert isinstance(expanded, dict)    # _expand keeps the shape of the tree
     problems += duplicate_names(_names(expanded.get("sources")), "sources")
     problems += duplicate_names(_names(expanded.get("exporters")), "exporters")
+    default_state_dir(expanded, env)
     cfg: Config | None
     try:
         cfg = Config.model_validate(expanded, context={"base_dir": base_dir})
@@ -150,6 +164,8 @@ def _validate(data: object, env: Mapping[str, str], source: str, base_dir: str |
         problems += [p for p in problems_from(exc)
                      if not any(p[0] == f or p[0].startswith(f + ".") or p[0].startswith(f + "[") for f in failed)]
         cfg = None
+    problems += preset_problems_of(expanded.get("exporters"), cfg, problems, base_dir)
+    problems += self_telemetry_problems(expanded.get("self_telemetry"), problems)
     if problems or cfg is None:
         raise ConfigError(dedupe(problems), source=source)
     cfg._literal_secrets = tuple(_literal_secret_paths(data, env_paths))
@@ -190,17 +206,10 @@ def load_config_text(text: str, *, env: Mapping[str, str] | None = None, source:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([("", _yaml_message(exc))], source=source) from exc
+        # The message starts with FILE:LINE:COLUMN (what editors and terminals link), so the error
+        # carries no separate source: it would print the file name twice.
+        raise ConfigError([("", explain_yaml_error(exc, text, source))]) from exc
     return _validate(data, env, source, base_dir)
-
-
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        what = exc.problem or "syntax error"
-        context = f" ({exc.context})" if exc.context else ""
-        return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}{context}"
-    return f"invalid YAML: {exc}"
 
 
 # ─── secrets in files ────────────────────────────────────────────────────────────────────────

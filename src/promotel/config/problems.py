@@ -1,4 +1,5 @@
-"""Config problems as users read them: ``(path, message)`` pairs from pydantic's errors.
+"""Config problems as users read them: ``(path, message)`` pairs from pydantic's errors and from the
+exporters' presets.
 
 Paths look like ``sources[1].interval`` or ``exporters[0].headers['x-key']``; messages say what was
 expected and, for an unknown key, which key was probably meant.
@@ -13,9 +14,9 @@ from typing import Annotated, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from promotel.config.schema import Config
+from promotel.config.schema import Config, ExporterConfig
 
-__all__ = ["dedupe", "format_loc", "kind_of", "problems_from"]
+__all__ = ["dedupe", "format_loc", "kind_of", "preset_problems_of", "problems_from", "self_telemetry_problems"]
 
 # A location from the top of the config: list indices and mapping keys (YAML keys may be any scalar).
 Loc = tuple[object, ...]
@@ -127,3 +128,54 @@ def problems_from(exc: ValidationError) -> list[tuple[str, str]]:
 
 def dedupe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(problems))
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))
+
+
+def preset_problems_of(raw_exporters: object, cfg: Config | None, known: list[tuple[str, str]],
+                       base_dir: str | None) -> list[tuple[str, str]]:
+    """The preset problems of every exporter (``promotel.export.presets``), so that one report holds the
+    schema's problems and the presets' together.
+
+    With a valid ``cfg`` its exporters are checked; otherwise each raw exporter entry that has no problem
+    of its own in ``known`` is validated alone and checked (an entry with schema problems is left to those:
+    its preset rules would only repeat them).
+    """
+    # The presets own their rules; export imports config, so this import waits until it is needed.
+    from promotel.export.presets import preset_problems
+
+    exporters: list[tuple[int, ExporterConfig]] = []
+    if cfg is not None:
+        exporters = list(enumerate(cfg.exporters))
+    elif isinstance(raw_exporters, list):
+        for i, raw in enumerate(raw_exporters):
+            if any(_under(path, f"exporters[{i}]") for path, _ in known):
+                continue
+            try:
+                exporters.append((i, ExporterConfig.model_validate(raw, context={"base_dir": base_dir})))
+            except ValidationError:
+                continue
+    found: list[tuple[str, str]] = []
+    for i, exporter in exporters:
+        found += preset_problems(exporter, i)
+    return found
+
+
+def self_telemetry_problems(raw: object, known: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Problems of ``self_telemetry.endpoint`` resolved as an otlp exporter's endpoint is (an OTLP/HTTP one
+    without http:// or https://, a gRPC one with a path), unless it already has problems of its own."""
+    from promotel.errors import ConfigError
+    from promotel.export.presets import resolve_exporter
+
+    endpoint = raw.get("endpoint") if isinstance(raw, dict) else None
+    if not isinstance(endpoint, str) or any(_under(path, "self_telemetry") for path, _ in known):
+        return []
+    try:
+        resolve_exporter(ExporterConfig(name="self_telemetry", endpoint=endpoint), env={})
+    except ValidationError:
+        return []      # the field's own validation reports it
+    except ConfigError as exc:
+        return [("self_telemetry.endpoint", message) for _, message in exc.problems]
+    return []

@@ -42,6 +42,7 @@ from promotel.mappings import (
 )
 
 __all__ = [
+    "NO_SOURCES",
     "AuthConfig",
     "BasicAuthConfig",
     "Config",
@@ -354,6 +355,18 @@ class SpoolConfig(_Model):
     max_bytes: Size = 256 * MIB
 
 
+def _otlp_endpoint(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if "://" in value:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL (or host:port for gRPC), got {value!r}")
+    elif not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
 class ExporterConfig(_Model):
     name: str = Field(min_length=1)
     preset: Literal["otlp", "datadog", "honeycomb", "grafana-cloud", "newrelic"] = "otlp"
@@ -390,15 +403,7 @@ class ExporterConfig(_Model):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if "://" in value:
-            parts = urllib.parse.urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"expected an http:// or https:// URL (or host:port for gRPC), got {value!r}")
-        elif not value.strip():
-            raise ValueError("must not be empty")
-        return value
+        return _otlp_endpoint(value)
 
 
 def _listen(value: str) -> str:
@@ -414,8 +419,13 @@ class HealthConfig(_Model):
 
 class SelfTelemetryConfig(_Model):
     enabled: bool = True
-    endpoint: str | None = None     # None → the bridge's own exporters
+    endpoint: str | None = None     # None → the first exporter; else resolved like an otlp exporter's endpoint
     interval: Duration = 60.0
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return _otlp_endpoint(value)
 
 
 def duplicate_names(names: list[object], section: str) -> list[tuple[str, str]]:
@@ -434,8 +444,13 @@ def duplicate_names(names: list[object], section: str) -> list[tuple[str, str]]:
     return problems
 
 
+NO_SOURCES = ("nothing to scrape: add at least one source, each with a name and a url, e.g. "
+              "'sources: [{name: app, url: \"http://127.0.0.1:9100/metrics\"}]'")
+
+
 class Config(_Model):
-    sources: list[SourceConfig] = Field(default_factory=list)
+    # Required in effect (validated even when absent): a bridge without sources would idle forever.
+    sources: list[SourceConfig] = Field(default_factory=list, validate_default=True)
     exporters: list[ExporterConfig] = Field(min_length=1)
     state_dir: str | None = None
     health: HealthConfig | None = None
@@ -445,6 +460,18 @@ class Config(_Model):
 
     # Paths of secrets written literally in the config file; None when the config did not come from a file.
     _literal_secrets: tuple[str, ...] | None = PrivateAttr(default=None)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _null_sources(cls, value: object) -> object:
+        return [] if value is None else value     # "sources:" with nothing under it: say what to add
+
+    @field_validator("sources")
+    @classmethod
+    def _some_sources(cls, value: list[SourceConfig]) -> list[SourceConfig]:
+        if not value:
+            raise ValueError(NO_SOURCES)
+        return value
 
     @field_validator("shard")
     @classmethod

@@ -29,7 +29,7 @@ def parse_duration(value: str | float) -> float:
     """Seconds in ``value``: ``"500ms"`` → 0.5, ``"1h30m"`` → 5400.0, ``15`` → 15.0. Raises ``ValueError``."""
     # ValueError, not TypeError, throughout: pydantic reports only ValueErrors as config problems.
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as '15s' or '1m', got {value!r}")  # noqa: TRY004
+        raise ValueError(f"expected a duration such as '15s' or '1m', got {value!r}")
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
@@ -66,7 +66,7 @@ def _parse_units(text: str) -> float:
 def parse_size(value: str | float) -> int:
     """Bytes in ``value``: ``"64MiB"`` → 67108864, ``"500KB"`` → 500000, ``1024`` → 1024. Raises ``ValueError``."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a size such as '500KB' or '64MiB', got {value!r}")  # noqa: TRY004
+        raise ValueError(f"expected a size such as '500KB' or '64MiB', got {value!r}")
     if isinstance(value, (int, float)):
         if isinstance(value, float) and (not math.isfinite(value) or not value.is_integer()):
             raise ValueError(f"expected a whole number of bytes, got {value!r}")

@@ -37,6 +37,8 @@ def explain(resolved: ResolvedExporter, exc: ExportError) -> str:
     prefix = f"{resolved.name}: "
     text = text.removeprefix(prefix)
     kind = exc.kind
+    if "WRONG_VERSION_NUMBER" in text:
+        return _plaintext_server(resolved)
     if kind in ("http_401", "http_403", "grpc_unauthenticated", "grpc_permission_denied"):
         return f"{text} — {_AUTH_HINTS.get(resolved.preset, _AUTH_HINTS['otlp'])}"
     if kind in ("http_404", "grpc_unimplemented"):
@@ -46,6 +48,20 @@ def explain(resolved: ResolvedExporter, exc: ExportError) -> str:
     if kind == "connect" or "connection refused" in text:
         return f"connection refused by {safe_url(resolved.url)} — is the backend running, and is the port right?"
     return text
+
+
+def _plaintext_server(resolved: ResolvedExporter) -> str:
+    """OpenSSL's WRONG_VERSION_NUMBER: the server answered the TLS ClientHello with bytes that are not TLS,
+    i.e. it speaks plaintext (a collector's default). The fix is the endpoint's scheme."""
+    if resolved.protocol == "grpc":
+        shown, fixed = resolved.url, f"http://{resolved.url}"
+        why = "an endpoint written https:// or without a scheme means TLS"
+    else:
+        shown = safe_url(resolved.url)
+        fixed = "http://" + shown.split("://", 1)[-1]
+        why = "https:// means TLS"
+    return (f"the TLS handshake with {shown} failed because the server speaks plaintext, not TLS — use "
+            f"endpoint: {fixed} ({why})")
 
 
 async def aprobe_exporter(cfg: ExporterConfig, *, sender: Sender | None = None, timeout: float | None = None) -> ProbeResult:

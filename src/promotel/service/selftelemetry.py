@@ -16,6 +16,11 @@ target and exporter names come from the config, error kinds from a short fixed v
     promotel.export.queue.size    UpDownCounter  {batch}     per exporter
     promotel.export.spool.size    UpDownCounter  By          per exporter
     promotel.dropped.points       Counter        {point}     per target or exporter, reason
+
+The destination is ``self_telemetry.endpoint`` or else the first exporter, resolved exactly as an exporter
+is (``promotel.export.presets``): the protocol, plaintext or TLS (``http://`` is plaintext for gRPC as for
+HTTP; the SDK would otherwise take the bare ``host:port`` for TLS), CA and client certificate, headers,
+compression and timeout all match what the bridge's own sender uses for that endpoint.
 """
 
 from __future__ import annotations
@@ -24,13 +29,18 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from promotel.errors import PromotelError
+
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import MetricExporter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, MetricExporter
 
     from promotel.config import Config
+    from promotel.export.presets import ResolvedExporter
     from promotel.service.bridge import Bridge
+
+SELF_TELEMETRY_NAME = "self_telemetry"     # the name an explicit endpoint is resolved under
 
 # (value, attributes) pairs read from the bridge for one instrument.
 Readings = list[tuple[float, dict[str, str]]]
@@ -96,7 +106,7 @@ class SelfTelemetry:
     def shutdown(self) -> None:
         try:
             self.provider.shutdown(timeout_millis=5000)
-        except Exception as exc:  # noqa: BLE001 - shutdown must not mask the real exit reason
+        except Exception as exc:
             log.warning("Shutting down self-telemetry failed: %s", exc)
 
 
@@ -111,10 +121,13 @@ def start_self_telemetry(config: Config, bridge: Bridge) -> SelfTelemetry | None
     st = config.self_telemetry
     if not st.enabled:
         return None
-    target = _destination(config)
-    if target is None:
+    try:
+        destination = _destination(config)
+    except PromotelError as exc:
+        log.warning("Self-telemetry is off: its destination is unusable: %s", exc)
         return None
-    url, protocol, headers, delta = target
+    if destination is None:
+        return None
 
     from opentelemetry.sdk.metrics import (
         Counter,
@@ -130,24 +143,17 @@ def start_self_telemetry(config: Config, bridge: Bridge) -> SelfTelemetry | None
     from opentelemetry.sdk.resources import Resource
 
     from promotel import __version__
+    from promotel.model import Temporality
 
     preferred: dict[type, AggregationTemporality] | None = None
-    if delta:
+    if destination.temporality == Temporality.DELTA:
         preferred = {Counter: AggregationTemporality.DELTA, ObservableCounter: AggregationTemporality.DELTA,
                      Histogram: AggregationTemporality.DELTA, UpDownCounter: AggregationTemporality.CUMULATIVE}
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcExporter,
-        )
-
-        exporter: MetricExporter = GrpcExporter(endpoint=url, headers=headers, insecure=url.startswith("http://"),
-                                     preferred_temporality=preferred)
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-            OTLPMetricExporter as HttpExporter,
-        )
-
-        exporter = HttpExporter(endpoint=url, headers=headers, preferred_temporality=preferred)
+    try:
+        exporter = _sdk_exporter(destination, preferred)
+    except PromotelError as exc:
+        log.warning("Self-telemetry is off: %s", exc)
+        return None
     interval_ms = int(st.interval * 1000)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
     resource = Resource.create({"service.name": "promotel", "service.version": __version__})
@@ -182,22 +188,69 @@ def start_self_telemetry(config: Config, bridge: Bridge) -> SelfTelemetry | None
                                             "Bytes waiting in the on-disk spool, per exporter.")
     meter.create_observable_counter("promotel.dropped.points", cb(tel.dropped), "{point}",
                                     "Points dropped, per reason.")
-    log.info("Self-telemetry goes to %s every %.0f s.", url.split("?")[0], interval_ms / 1000)
+    log.info("Self-telemetry goes to %s (%s) every %.0f s.", _shown(destination), destination.protocol,
+             interval_ms / 1000)
     return tel
 
 
-def _destination(config: Config) -> tuple[str, str, dict[str, str], bool] | None:
-    """Where self-telemetry goes: ``self_telemetry.endpoint``, else the first exporter (with its auth)."""
+def _shown(destination: ResolvedExporter) -> str:
+    from promotel.export.presets import safe_url
+
+    if destination.protocol == "grpc":
+        return f"{'http' if destination.insecure else 'https'}://{destination.url}"
+    return safe_url(destination.url)
+
+
+def _destination(config: Config) -> ResolvedExporter | None:
+    """Where self-telemetry goes: ``self_telemetry.endpoint`` (OTLP, no auth, cumulative), else the first
+    exporter with its preset, auth and temporality. Raises ``ConfigError`` for an unusable endpoint."""
+    from promotel.config import ExporterConfig
+    from promotel.export.presets import resolve_exporter
+
     endpoint = config.self_telemetry.endpoint
     if endpoint:
-        protocol = "http/protobuf" if endpoint.rstrip("/").endswith("/v1/metrics") else "grpc"
-        return endpoint, protocol, {}, False
-    exporters = config.exporters
-    if not exporters:
+        # Resolved like an exporter: a path or port 4318 means OTLP/HTTP, http:// means plaintext.
+        return resolve_exporter(ExporterConfig(name=SELF_TELEMETRY_NAME, endpoint=endpoint), env={})
+    if not config.exporters:
         return None
-    from promotel.export.presets import resolve_exporter
-    from promotel.model import Temporality
+    return resolve_exporter(config.exporters[0])
 
-    resolved = resolve_exporter(exporters[0])
-    return (resolved.url, resolved.protocol, dict(resolved.headers),
-            resolved.temporality == Temporality.DELTA)
+
+def _sdk_exporter(destination: ResolvedExporter,
+                  preferred: dict[type, AggregationTemporality] | None) -> MetricExporter:
+    """The SDK's OTLP exporter for ``destination``, connecting exactly as promotel's sender would."""
+    tls = destination.tls
+    if destination.protocol == "grpc":
+        import grpc
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcExporter,
+        )
+
+        from promotel.export.grpc_sender import channel_credentials
+
+        # The resolved address is host:port, without the scheme that said plaintext or TLS: give the SDK
+        # both the scheme and ``insecure``, or it opens TLS to a plaintext collector and nothing arrives.
+        scheme = "http" if destination.insecure else "https"
+        credentials = None if destination.insecure else channel_credentials(tls)
+        options = None
+        if not destination.insecure and tls is not None and tls.server_name:
+            options = (("grpc.ssl_target_name_override", tls.server_name),)
+        return GrpcExporter(endpoint=f"{scheme}://{destination.url}", insecure=destination.insecure,
+                            credentials=credentials, headers=dict(destination.headers),
+                            timeout=destination.timeout, channel_options=options,
+                            compression=grpc.Compression.Gzip if destination.compression == "gzip"
+                            else grpc.Compression.NoCompression,
+                            preferred_temporality=preferred)
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpExporter,
+    )
+
+    # The resolved URL is the full signal URL (…/v1/metrics), which the SDK posts to as it is.
+    return HttpExporter(endpoint=destination.url, headers=dict(destination.headers), timeout=destination.timeout,
+                        compression=Compression.Gzip if destination.compression == "gzip"
+                        else Compression.NoCompression,
+                        certificate_file=tls.ca_file if tls is not None else None,
+                        client_key_file=tls.key_file if tls is not None else None,
+                        client_certificate_file=tls.cert_file if tls is not None else None,
+                        preferred_temporality=preferred)

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import gzip
 import hmac
+import logging
 import math
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple, Protocol
+
+log = logging.getLogger("promotel.simulate")
 
 OPENMETRICS_CT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 PROMETHEUS_CT = "text/plain; version=0.0.4; charset=utf-8"
@@ -244,6 +248,21 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
 
 class SimServer(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that goes away mid-request (reset, closed pipe, aborted) is routine for a metrics endpoint:
+        one debug line. Anything else is a simulator bug and keeps socketserver's traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            log.debug("Client %s went away: %s.", _peer(client_address), error.strerror or error)
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
+def _peer(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address)
 
 
 __all__ = [
