@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import grpc
+
+from promotel.export.probe import aprobe_exporter, probe_exporter
 from support.fake_intakes import (
     GrpcReceiver,
     HttpReceiver,
@@ -12,8 +17,7 @@ from support.fake_intakes import (
     datadog_intake,
     exporter_config,
 )
-
-from promotel.export.probe import aprobe_exporter, probe_exporter
+from support.sd_servers import make_cert, tls_context
 
 
 def test_accepted_over_http_with_an_empty_request() -> None:
@@ -75,7 +79,36 @@ def test_tls_problem_is_named() -> None:
         result = probe_exporter(exporter_config(endpoint=f"https://127.0.0.1:{rx.port}", protocol="http/protobuf",
                                                 timeout=2.0))
     assert result.ok is False
-    assert "TLS" in result.message and "tls.ca_file" in result.message
+    # The server speaks plaintext: the fix is the scheme, and the message says which URL to write.
+    assert "TLS" in result.message and "plaintext" in result.message
+    assert f"use endpoint: http://127.0.0.1:{rx.port}/v1/metrics" in result.message
+
+
+def test_untrusted_certificate_points_at_the_ca_file(tmp_path: Path) -> None:
+    """A real TLS server whose certificate nobody trusts: the fix is tls.ca_file, not the scheme."""
+    cert, key = make_cert(tmp_path, ["127.0.0.1"])
+
+    class Quiet(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Quiet)
+    server.socket = tls_context(cert, key).wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = probe_exporter(exporter_config(endpoint=f"https://127.0.0.1:{server.server_address[1]}",
+                                                protocol="http/protobuf", timeout=2.0))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.ok is False
+    assert "certificate" in result.message and "tls.ca_file" in result.message and "http://" not in result.message
 
 
 def test_preset_problems_fail_the_probe_without_sending() -> None:

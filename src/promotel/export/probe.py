@@ -43,6 +43,9 @@ def explain(resolved: ResolvedExporter, exc: ExportError) -> str:
         return f"{text} — {_AUTH_HINTS.get(resolved.preset, _AUTH_HINTS['otlp'])}"
     if kind in ("http_404", "grpc_unimplemented"):
         return f"{text} — check the endpoint and the protocol (OTLP/HTTP posts to .../v1/metrics)"
+    if kind == "tls" and "certificate" in text.lower():
+        # The server does speak TLS; its certificate is not trusted or not for this name.
+        return f"{text} — set tls.ca_file to the CA that signed the server's certificate, or tls.server_name to a name it holds"
     if kind == "tls":
         return f"{text} — check tls.ca_file / tls.server_name, or use http:// for a plaintext endpoint"
     if kind == "connect" or "connection refused" in text:
