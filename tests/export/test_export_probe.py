@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import grpc
+import pytest
 
 from promotel.export.probe import aprobe_exporter, probe_exporter
+from support.collector import Rotel, free_port
 from support.fake_intakes import (
     GrpcReceiver,
     HttpReceiver,
@@ -123,3 +129,62 @@ def test_probe_works_from_inside_a_running_loop() -> None:
             return probe_exporter(exporter_config(endpoint=rx.url, protocol="http/protobuf"))
 
         assert asyncio.run(go()) == (True, "accepted")
+
+
+# ─── the wrong port, the wrong protocol, the wrong name: against a real collector (rotel) ────────
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rotel]:
+    """rotel with its OTLP/gRPC and OTLP/HTTP ports; it forwards to a port nobody listens on (unused here)."""
+    rotel = Rotel(free_port(), tmp_path_factory.mktemp("rotel")).start()
+    try:
+        yield rotel
+    finally:
+        rotel.stop()
+
+
+def test_grpc_to_the_otlp_http_port_names_the_protocol(collector: Rotel) -> None:
+    result = probe_exporter(exporter_config(endpoint=f"http://127.0.0.1:{collector.http_port}", protocol="grpc",
+                                            timeout=5.0))
+    assert result.ok is False
+    assert "answers HTTP, not gRPC" in result.message and "protocol: http/protobuf" in result.message
+
+
+def test_http_to_the_otlp_grpc_port_names_the_protocol(collector: Rotel) -> None:
+    result = probe_exporter(exporter_config(endpoint=f"http://127.0.0.1:{collector.grpc_port}",
+                                            protocol="http/protobuf", timeout=5.0))
+    assert result.ok is False
+    assert "did not answer HTTP/1.1" in result.message and "protocol: grpc" in result.message
+
+
+@pytest.mark.parametrize("endpoint", ["https://127.0.0.1:{port}", "127.0.0.1:{port}"])
+def test_grpc_tls_against_the_plaintext_collector_says_use_http(collector: Rotel, endpoint: str) -> None:
+    """The collector users' habit (no scheme) and an explicit https:// both mean TLS; rotel speaks plaintext."""
+    port = collector.grpc_port
+    result = probe_exporter(exporter_config(endpoint=endpoint.format(port=port), protocol="grpc", timeout=5.0))
+    assert result.ok is False
+    assert "speaks plaintext" in result.message and f"use endpoint: http://127.0.0.1:{port}" in result.message
+    assert "TSI_PROTOCOL_FAILURE" not in result.message
+
+
+_DNS_CHILD = """
+import sys
+from promotel.config import ExporterConfig
+from promotel.export.probe import probe_exporter
+print(probe_exporter(ExporterConfig(name="x", endpoint="http://no-such-host.invalid:4317", protocol=sys.argv[1],
+                                    timeout=5.0)).message)
+"""
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_an_unresolvable_host_is_called_a_dns_failure(protocol: str) -> None:
+    """The lookup runs in a network namespace of its own (``unshare -n``, root: CI runs as root) where the
+    resolver is unreachable, so it fails for real without a packet leaving the machine."""
+    assert os.geteuid() == 0, "this test needs root for `unshare -n` (CI and `make test` as root have it)"
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _DNS_CHILD, protocol], capture_output=True,
+                          text=True, timeout=60, check=False, env={**os.environ, "GRPC_VERBOSITY": "NONE"})
+    assert proc.returncode == 0, proc.stderr
+    message = proc.stdout.strip()
+    assert "DNS lookup failed" in message and "check the host name" in message, message
+    assert "connection refused" not in message

@@ -142,13 +142,26 @@ class GrpcSender:
         delay = retry_delay(exc.trailing_metadata())
         retryable = code in RETRYABLE_CODES or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None)
         name = code.name if code is not None else "UNKNOWN"
-        if code == grpc.StatusCode.UNAVAILABLE and "connection refused" in details.lower():
+        lowered = details.lower()
+        kind = f"grpc_{name.lower()}"
+        if code == grpc.StatusCode.UNAVAILABLE and "connection refused" in lowered:
             text = "connection refused"
+        elif code == grpc.StatusCode.UNAVAILABLE and ("dns resolution failed" in lowered
+                                                       or "errors resolving" in lowered):
+            text, kind = f"DNS lookup failed ({details}) — check the host name", "dns"
+        elif "wrong_version_number" in lowered or "tsi_protocol_failure" in lowered \
+                or "tls handshake failed" in lowered:
+            # OpenSSL read a non-TLS answer to its ClientHello: the server speaks plaintext.
+            text, kind = (f"the TLS handshake failed ({truncate(details, 120)}): the server speaks plaintext — use "
+                          f"endpoint: http://{self.target} (https:// or no scheme means TLS)"), "tls"
+        elif "received http2 header with status" in lowered or "http1.x server" in lowered:
+            # An HTTP/1.1 or plain HTTP endpoint (OTLP/HTTP's port) answered the gRPC call with an HTTP status.
+            text, kind = (f"{details}: this port answers HTTP, not gRPC — is it the OTLP/HTTP port (4318 by "
+                          "default)? use protocol: http/protobuf there, or the OTLP/gRPC port (4317)"), "protocol"
         else:
             text = details or name
         return ExportError(f"{self.target} answered {name}: {text}", exporter=self.resolved.name,
-                           retryable=retryable, retry_after=delay if retryable else None,
-                           kind=f"grpc_{name.lower()}")
+                           retryable=retryable, retry_after=delay if retryable else None, kind=kind)
 
     async def aclose(self) -> None:
         if self._channel is not None:

@@ -17,6 +17,7 @@ Protocol facts (OTLP specification, "OTLP/HTTP"):
 from __future__ import annotations
 
 import gzip
+import socket
 import ssl
 
 import httpx
@@ -74,8 +75,16 @@ def describe_transport_error(exc: BaseException) -> tuple[str, str]:
         if isinstance(e, ssl.SSLError):
             return "tls", f"TLS handshake failed: {e.reason or e}"
     for e in chain:
+        if isinstance(e, socket.gaierror):
+            # getaddrinfo failed: the host name does not resolve (or no resolver answered).
+            return "dns", f"DNS lookup failed: {e.strerror or e} — check the host name"
+    for e in chain:
         if isinstance(e, ConnectionRefusedError) or "connection refused" in str(e).lower():
             return "connect", "connection refused"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        # An OTLP/gRPC port answers an HTTP/1.1 request with HTTP/2 frames (or nothing): h11 cannot read it.
+        return "protocol", (f"the server did not answer HTTP/1.1 ({truncate(str(exc), 120)}): is this an OTLP/gRPC "
+                            "port (4317 by default)? use protocol: grpc there, or the OTLP/HTTP port (4318)")
     if isinstance(exc, httpx.TimeoutException):
         return "timeout", f"no answer within the timeout ({type(exc).__name__})"
     if isinstance(exc, httpx.ConnectError):

@@ -37,7 +37,7 @@ def explain(resolved: ResolvedExporter, exc: ExportError) -> str:
     prefix = f"{resolved.name}: "
     text = text.removeprefix(prefix)
     kind = exc.kind
-    if "WRONG_VERSION_NUMBER" in text:
+    if "WRONG_VERSION_NUMBER" in text or (kind == "tls" and "speaks plaintext" in text):
         return _plaintext_server(resolved)
     if kind in ("http_401", "http_403", "grpc_unauthenticated", "grpc_permission_denied"):
         return f"{text} — {_AUTH_HINTS.get(resolved.preset, _AUTH_HINTS['otlp'])}"
@@ -48,6 +48,8 @@ def explain(resolved: ResolvedExporter, exc: ExportError) -> str:
         return f"{text} — set tls.ca_file to the CA that signed the server's certificate, or tls.server_name to a name it holds"
     if kind == "tls":
         return f"{text} — check tls.ca_file / tls.server_name, or use http:// for a plaintext endpoint"
+    if kind in ("dns", "protocol"):
+        return text            # the sender's message already names the fix
     if kind == "connect" or "connection refused" in text:
         return f"connection refused by {safe_url(resolved.url)} — is the backend running, and is the port right?"
     return text
