@@ -18,7 +18,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-from promotel.config import ExporterConfig, RetryConfig, SpoolConfig, TLSConfig
+from promotel.config.schema import ExporterConfig, RetryConfig, SpoolConfig, TLSConfig
 from promotel.config.secrets import register_secret, reveal
 from promotel.errors import ConfigError
 from promotel.httpcommon import safe_url
