@@ -47,7 +47,8 @@ event and bookmark. A ``410 Gone`` (the version is too old, as an ERROR event in
 answer) makes it list again; that is the protocol, not a failure. Any other failure (a refused
 request, a broken connection, an answer that is not a list) is recorded as the reflector's problem,
 the store keeps what it had, and the reflector lists again after a backoff (0.5 s doubling to 30 s),
-clearing the problem when a list succeeds.
+clearing the problem when a list succeeds. A watch stream that breaks off (a dropped connection) is
+followed by a new list after the same kind of backoff, and is a problem only if that list fails.
 
 Every change of a store bumps a generation counter and wakes :meth:`KubernetesDiscoverer.wait`
 (through the event loop's thread-safe call), which then waits ``debounce`` seconds more so that a
@@ -946,6 +947,7 @@ class _Reflector:
         self.problem: str | None = None
         self.resource_version = ""
         self.watcher: Any = None
+        self.break_backoff = owner.backoff
         self.thread = threading.Thread(target=self._run, daemon=True,
                                        name=f"k8s-sd {owner.name} {self.resource.plural} {self.namespace or '*'}")
 
@@ -983,8 +985,12 @@ class _Reflector:
                 call = self._call()
                 self._list(call)
                 backoff = owner.backoff
-                while self._watch(call):
+                while (outcome := self._watch(call)) == "again":
                     pass
+                if outcome == "broken":  # list again, after a pause that grows while watches keep breaking
+                    if owner.stopping.wait(self.break_backoff * random.uniform(1.0, 1.5)):
+                        return
+                    self.break_backoff = min(self.break_backoff * 2, owner.max_backoff)
             except _Stop:
                 return
             except Exception as exc:
@@ -1030,9 +1036,11 @@ class _Reflector:
                 self.owner.replace(self, items, _str(meta, "resourceVersion"))
                 return
 
-    def _watch(self, call: Callable[..., Any]) -> bool:
-        """One watch from the last resource version: True when it ended normally (watch again),
-        False when a 410 Gone asks for a new list. Raises on failure."""
+    def _watch(self, call: Callable[..., Any]) -> Literal["again", "relist", "broken"]:
+        """One watch from the last resource version: ``again`` when it ended normally (at its
+        timeoutSeconds: watch again), ``relist`` when a 410 Gone asks for a new list, ``broken`` when
+        the stream broke off (a dropped connection: list again; not a problem unless that list
+        fails). Raises when the server refused the watch (an HTTP status other than 410)."""
         ApiException = _kube("kubernetes.client.exceptions").ApiException
 
         owner = self.owner
@@ -1050,17 +1058,27 @@ class _Reflector:
                 if not isinstance(event, Mapping):
                     continue
                 owner.apply(self, str(event.get("type", "")), event.get("raw_object"))
+                self.break_backoff = owner.backoff
         except ApiException as exc:
             if exc.status == 410:
                 log.debug("kubernetes_sd %s: %s: resource version %s is gone; listing again", owner.name,
                           self.what, self.resource_version)
-                return False
+                return "relist"
             raise
+        except _Stop:
+            raise
+        except Exception as exc:
+            if owner.stopping.is_set():
+                raise _Stop from None
+            log.debug("kubernetes_sd %s: the watch of %s broke off (%s: %s); listing again", owner.name, self.what,
+                      type(exc).__name__, exc)
+            return "broken"
         finally:
             self.watcher = None
         if owner.stopping.is_set():
             raise _Stop
-        return True
+        self.break_backoff = owner.backoff
+        return "again"
 
     def stop(self) -> None:
         watcher = self.watcher
@@ -1351,8 +1369,13 @@ class KubernetesDiscoverer:
         if self._loop is None:
             await self._start()
         deadline = time.monotonic() + self.sync_timeout
-        while self._pending() and time.monotonic() < deadline:
-            await self._wait_change(min(0.5, max(0.0, deadline - time.monotonic())))
+        while True:
+            with self._lock:
+                seen = self._generation
+            left = deadline - time.monotonic()
+            if not self._pending() or left <= 0:
+                break
+            await self._wait_change(left, seen)
         generation, any_synced, problems, ready = self._snapshot()
         if not any_synced:
             if problems:
@@ -1379,22 +1402,24 @@ class KubernetesDiscoverer:
         self._wait_generation = generation
         return self._built
 
-    async def _wait_change(self, seconds: float) -> None:
+    async def _wait_change(self, seconds: float, seen: int) -> None:
+        """Until the generation differs from ``seen``, at most ``seconds``. The event is cleared before
+        the generation is read: a change after the read sets it again (on this loop, later)."""
         changed = self._changed
         if changed is None:
             await asyncio.sleep(seconds)
             return
         changed.clear()
+        with self._lock:
+            if self._generation != seen:
+                return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await changed.wait()
 
     async def wait(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        with self._lock:
-            current = self._generation
-        if current == self._wait_generation or self._changed is None:
-            await self._wait_change(seconds)
+        await self._wait_change(seconds, self._wait_generation)  # at once if something changed since refresh()
         left = deadline - time.monotonic()
         if left > 0 and self.debounce > 0:
             await asyncio.sleep(min(self.debounce, left))  # let a burst of events settle
@@ -1406,10 +1431,13 @@ class KubernetesDiscoverer:
             reflector.stop()
 
         def join() -> None:
+            # A watch can only be cut once its response has begun; one starting right now is stopped
+            # by the next round.
             deadline = time.monotonic() + 5.0
-            for reflector in reflectors:
-                if reflector.thread.is_alive():
-                    reflector.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            while time.monotonic() < deadline and any(r.thread.is_alive() for r in reflectors):
+                for reflector in reflectors:
+                    reflector.stop()
+                    reflector.thread.join(timeout=0.02)
             if self.api_client is not None:
                 with contextlib.suppress(Exception):
                     self.api_client.close()
