@@ -138,6 +138,7 @@ async def until(condition: Callable[[], Awaitable[bool]], seconds: float = 10.0)
     ({"role": "pod", "selectors": [{"role": "pod", "field": "spec.nodeName"}]},
      "invalid selector: 'spec.nodeName'; can't understand 'spec.nodeName'"),
     ({"role": "pod", "api_server": "ftp://k8s"}, "URL scheme must be 'http' or 'https'"),
+    ({"role": "pod", "api_server": "https:///api"}, "host is missing in URL"),
     ({"role": "pod", "api_server": "https://k8s", "tls_config": {"min_version": "TLS13"}},
      "min_version other than TLS12 and max_version are not supported"),
     ({"role": "pod", "api_server": "https://k8s", "bearer_token": "a", "bearer_token_file": "f"},
@@ -165,6 +166,8 @@ def test_config_defaults_nulls_and_paths(tmp_path: Path) -> None:
     assert cfg.selector("pod") == ("app=web,tier!=db", "spec.nodeName=node-a")
     assert cfg.selector("service") == ("!canary", "")
     assert cfg.selector("endpoints") == ("", "")
+    for server in ("kubernetes.default.svc:443", "10.0.0.1:6443", "http://k8s:8080/"):
+        assert KubernetesSDConfig.model_validate({"role": "pod", "api_server": server}).api_server == server
     assert "k8s-t0ken" not in repr(cfg) and "k8s-t0ken" not in str(cfg.bearer_token)
 
 

@@ -385,14 +385,16 @@ class KubernetesSDConfig(HTTPClientConfig):
     @field_validator("api_server")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value:
-            return value
+        if "://" not in value:
+            return value  # host[:port]: client-go makes it http://host[:port]
         try:
             parts = urllib.parse.urlsplit(value)
         except ValueError as exc:
             raise ValueError(f"invalid URL: {exc}") from None
-        if parts.scheme and parts.scheme not in ("http", "https"):
+        if parts.scheme not in ("http", "https"):
             raise ValueError("api_server: URL scheme must be 'http' or 'https'")
+        if not parts.netloc.rpartition("@")[2]:
+            raise ValueError("api_server: host is missing in URL")
         return value
 
     def _custom_http_client(self) -> bool:
