@@ -19,13 +19,14 @@ from promotel.discovery._config import SDModel, sd_problems
 from promotel.discovery.dns_sd import DNSDiscoverer, DNSSDConfig
 from promotel.discovery.file_sd import FileDiscoverer, FileSDConfig
 from promotel.discovery.http_sd import HTTPDiscoverer, HTTPSDConfig
+from promotel.discovery.kubernetes_sd import KubernetesDiscoverer, KubernetesSDConfig
 from promotel.discovery.static_sd import StaticConfig, StaticDiscoverer
 from promotel.discovery.targets import Discoverer
 from promotel.errors import ConfigError
 
 __all__ = ["SD_KEYS", "SDConfigs", "parse_sd_configs"]
 
-SD_KEYS = ("static_configs", "file_sd_configs", "dns_sd_configs", "http_sd_configs")
+SD_KEYS = ("static_configs", "file_sd_configs", "dns_sd_configs", "http_sd_configs", "kubernetes_sd_configs")
 
 
 class SDConfigs(SDModel):
@@ -33,6 +34,7 @@ class SDConfigs(SDModel):
     file_sd_configs: tuple[FileSDConfig, ...] = ()
     dns_sd_configs: tuple[DNSSDConfig, ...] = ()
     http_sd_configs: tuple[HTTPSDConfig, ...] = ()
+    kubernetes_sd_configs: tuple[KubernetesSDConfig, ...] = ()
 
     @field_validator(*SD_KEYS, mode="before")
     @classmethod
@@ -51,6 +53,8 @@ class SDConfigs(SDModel):
         out += [DNSDiscoverer(cfg, f"dns_sd_configs[{i}]", nameservers=dns_nameservers)
                 for i, cfg in enumerate(self.dns_sd_configs)]
         out += [HTTPDiscoverer(cfg, f"http_sd_configs[{i}]") for i, cfg in enumerate(self.http_sd_configs)]
+        out += [KubernetesDiscoverer(cfg, f"kubernetes_sd_configs[{i}]")
+                for i, cfg in enumerate(self.kubernetes_sd_configs)]
         return tuple(out)
 
 
