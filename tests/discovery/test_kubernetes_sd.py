@@ -815,3 +815,31 @@ def test_discoverer_closes_its_threads(api: FakeKubeAPI, tmp_path: Path) -> None
     time.sleep(0.2)
     left = [t for t in threading.enumerate() if t.name.startswith("k8s-sd") and t not in before]
     assert left == []
+
+
+def test_kubernetes_sd_keeps_its_names_as_the_package_objects() -> None:
+    """``promotel.discovery.kubernetes_sd`` was the whole implementation; it now re-exports the package
+    ``promotel.discovery.kubernetes``, and every name it had is still there, as the same object."""
+    import importlib
+
+    import promotel.discovery.kubernetes_sd as facade
+
+    homes = {
+        "config": ["INSTALL_HINT", "ROLES", "SERVICE_ACCOUNT_DIR", "AttachMetadataConfig", "KubernetesSDConfig",
+                   "NamespaceDiscovery", "Role", "SelectorConfig", "client_installed"],
+        "selectors": ["parse_field_selector", "parse_label_selector"],
+        "objects": ["JSONObject", "object_key"],
+        "roles": ["META", "NAMESPACE_LABEL", "PRESENT", "Stores", "build_groups", "endpoints_group",
+                  "endpointslice_group", "ingress_group", "node_group", "pod_group", "sanitize_label_name",
+                  "service_group"],
+        "discoverer": ["KubernetesDiscoverer"],
+    }
+    assert facade.__all__ == ["INSTALL_HINT", "SERVICE_ACCOUNT_DIR", "AttachMetadataConfig", "KubernetesDiscoverer",
+                              "KubernetesSDConfig", "NamespaceDiscovery", "SelectorConfig", "Stores", "build_groups",
+                              "client_installed", "object_key", "parse_field_selector", "parse_label_selector",
+                              "sanitize_label_name"]
+    for module, names in homes.items():
+        home = importlib.import_module(f"promotel.discovery.kubernetes.{module}")
+        for name in names:
+            assert getattr(facade, name) is getattr(home, name), (module, name)
+    assert set(facade.__all__) <= {name for names in homes.values() for name in names}

@@ -9,12 +9,16 @@ of the same name):
   and the labels Prometheus builds from groups and a scrape config (``discovered_labels``,
   ``build_targets``).
 * :mod:`~promotel.discovery.relabel` — ``relabel_configs`` and ``metric_relabel_configs`` with
-  Prometheus's semantics, and ``target_labels``.
-* :mod:`~promotel.discovery.sd` — a job's ``static_configs``, ``file_sd_configs``, ``dns_sd_configs``
-  and ``http_sd_configs`` together (``SDConfigs``), and their discoverers; one module per mechanism:
-  :mod:`~promotel.discovery.static_sd`, :mod:`~promotel.discovery.file_sd`,
+  Prometheus's semantics, and ``target_labels``; its regular expressions as Go has them (RE2 syntax,
+  fully anchored, ``$1`` templates, Go's case mapping) in :mod:`~promotel.discovery.goregexp`.
+* :mod:`~promotel.discovery.sd` — a job's ``static_configs``, ``file_sd_configs``, ``dns_sd_configs``,
+  ``http_sd_configs`` and ``kubernetes_sd_configs`` together (``SDConfigs``), and their discoverers;
+  one module per mechanism: :mod:`~promotel.discovery.static_sd`, :mod:`~promotel.discovery.file_sd`,
   :mod:`~promotel.discovery.dns_sd`, :mod:`~promotel.discovery.http_sd` (with Prometheus's HTTP
-  client keys in :mod:`~promotel.discovery.httpconfig`).
+  client keys in :mod:`~promotel.discovery.httpconfig`), and :mod:`~promotel.discovery.kubernetes_sd`
+  (the public names of Kubernetes SD; its code is the package :mod:`~promotel.discovery.kubernetes`:
+  config, selector syntax, labels per role, list-and-watch reflectors, the discoverer). What the
+  config models share (durations, paths, problem reporting) is in ``_config``.
 * :mod:`~promotel.discovery.targetallocator` — taking part in an OpenTelemetry Operator Target
   Allocator fleet (the per-job HTTP SD URL with this pod's ``collector_id``; how it rebalances).
 """
