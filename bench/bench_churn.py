@@ -30,8 +30,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
-from promotel.series.store import SeriesStore
 from promotel.model import HistogramPoint, Kind, Metric, NumberPoint, TargetBatch
+from promotel.series.store import SeriesStore
 
 COUNTER_NAMES = [f"inference.server.metric{i}.count" for i in range(18)]
 HISTOGRAM_NAMES = ["inference.server.request.duration", "inference.server.ttft"]

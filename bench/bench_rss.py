@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gen_baseten import BasetenTarget
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
+
+from gen_baseten import BasetenTarget
 
 OK_BODY = ms.ExportMetricsServiceResponse().SerializeToString()
 

@@ -52,9 +52,8 @@ def test_module_paths_of_0_1_still_import_as_the_moved_modules() -> None:
 
     for old, new in MOVED.items():
         assert importlib.import_module(old) is importlib.import_module(new), old
-    from promotel.maptool import map_scrapes  # a name imported through an old path
-
     from promotel.commands.map import map_scrapes as current
+    from promotel.maptool import map_scrapes  # a name imported through an old path
 
     assert map_scrapes is current
     # In a fresh interpreter too, importing the old path first (before anything imported the new one).

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytest
+
 from support.paths import REPO
 
 SRC = REPO / "src"

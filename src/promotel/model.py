@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Mapping
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
-AttrValue = Union[str, int, float, bool]
+AttrValue = str | int | float | bool
 Attributes = tuple[tuple[str, AttrValue], ...]
 
 
@@ -223,7 +223,7 @@ class SummaryPoint(NamedTuple):
     no_recorded_value: bool = False
 
 
-Point = Union[NumberPoint, HistogramPoint, SummaryPoint]
+Point = NumberPoint | HistogramPoint | SummaryPoint
 
 
 class Metric(NamedTuple):

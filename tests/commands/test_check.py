@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.bridge import PROMOTEL
-from support.sink import OTLPSink
 
 from promotel.cli import main
 from promotel.commands.check import run_check
+from support.bridge import PROMOTEL
+from support.sink import OTLPSink
 
 pytestmark = pytest.mark.timeout(60)
 

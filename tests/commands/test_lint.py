@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.cli import run_into_closed_pipe
-from support.paths import CONFORMANCE, conformance_cases
 
 from promotel.cli import main
+from support.cli import run_into_closed_pipe
+from support.paths import CONFORMANCE, conformance_cases
 
 PROMOTEL = Path(sys.executable).parent / "promotel"
 SUITE = CONFORMANCE

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.cli import run_into_closed_pipe
-from support.paths import TESTDATA
 
 from promotel.cli import main
 from promotel.commands.map import MAP_EPOCH_NS, SCRAPE_STEP_NS
 from promotel.mappings.baseten import ROWS as BASETEN_ROWS
+from support.cli import run_into_closed_pipe
+from support.paths import TESTDATA
 
 GOLDEN = TESTDATA / "golden"
 S1, S2 = str(GOLDEN / "baseten" / "scrape1.prom"), str(GOLDEN / "baseten" / "scrape2.prom")

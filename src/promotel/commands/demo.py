@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, TextIO
 
 from promotel.errors import ConfigError, PromotelError
@@ -92,7 +93,7 @@ async def _start_sink(view: SinkView) -> tuple[Any, int]:
     )
 
     class Servicer(ms_grpc.MetricsServiceServicer):
-        async def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (grpc naming)
+        async def Export(self, request: Any, context: Any) -> Any:
             view.record(request)
             return ms.ExportMetricsServiceResponse()
 
@@ -155,8 +156,9 @@ async def run_demo(duration: float | None, otlp_endpoint: str | None, out: TextI
     stop = asyncio.Event()
     with tempfile.TemporaryDirectory(prefix="promotel-demo-") as tmp:
         path = os.path.join(tmp, "demo.yaml")
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(demo_config(baseten.url, sambanova.url, sink_port, otlp_endpoint, tmp))
+        # A few hundred bytes on a local temporary directory, before anything else runs: no need for a thread.
+        Path(path).write_text(demo_config(baseten.url, sambanova.url, sink_port, otlp_endpoint, tmp),  # noqa: ASYNC240
+                              encoding="utf-8")
         os.chmod(path, 0o600)
         try:
             bridge = Bridge(load_config(path))

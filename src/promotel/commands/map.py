@@ -325,7 +325,6 @@ def cli_mappings(args: argparse.Namespace) -> int:
 
 __all__ = [
     "MAP_EPOCH_NS",
-    "offline_exporter",
     "SCRAPE_STEP_NS",
     "MapSource",
     "MappedScrape",
@@ -333,6 +332,7 @@ __all__ = [
     "cli_mappings",
     "map_scrapes",
     "mappings_text",
+    "offline_exporter",
     "render_table",
     "request_json",
 ]
