@@ -42,6 +42,7 @@ from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, Strictness
 from promotel.model import MetricFamily
 from support.collector import free_port
+from support.paths import conformance_cases
 from support.replay import REAL, ReplayServer, Variant, all_variants, load_captures
 
 pytestmark = pytest.mark.e2e
@@ -442,6 +443,66 @@ def test_the_lenient_cases_as_prometheus_stores_them(report: Report) -> None:
     assert vllm.metadata["vllm:request_success"][0] == "counter"
     assert "vllm_request_success_total" not in vllm.metadata and "vllm_request_success_created" not in vllm.metadata
     assert sum(1 for name, _ in vllm.samples if name == "vllm_request_success_total") == 6
+
+
+# ─── the OpenMetrics conformance suite: what Prometheus accepts, promotel's scrape parsing accepts ─────
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+CONFORMANCE_CASES = tuple(Variant("conformance", case.name, "", OPENMETRICS, (case / "metrics").read_bytes())
+                          for case in conformance_cases())
+# Cases Prometheus 2.42 refuses and promotel's SCRAPE accepts: an exemplar on a sample whose name ends in
+# neither _total nor _bucket. 2.42 fails the scrape ("metric name … does not support exemplars"); 2.43 and
+# later store exemplars of any series (prometheus/prometheus 9225d118, "Add Exemplars support for all time
+# series"), and SCRAPE keeps them, reporting the OpenMetrics rule (exemplar-placement).
+EXEMPLARS_SINCE_2_43 = frozenset({
+    "bad_exemplars_on_unallowed_metric_types_0", "bad_exemplars_on_unallowed_metric_types_1",
+    "bad_exemplars_on_unallowed_metric_types_2", "bad_exemplars_on_unallowed_samples_0",
+    "bad_exemplars_on_unallowed_samples_1", "bad_exemplars_on_unallowed_samples_3",
+})
+
+
+def conformance_report() -> Report:
+    """One Prometheus run for the session over the 211 conformance cases, each served as OpenMetrics 1.0.0."""
+    return _session_report("conformance", CONFORMANCE_CASES)
+
+
+def _read_untimed(families: list[MetricFamily]) -> dict[SeriesKey, float]:
+    # Samples with a timestamp are left out: the suite's are decades old, and Prometheus' storage refuses
+    # them as out of bounds (a storage matter, not parsing); the first of a series, as Prometheus keeps.
+    out: dict[SeriesKey, float] = {}
+    for family in families:
+        for sample in family.samples:
+            if sample.timestamp_ns is None:
+                out.setdefault(_as_prometheus_stores(sample.name, sample.labels), sample.value)
+    return out
+
+
+@pytest.mark.parametrize("case", CONFORMANCE_CASES, ids=lambda v: v.name)
+def test_scrape_parsing_accepts_what_prometheus_accepts(case: Variant) -> None:
+    scraped = conformance_report().jobs[case.id]
+    parser = ExpositionParser(strictness=Strictness.SCRAPE)
+    try:
+        families = parser.parse(case.body, case.content_type)
+    except ExpositionError as exc:
+        assert scraped.up == 0, f"Prometheus ingests {case.name}; promotel's SCRAPE refuses it: {exc}"
+        return
+    if case.name in EXEMPLARS_SINCE_2_43:
+        assert scraped.up == 0 and "does not support exemplars" in scraped.last_error, scraped.last_error
+        assert "exemplar-placement" in {str(e.rule) for e in parser.leniencies}
+        return
+    assert scraped.up == 1, f"Prometheus refuses {case.name} ({scraped.last_error}); promotel's SCRAPE accepts it"
+    expected = {k: v for k, v in scraped.samples.items()}
+    got = _read_untimed(families)
+    assert set(got) == set(expected), (case.name, _show(set(got) ^ set(expected)))
+    assert all(_same(expected[k], got[k]) for k in expected), case.name
+    assert promotel_metadata(families) == dict(scraped.metadata), case.name
+    # A case STRICT refuses is accepted by reporting what it tolerated; one STRICT accepts needs nothing.
+    try:
+        ExpositionParser().parse(case.body, case.content_type)
+    except ExpositionError:
+        assert parser.leniencies
+    else:
+        assert parser.leniencies == ()
 
 
 # ─── the replay helper and the capture files ─────────────────────────────────────────────────
