@@ -181,7 +181,7 @@ class Enforcer:
     def leniencies(self) -> tuple[Leniency, ...]:
         """What this parse tolerated, by line."""
         out = [Leniency(rule, line, text, self._counts[rule]) for rule, (line, text) in self._first.items()]
-        out.sort(key=lambda e: (e.line, e.rule))
+        out.sort(key=lambda e: e.line)          # stable: on one line, in the order they were met
         return tuple(out)
 
 
@@ -314,11 +314,14 @@ class FamilyRules:
         self.check_family(fam)
 
     def check_names(self, fam: FamilyBuilder, seen_names: set[str]) -> None:
-        """The names rule: none of the family's names belongs to a family before it."""
+        """The names rule: none of the family's names (its name, then its sample names in the order of
+        ``OM_SUFFIXES``) belongs to a family before it; a family breaks it once, on its first such name."""
         name = fam.name
         line = fam.first_line or fam.type_line or fam.help_line or fam.unit_line
-        for sfx in set(OM_SUFFIXES.get(fam.type, ()) + ("",)):
-            if name + sfx in seen_names:
+        clash = False
+        for sfx in dict.fromkeys(("",) + OM_SUFFIXES.get(fam.type, ())):
+            if not clash and name + sfx in seen_names:
+                clash = True
                 self.enforcer.broken(Rule.FAMILY_UNIQUE, family_unique_text(name + sfx), line)
             seen_names.add(name + sfx)
 
