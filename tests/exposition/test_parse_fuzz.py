@@ -10,13 +10,12 @@ import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.paths import CONFORMANCE, REPO
-
-from support.families import comparable
 
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, Strictness, parse_exposition
 from promotel.model import MetricFamily
+from support.families import comparable
+from support.paths import CONFORMANCE, REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 from gen_baseten import generate
