@@ -13,7 +13,7 @@ One grammar, with the family rules as a parameter, ``Strictness``:
 * ``STRICT`` (the default of ``parse_exposition`` and ``ExpositionParser``, and what ``promotel lint``
   uses): OpenMetrics 1.0 and its 211 conformance cases, and the Prometheus text format's rules; the first
   rule broken raises ``ExpositionError``.
-* ``SCRAPE`` (what ``run``, ``check`` and ``map`` use): what Prometheus' scraper accepts. The grammar and
+* ``SCRAPE`` (for the bridge's scrapes: ``run``, ``check``, ``map``): what Prometheus' scraper accepts. The grammar and
   the rules Prometheus' parsers enforce (model/textparse: openmetricsparse.go, promparse.go; scrape.go)
   still raise; every other rule is tolerated: the parse goes on as Prometheus would with the data, and
   the rule is recorded as a ``Leniency`` (rule id, the line of its first use, the text ``STRICT`` raises
@@ -24,7 +24,8 @@ quoting and escapes, values, timestamps, exemplar syntax, OpenMetrics' single sp
 missing ``# EOF`` or text after it, blank lines and comments in OpenMetrics, malformed HELP/TYPE/UNIT
 lines and unknown types, a UNIT that does not end the metric name, a label name twice in one series.
 
-The rules ``SCRAPE`` tolerates (``Rule``; Prometheus checks none of them), and what it does instead:
+The rules ``SCRAPE`` tolerates (``Rule``; Prometheus' scraper enforces none of them, exemplar placement
+aside before 2.43), and what it does instead:
 
 =======================  ==========================================  ==========================================
 rule                     ``STRICT`` error (example)                  ``SCRAPE``
@@ -51,9 +52,10 @@ family-unique            the name "a" is used by two metric          OpenMetrics
 unit-type                an info metric cannot have a unit           the unit is kept
 series-grouping          samples of "a" with labels … are not        kept in line order
                          consecutive
-series-timestamps        some samples of this series group have a    kept (Prometheus' storage keeps the
-                         timestamp and some do not; timestamps go    first sample of a series and timestamp,
-                         backwards                                   the converter decides)
+series-timestamps        some samples of this series group have a    kept in line order (Prometheus' storage
+                         timestamp and some do not; timestamps go    drops, and counts, a sample out of order
+                         backwards                                   or repeating a timestamp; here the
+                                                                     converter decides)
 bucket-le                histogram bucket "a_bucket" needs an "le"   kept (the converter drops what it cannot
                          label; invalid "le" label value             convert, and counts it)
 quantile-label           summary quantile sample … needs a           kept

@@ -1,7 +1,9 @@
 """The Prometheus text format (0.0.4 and 1.0.0): metadata lines, which family a sample belongs to, and the
 careful path of a sample line (tokens separated by blanks and tabs; version 1.0.0, and a ``text/plain``
 without a version, also allow quoted UTF-8 metric and label names). The format decisions are listed in
-``parser``.
+``parser``. The format's own rules (one HELP and one TYPE line per metric, the TYPE before the metric's
+samples) go through the parser's ``rules.Enforcer``: ``SCRAPE`` tolerates them, as Prometheus does (the
+package docstring says how).
 """
 
 from __future__ import annotations

@@ -86,8 +86,8 @@ class Strictness(enum.Enum):
 
     SCRAPE = "scrape"
     """What Prometheus' scraper accepts: the grammar and the rules Prometheus enforces fail the parse,
-    every other rule (``Rule``) is tolerated, each use recorded as a ``Leniency``. What ``run``,
-    ``check`` and ``map`` use: a target is never lost for a rule Prometheus does not enforce."""
+    every other rule (``Rule``) is tolerated, each use recorded as a ``Leniency``. For the bridge's
+    scrapes (``run``, ``check``, ``map``): a target is never lost for a rule Prometheus does not enforce."""
 
 
 class Rule(enum.StrEnum):
