@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from promotel.cli import main
+from promotel.commands.lint import lint_bytes, lint_errors
+from promotel.errors import ExpositionError
+from promotel.exposition import ExpositionParser, Strictness
 from support.cli import run_into_closed_pipe
 from support.paths import CONFORMANCE, conformance_cases
 
@@ -83,8 +86,17 @@ def test_subprocess_on_the_conformance_suite() -> None:
     assert (ok.returncode, ok.stdout) == (0, b"")
     res = subprocess.run([str(PROMOTEL), "lint", *ct, *bad], capture_output=True, timeout=60, check=False)
     lines = res.stdout.decode().splitlines()
-    assert res.returncode == 1 and len(lines) == len(bad) == 167
+    # Every bad case is reported, its first line being its first error; a case the bridge would still
+    # ingest has one more line per other rule it breaks.
+    files = list(dict.fromkeys(line.split(":")[0] for line in lines))
+    assert res.returncode == 1 and files == bad and len(bad) == 167
     assert all(line.split(":")[1].isdigit() for line in lines)
+    first = {}
+    for line in lines:
+        first.setdefault(line.split(":")[0], line)
+    for path in bad[::10]:
+        err = lint_bytes(Path(path).read_bytes(), ct[1])
+        assert err is not None and first[path] == f"{path}:{err.line}: {err.message}"
 
 
 def test_lint_into_a_closed_pipe_exits_without_traceback(tmp_path: Path) -> None:
@@ -93,3 +105,43 @@ def test_lint_into_a_closed_pipe_exits_without_traceback(tmp_path: Path) -> None
     code, err = run_into_closed_pipe(["lint", str(bad), str(bad)], tmp_path)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert code == 1
+
+
+def test_each_rule_the_bridge_tolerates_is_reported_at_its_line(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # client_golang's OpenMetrics quirk and a negative counter: the bridge ingests this (Prometheus does),
+    # logging each rule it tolerates; lint reports each, in the same words, at the same lines.
+    path = tmp_path / "golang.om"
+    data = (b"# HELP m Number.\n# TYPE m gauge\nm 1\n# HELP m Total.\n# TYPE m counter\nm_total 2\n"
+            b"# TYPE c counter\nc_total -1\nc_total{a=\"1\"} -2\n# EOF\n")
+    path.write_bytes(data)
+    assert main(["lint", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f'{path}:4: HELP line for "m" after its samples; metadata must come before the samples',
+        f'{path}:6: the name "m" is used by two metric families; families must not repeat or overlap '
+        "(samples of one family must be consecutive)",
+        f'{path}:8: "c_total" is a counter-like value and cannot be -1',
+    ]
+    parser = ExpositionParser(strictness=Strictness.SCRAPE)
+    parser.parse(data)
+    assert [(str(e.rule), e.line, e.count) for e in parser.leniencies] == [
+        ("metadata-after-samples", 4, 1), ("family-unique", 6, 1), ("counter-value", 8, 2)]
+    assert [(e.line, e.message) for e in lint_errors(data)] == [(e.line, e.text) for e in parser.leniencies]
+
+
+def test_a_file_the_bridge_refuses_too_gets_its_first_error_and_why_it_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "broken.om"
+    data = b"# TYPE c counter\nc_total -1\n# TYPE d gauge\nd{ 1\n# EOF\n"
+    path.write_bytes(data)
+    assert main(["lint", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f'{path}:2: "c_total" is a counter-like value and cannot be -1',
+        f"{path}:4: expected a label name, found ' '",
+    ]
+    with pytest.raises(ExpositionError, match="expected a label name"):
+        ExpositionParser(strictness=Strictness.SCRAPE).parse(data)
+    # A lexical error first: that one line, which is also why the bridge refuses the file.
+    assert [(e.line, e.message) for e in lint_errors(b"d{ 1\n# TYPE c counter\nc_total -1\n# EOF\n")] == [
+        (1, "expected a label name, found ' '")]
+    assert lint_errors(b"# TYPE c counter\nc_total 1\n# EOF\n") == []

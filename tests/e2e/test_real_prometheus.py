@@ -10,9 +10,11 @@ its query API says what it stored. That is the reference promotel is compared ag
   scraped with ``up`` = 1, except the few listed in ``PROMETHEUS_REJECTS`` whose scrape Prometheus
   itself fails, for the reason recorded there;
 * the promotel side (``test_promotel_reads_what_prometheus_ingested``) parses each body with
-  ``ExpositionParser`` under its recorded Content-Type and compares sample names, labels and values with
-  Prometheus'. The captures promotel cannot read today are strict xfails naming the issue, so they turn
-  into failures the day they are fixed and the mark has to go.
+  ``ExpositionParser(strictness=Strictness.SCRAPE)``, as the bridge does, under its recorded Content-Type
+  and compares sample names, labels and values with Prometheus', and the metadata of its families with
+  the metadata Prometheus keeps for the target. The captures that break a rule Prometheus does not
+  enforce are listed in ``LENIENT`` with the leniencies promotel reports for them (and the error
+  ``promotel lint`` gives).
 
 ``prometheus_ingested(capture)`` is the reference for other differential tests: one Prometheus run per
 test session serves every call.
@@ -37,8 +39,10 @@ from typing import Any
 import pytest
 
 from promotel.errors import ExpositionError
-from promotel.exposition import ExpositionParser
+from promotel.exposition import ExpositionParser, Strictness
+from promotel.model import MetricFamily
 from support.collector import free_port
+from support.paths import conformance_cases
 from support.replay import REAL, ReplayServer, Variant, all_variants, load_captures
 
 pytestmark = pytest.mark.e2e
@@ -56,15 +60,19 @@ SCRAPE_TIMEOUT_S = 30.0
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 """A stored series as Prometheus names it: metric name, then its labels sorted, without job/instance."""
+Metadata = tuple[str, str, str]
+"""The metadata Prometheus keeps for a metric family name: type, help, unit."""
 
 
 @dataclass(frozen=True)
 class Scraped:
-    """What Prometheus reports for one capture's job: ``up``, the target's last error, the samples."""
+    """What Prometheus reports for one capture's job: ``up``, the target's last error, the samples, and the
+    target's metadata (``/api/v1/targets/metadata``: family name → type, help, unit)."""
 
     up: float
     last_error: str
     samples: Mapping[SeriesKey, float]
+    metadata: Mapping[str, Metadata]
 
 
 @dataclass(frozen=True)
@@ -106,11 +114,13 @@ def _float(text: str) -> float:
 
 
 class PrometheusRun:
-    """Debian's Prometheus scraping every capture once (and again each second) from a ReplayServer."""
+    """Debian's Prometheus scraping every variant once (and again each second) from a ReplayServer: the
+    captures unless ``variants`` says otherwise."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, variants: tuple[Variant, ...] = VARIANTS) -> None:
         self.workdir = workdir
-        self.replay = ReplayServer(VARIANTS)
+        self.variants = variants
+        self.replay = ReplayServer(variants)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "prometheus.log"
@@ -173,11 +183,11 @@ class PrometheusRun:
 
     def _all_scraped(self) -> bool:
         targets = self._targets()
-        return len(targets) == len(VARIANTS) and all(t["health"] != "unknown" for t in targets.values())
+        return len(targets) == len(self.variants) and all(t["health"] != "unknown" for t in targets.values())
 
     def collect(self) -> Report:
         """Wait until every job was scraped once, then read ``up`` and the stored samples per job."""
-        self._wait(SCRAPE_TIMEOUT_S, self._all_scraped, f"scrape all {len(VARIANTS)} captures once")
+        self._wait(SCRAPE_TIMEOUT_S, self._all_scraped, f"scrape all {len(self.variants)} variants once")
         targets = self._targets()
         out: dict[str, Scraped] = {}
         for job, target in sorted(targets.items()):
@@ -192,34 +202,40 @@ class PrometheusRun:
                     up = _float(row["value"][1])
                 elif name not in SYNTHETIC:
                     samples[_key(row["metric"])] = _float(row["value"][1])
-            out[job] = Scraped(up, target.get("lastError", ""), samples)
+            rows = self._api("/api/v1/targets/metadata", match_target=f'{{job="{job}"}}')
+            metadata = {str(m["metric"]): (str(m["type"]), str(m["help"]), str(m["unit"])) for m in rows}
+            out[job] = Scraped(up, target.get("lastError", ""), samples, metadata)
         version = str(self._api("/api/v1/status/buildinfo")["version"])
-        accept = {v.id: self.replay.accepts.get(v.path, "") for v in VARIANTS}
+        accept = {v.id: self.replay.accepts.get(v.path, "") for v in self.variants}
         return Report(version, accept, out)
 
 
-# The session's one run, or why it failed: a failed run is not retried by every later caller (each would
-# wait the full timeout again); they fail at once with the first error.
-_RUN: list[Report | str] = []
+# The session's one run per set of variants, or why it failed: a failed run is not retried by every later
+# caller (each would wait the full timeout again); they fail at once with the first error.
+_RUNS: dict[str, Report | str] = {}
+
+
+def _session_report(key: str, variants: tuple[Variant, ...]) -> Report:
+    if key not in _RUNS:
+        with tempfile.TemporaryDirectory(prefix="promotel-real-prometheus-") as tmp:
+            run = PrometheusRun(Path(tmp), variants)
+            try:
+                run.start()
+                _RUNS[key] = run.collect()
+            except BaseException as exc:
+                _RUNS[key] = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                run.stop()
+    result = _RUNS[key]
+    if isinstance(result, str):
+        pytest.fail(f"the Prometheus run failed earlier in this session: {result}", pytrace=False)
+    return result
 
 
 def prometheus_report() -> Report:
     """One Prometheus run for the session: start, scrape every capture, read, stop."""
-    if not _RUN:
-        with tempfile.TemporaryDirectory(prefix="promotel-real-prometheus-") as tmp:
-            run = PrometheusRun(Path(tmp))
-            try:
-                run.start()
-                _RUN.append(run.collect())
-            except BaseException as exc:
-                _RUN.append(f"{type(exc).__name__}: {exc}")
-                raise
-            finally:
-                run.stop()
-    result = _RUN[0]
-    if isinstance(result, str):
-        pytest.fail(f"the Prometheus run failed earlier in this session: {result}", pytrace=False)
-    return result
+    return _session_report("captures", VARIANTS)
 
 
 def prometheus_scraped(capture: Variant | str) -> Scraped:
@@ -291,19 +307,24 @@ def test_prometheus_scrapes_capture(report: Report, variant: Variant) -> None:
 
 # ─── the promotel side: read each body as Prometheus did ─────────────────────────────────────
 
-_ISSUE = "issue 'Ingest what Prometheus ingests'"
-# Bodies Prometheus ingests and promotel's parser rejects today, with the reason; strict xfails.
-PROMOTEL_KNOWN_FAILURES: dict[str, str] = {
-    "client-golang/prom3": (
-        f"{_ISSUE}: client_golang's OpenMetrics output declares go_memstats_alloc_bytes twice, a gauge and "
-        "then the counter go_memstats_alloc_bytes_total (family name without _total); promotel rejects the "
-        "second family's HELP, Prometheus ingests both"),
-    "client-golang/prom2": "same body as client-golang/prom3: " + _ISSUE,
-    "python-client-0.26/prom2": (
-        f"{_ISSUE}: asked without escaping=allow-utf-8, prometheus_client 0.26 declares `vllm:x` families "
-        "but writes their samples `vllm_x_total` (escaped); promotel rejects the family/sample mismatch, "
-        "Prometheus ingests the samples"),
-    "python-client-0.26-colon-enum/prom2": "same as python-client-0.26/prom2: " + _ISSUE,
+# Bodies that break a rule Prometheus does not enforce: promotel's scrape parsing (Strictness.SCRAPE)
+# ingests them as Prometheus does and reports the rules it tolerated, each once with its first line and a
+# count; `promotel lint` (Strictness.STRICT) rejects them with the first one's text. Why each is there:
+_CLIENT_GOLANG = (
+    "client_golang 1.14's OpenMetrics output declares go_memstats_alloc_bytes twice: the gauge, then the "
+    "counter go_memstats_alloc_bytes_total, whose OpenMetrics family name drops _total; the second HELP "
+    "comes after the gauge's sample, and the name is used by two families")
+_ESCAPED = (
+    "asked without escaping=allow-utf-8, prometheus_client 0.26 declares `vllm:x` families but writes "
+    "their samples `vllm_x_total`, `vllm_x_created`, … (escaped): the samples are families of type unknown "
+    "of their own (Prometheus has no metadata for them), written in turn, so each name is used again after "
+    "another family's samples")
+LENIENT: dict[str, tuple[str, tuple[tuple[str, int, int], ...]]] = {
+    # capture/variant: (why, ((rule, first line, count), …))
+    "client-golang/prom3": (_CLIENT_GOLANG, (("metadata-after-samples", 56, 1), ("family-unique", 58, 1))),
+    "client-golang/prom2": (_CLIENT_GOLANG, (("metadata-after-samples", 56, 1), ("family-unique", 58, 1))),
+    "python-client-0.26/prom2": (_ESCAPED, (("family-unique", 41, 19),)),
+    "python-client-0.26-colon-enum/prom2": (_ESCAPED, (("family-unique", 41, 19),)),
 }
 
 
@@ -317,14 +338,35 @@ def _as_prometheus_stores(name: str, labels: Mapping[str, str]) -> SeriesKey:
     return name, tuple(pairs)
 
 
+def promotel_families(variant: Variant) -> tuple[list[MetricFamily], ExpositionParser]:
+    """A capture parsed as the bridge parses a scrape (``Strictness.SCRAPE``), and the parser (its leniencies)."""
+    parser = ExpositionParser(strictness=Strictness.SCRAPE)
+    return parser.parse(variant.body, variant.content_type), parser
+
+
 def promotel_read(variant: Variant) -> dict[SeriesKey, float]:
     """What promotel's parser reads from a capture, in ``prometheus_ingested``'s shape."""
     out: dict[SeriesKey, float] = {}
-    for family in ExpositionParser().parse(variant.body, variant.content_type):
+    for family in promotel_families(variant)[0]:
         for sample in family.samples:
             # Prometheus appends the first of two samples of one series and rejects the later one as
             # a duplicate for that timestamp; keep the first likewise.
             out.setdefault(_as_prometheus_stores(sample.name, sample.labels), sample.value)
+    return out
+
+
+def promotel_metadata(families: list[MetricFamily]) -> dict[str, Metadata]:
+    """The metadata promotel's families carry, by family name, in ``Scraped.metadata``'s shape.
+
+    Families without metadata lines (type unknown, no help, no unit: the samples Prometheus keeps no metadata
+    for) are left out. Of two families of one name, the last one's: Prometheus keeps one entry per name and
+    each metadata line overwrites it, so client_golang's ``go_memstats_alloc_bytes`` is a counter there,
+    while promotel keeps the gauge and the counter apart (the metadata each sample was written under, as
+    Prometheus 3 attaches it to the sample)."""
+    out: dict[str, Metadata] = {}
+    for f in families:
+        if f.type != "unknown" or f.help is not None or f.unit is not None:
+            out[f.name] = (f.type, f.help or "", f.unit or "")
     return out
 
 
@@ -337,10 +379,7 @@ def _show(keys: set[SeriesKey], limit: int = 5) -> str:
     return ", ".join(shown) + (f" … ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-COMPARED = [pytest.param(v, id=v.id, marks=[pytest.mark.xfail(strict=True, raises=ExpositionError,
-                                                               reason=PROMOTEL_KNOWN_FAILURES[v.id])]
-                         if v.id in PROMOTEL_KNOWN_FAILURES else [])
-            for v in VARIANTS if v.id not in PROMETHEUS_REJECTS]
+COMPARED = [pytest.param(v, id=v.id) for v in VARIANTS if v.id not in PROMETHEUS_REJECTS]
 
 
 @pytest.mark.parametrize("variant", COMPARED)
@@ -354,6 +393,116 @@ def test_promotel_reads_what_prometheus_ingested(variant: Variant) -> None:
     differ = {k for k in expected if not _same(expected[k], got[k])}
     assert not differ, f"{variant.id}: values differ for " + "; ".join(
         f"{_show({k})}: Prometheus {expected[k]!r}, promotel {got[k]!r}" for k in sorted(differ)[:5])
+
+
+@pytest.mark.parametrize("variant", COMPARED)
+def test_promotel_metadata_is_what_prometheus_keeps(variant: Variant) -> None:
+    expected = dict(prometheus_scraped(variant).metadata)
+    got = promotel_metadata(promotel_families(variant)[0])
+    differ = {name: (expected.get(name), got.get(name)) for name in set(expected) | set(got)
+              if expected.get(name) != got.get(name)}
+    assert not differ, f"{variant.id}: metadata differs (Prometheus, promotel): " + "; ".join(
+        f"{name}: {pair}" for name, pair in sorted(differ.items())[:5])
+
+
+@pytest.mark.parametrize("variant", COMPARED)
+def test_promotel_reports_the_rules_it_tolerates(variant: Variant) -> None:
+    _, parser = promotel_families(variant)
+    expected = LENIENT[variant.id][1] if variant.id in LENIENT else ()
+    assert tuple((str(e.rule), e.line, e.count) for e in parser.leniencies) == expected, variant.id
+    if not expected:
+        ExpositionParser().parse(variant.body, variant.content_type)        # strict: valid as it is
+        return
+    # `promotel lint` (STRICT) fails on the first of them, in the same words at the same line.
+    with pytest.raises(ExpositionError) as err:
+        ExpositionParser().parse(variant.body, variant.content_type)
+    first = parser.leniencies[0]
+    assert (err.value.line, err.value.message) == (first.line, first.text)
+
+
+def test_the_lenient_cases_as_prometheus_stores_them(report: Report) -> None:
+    # client_golang's two families named go_memstats_alloc_bytes: the gauge's sample in a gauge, the
+    # counter's in a counter; Prometheus 2.42 keeps the last metadata of the name (the counter's).
+    families, _ = promotel_families(BY_ID["client-golang/prom2"])
+    kinds = {(s.name, f.name, f.type) for f in families for s in f.samples if s.name.startswith("go_memstats_alloc_bytes")}
+    assert kinds == {("go_memstats_alloc_bytes", "go_memstats_alloc_bytes", "gauge"),
+                     ("go_memstats_alloc_bytes_total", "go_memstats_alloc_bytes", "counter")}
+    golang = report.jobs["client-golang/prom2"]
+    assert golang.metadata["go_memstats_alloc_bytes"] == ("counter", "Total number of bytes allocated, even if freed.", "")
+    assert ("go_memstats_alloc_bytes", ()) in golang.samples and ("go_memstats_alloc_bytes_total", ()) in golang.samples
+    # prometheus_client 0.26's escaped samples under unescaped families: Prometheus keeps the family's
+    # metadata (vllm:request_success, a counter without samples) and none for the samples' names, so the
+    # samples are promotel families of type unknown.
+    families, _ = promotel_families(BY_ID["python-client-0.26/prom2"])
+    by_name = {f.name: f for f in families}
+    assert by_name["vllm:request_success"].type == "counter" and by_name["vllm:request_success"].samples == ()
+    assert by_name["vllm_request_success_total"].type == "unknown"
+    assert len(by_name["vllm_request_success_total"].samples) == 6
+    assert by_name["vllm_request_success_created"].type == "unknown"
+    vllm = report.jobs["python-client-0.26/prom2"]
+    assert vllm.metadata["vllm:request_success"][0] == "counter"
+    assert "vllm_request_success_total" not in vllm.metadata and "vllm_request_success_created" not in vllm.metadata
+    assert sum(1 for name, _ in vllm.samples if name == "vllm_request_success_total") == 6
+
+
+# ─── the OpenMetrics conformance suite: what Prometheus accepts, promotel's scrape parsing accepts ─────
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+CONFORMANCE_CASES = tuple(Variant("conformance", case.name, "", OPENMETRICS, (case / "metrics").read_bytes())
+                          for case in conformance_cases())
+# Cases Prometheus 2.42 refuses and promotel's SCRAPE accepts: an exemplar on a sample whose name ends in
+# neither _total nor _bucket. 2.42 fails the scrape ("metric name … does not support exemplars"); 2.43 and
+# later store exemplars of any series (prometheus/prometheus 9225d118, "Add Exemplars support for all time
+# series"), and SCRAPE keeps them, reporting the OpenMetrics rule (exemplar-placement).
+EXEMPLARS_SINCE_2_43 = frozenset({
+    "bad_exemplars_on_unallowed_metric_types_0", "bad_exemplars_on_unallowed_metric_types_1",
+    "bad_exemplars_on_unallowed_metric_types_2", "bad_exemplars_on_unallowed_samples_0",
+    "bad_exemplars_on_unallowed_samples_1", "bad_exemplars_on_unallowed_samples_3",
+})
+
+
+def conformance_report() -> Report:
+    """One Prometheus run for the session over the 211 conformance cases, each served as OpenMetrics 1.0.0."""
+    return _session_report("conformance", CONFORMANCE_CASES)
+
+
+def _read_untimed(families: list[MetricFamily]) -> dict[SeriesKey, float]:
+    # Samples with a timestamp are left out: the suite's are decades old, and Prometheus' storage refuses
+    # them as out of bounds (a storage matter, not parsing); the first of a series, as Prometheus keeps.
+    out: dict[SeriesKey, float] = {}
+    for family in families:
+        for sample in family.samples:
+            if sample.timestamp_ns is None:
+                out.setdefault(_as_prometheus_stores(sample.name, sample.labels), sample.value)
+    return out
+
+
+@pytest.mark.parametrize("case", CONFORMANCE_CASES, ids=lambda v: v.name)
+def test_scrape_parsing_accepts_what_prometheus_accepts(case: Variant) -> None:
+    scraped = conformance_report().jobs[case.id]
+    parser = ExpositionParser(strictness=Strictness.SCRAPE)
+    try:
+        families = parser.parse(case.body, case.content_type)
+    except ExpositionError as exc:
+        assert scraped.up == 0, f"Prometheus ingests {case.name}; promotel's SCRAPE refuses it: {exc}"
+        return
+    if case.name in EXEMPLARS_SINCE_2_43:
+        assert scraped.up == 0 and "does not support exemplars" in scraped.last_error, scraped.last_error
+        assert "exemplar-placement" in {str(e.rule) for e in parser.leniencies}
+        return
+    assert scraped.up == 1, f"Prometheus refuses {case.name} ({scraped.last_error}); promotel's SCRAPE accepts it"
+    expected = {k: v for k, v in scraped.samples.items()}
+    got = _read_untimed(families)
+    assert set(got) == set(expected), (case.name, _show(set(got) ^ set(expected)))
+    assert all(_same(expected[k], got[k]) for k in expected), case.name
+    assert promotel_metadata(families) == dict(scraped.metadata), case.name
+    # A case STRICT refuses is accepted by reporting what it tolerated; one STRICT accepts needs nothing.
+    try:
+        ExpositionParser().parse(case.body, case.content_type)
+    except ExpositionError:
+        assert parser.leniencies
+    else:
+        assert parser.leniencies == ()
 
 
 # ─── the replay helper and the capture files ─────────────────────────────────────────────────

@@ -1,7 +1,11 @@
 """``promotel lint [--content-type CT] FILE...``: validate exposition files.
 
-Output goes to stdout, one line per invalid file: ``FILE:LINE: message`` (the first error of the
-file), or ``FILE: cannot read: reason`` when the file cannot be read. ``-`` reads stdin as bytes.
+Lint is strict (``Strictness.STRICT``: OpenMetrics 1.0 and the Prometheus text format's rules). Output goes
+to stdout as ``FILE:LINE: message``: the first error of an invalid file, then, when the bridge would still
+ingest the file (it breaks only rules Prometheus does not enforce, which scraping tolerates and logs), each
+other rule it breaks, at the first line that does, in the words the bridge's log uses, or, when the bridge
+would refuse the file too, the error that makes it refuse; or ``FILE: cannot read: reason`` when the file
+cannot be read. ``-`` reads stdin as bytes.
 Exit status: 0 when every file is valid, 1 when any file is invalid or unreadable.
 """
 
@@ -13,7 +17,7 @@ import sys
 from typing import BinaryIO
 
 from promotel.errors import ExpositionError
-from promotel.exposition import parse_exposition
+from promotel.exposition import ExpositionParser, Strictness, parse_exposition
 
 
 def lint_bytes(data: bytes, content_type: str | None = None) -> ExpositionError | None:
@@ -23,6 +27,23 @@ def lint_bytes(data: bytes, content_type: str | None = None) -> ExpositionError 
     except ExpositionError as exc:
         return exc
     return None
+
+
+def lint_errors(data: bytes, content_type: str | None = None) -> list[ExpositionError]:
+    """Every error of one exposition that lint reports: none when it is valid; else the first error,
+    then, when scraping would ingest it anyway, each other rule it breaks (its leniency), by line, or,
+    when scraping would refuse it too, the error that makes it refuse."""
+    first = lint_bytes(data, content_type)
+    if first is None:
+        return []
+    parser = ExpositionParser(strictness=Strictness.SCRAPE)
+    try:
+        parser.parse(data, content_type)
+    except ExpositionError as fatal:
+        others = [fatal]
+    else:
+        others = [ExpositionError(e.text, e.line) for e in parser.leniencies]
+    return [first] + [e for e in others if (e.line, e.message) != (first.line, first.message)]
 
 
 def _read(path: str, stdin: BinaryIO) -> bytes:
@@ -45,8 +66,7 @@ def cli_lint(args: argparse.Namespace) -> int:
             if not _say(f"{name}: cannot read: {exc.strerror or exc}"):
                 return 1
             continue
-        err = lint_bytes(data, content_type)
-        if err is not None:
+        for err in lint_errors(data, content_type):
             failed = True
             if not _say(f"{name}:{err.line}: {err.message}"):
                 return 1
@@ -66,4 +86,4 @@ def _say(line: str) -> bool:
     return True
 
 
-__all__ = ["cli_lint", "lint_bytes"]
+__all__ = ["cli_lint", "lint_bytes", "lint_errors"]

@@ -2,10 +2,97 @@
 
 ``parse_exposition`` parses one exposition; ``ExpositionParser`` is the per-target parser that keeps the
 target's previous scrape to reuse its work on the next one. The design is described in ``parser``, which
-also lists the modules (lexical layer, the two formats, the family rules, the re-scrape engine); only the
-three names below are the package's interface.
+also lists the modules (lexical layer, the two formats, the family rules, the re-scrape engine); the names
+in ``__all__`` are the package's interface.
+
+Strict where it checks, lenient where it scrapes
+------------------------------------------------
+
+One grammar, with the family rules as a parameter, ``Strictness``:
+
+* ``STRICT`` (the default of ``parse_exposition`` and ``ExpositionParser``, and what ``promotel lint``
+  uses): OpenMetrics 1.0 and its 211 conformance cases, and the Prometheus text format's rules; the first
+  rule broken raises ``ExpositionError``.
+* ``SCRAPE`` (for the bridge's scrapes: ``run``, ``check``, ``map``): what Prometheus' scraper accepts. The grammar and
+  the rules Prometheus' parsers enforce (model/textparse: openmetricsparse.go, promparse.go; scrape.go)
+  still raise; every other rule is tolerated: the parse goes on as Prometheus would with the data, and
+  the rule is recorded as a ``Leniency`` (rule id, the line of its first use, the text ``STRICT`` raises
+  there, a count), read from ``ExpositionParser.leniencies`` after ``parse``: at most one per rule.
+
+Raised under both (Prometheus refuses the scrape too): the lexical grammar (metric and label names,
+quoting and escapes, values, timestamps, exemplar syntax, OpenMetrics' single spaces), invalid UTF-8, a
+missing ``# EOF`` or text after it, blank lines and comments in OpenMetrics, malformed HELP/TYPE/UNIT
+lines and unknown types, a UNIT that does not end the metric name, a label name twice in one series.
+
+The rules ``SCRAPE`` tolerates (``Rule``; Prometheus' scraper enforces none of them, exemplar placement
+aside before 2.43), and what it does instead:
+
+=======================  ==========================================  ==========================================
+rule                     ``STRICT`` error (example)                  ``SCRAPE``
+=======================  ==========================================  ==========================================
+metadata-repeated        second HELP/TYPE/UNIT line for "a"          the last line wins, as in Prometheus'
+                                                                     metadata (Prometheus text: a second TYPE
+                                                                     after the family's samples is ignored,
+                                                                     they were sorted by the first)
+metadata-after-samples   HELP line for "a" after its samples         OpenMetrics: a new block of "a" from that
+                         (Prometheus text: TYPE line … after)        line (see the names rule); Prometheus
+                                                                     text: the type applies
+family-unique            the name "a" is used by two metric          OpenMetrics: a sample goes to the current
+                         families                                    family if it owns the name (also the
+                                                                     family's own name for counter, histogram,
+                                                                     gaugehistogram and info, as Prometheus 3
+                                                                     counts it in), else to the latest earlier
+                                                                     family owning it, else to a new family of
+                                                                     type unknown (no metadata, as in
+                                                                     Prometheus); a later block of a name is
+                                                                     one family with the earlier one unless
+                                                                     its type or unit contradicts it, then a
+                                                                     family of its own (two families of one
+                                                                     name); overlapping names stay apart
+unit-type                an info metric cannot have a unit           the unit is kept
+series-grouping          samples of "a" with labels … are not        kept in line order
+                         consecutive
+series-timestamps        some samples of this series group have a    kept in line order (Prometheus' storage
+                         timestamp and some do not; timestamps go    drops, and counts, a sample out of order
+                         backwards                                   or repeating a timestamp; here the
+                                                                     converter decides)
+bucket-le                histogram bucket "a_bucket" needs an "le"   kept (the converter drops what it cannot
+                         label; invalid "le" label value             convert, and counts it)
+quantile-label           summary quantile sample … needs a           kept
+                         "quantile" label between 0 and 1
+stateset-label           stateset sample needs a label named after   kept
+                         the metric
+count-value              bucket value … must be a non-negative       kept
+                         integer; "a_count" must be a non-negative
+                         integer
+counter-value            "a_total" is a counter-like value and       kept
+                         cannot be -1
+gsum-value               "a_gsum" cannot be NaN                      kept
+quantile-value           quantile values cannot be negative          kept
+stateset-value           stateset values must be 0 or 1              kept
+info-value               info values must be 1                       kept
+histogram-structure      buckets … not in increasing "le" order;     kept
+                         bucket counts … decrease; missing its
+                         le="+Inf" bucket; _count differs from its
+                         +Inf bucket; _sum without _count (and the
+                         reverse); negative buckets with a _sum; a
+                         negative _gsum without negative buckets
+exemplar-placement       only counter _total samples and histogram   kept (Prometheus ≥ 2.43 stores exemplars
+                         buckets can have exemplars                  of any series; 2.42 refused names not
+                                                                     ending in _total or _bucket)
+exemplar-length          exemplar labels are longer than 128         kept (Prometheus keeps the sample and its
+                         characters                                  exemplar storage refuses the exemplar;
+                                                                     OTLP has no such limit)
+exemplar-labels          an exemplar label appears twice             the exemplar is left out, the sample kept
+=======================  ==========================================  ==========================================
+
+Each rule is checked on every scrape under both strictnesses, by the same code: where ``STRICT`` raises,
+``SCRAPE`` records. A valid exposition costs the same under both (the fast paths are shared). Repeated
+series in one scrape are not a parse matter under ``SCRAPE`` (Prometheus keeps the first sample of a series
+and timestamp and counts the others as duplicates; the parser returns them all and the converter decides).
 """
 
 from promotel.exposition.parser import ExpositionParser, detect_format, parse_exposition
+from promotel.exposition.rules import Leniency, Rule, Strictness
 
-__all__ = ["ExpositionParser", "detect_format", "parse_exposition"]
+__all__ = ["ExpositionParser", "Leniency", "Rule", "Strictness", "detect_format", "parse_exposition"]

@@ -1,10 +1,23 @@
 """OpenMetrics 1.0: metadata lines, the sequence of families, and the careful path of a sample line
 (exemplars included).
 
-Strict, per the 1.0 spec and its conformance suite: ``# EOF`` ends the exposition, no blank lines and
-no comments, single spaces between tokens, a family's metadata before its samples and its samples on
-consecutive lines. The rules on a finished family (names, unit, grouping, histogram structure, value
-limits) are checked by ``rules.FamilyRules``.
+The grammar is strict under both strictnesses, per the 1.0 spec and its conformance suite, as Prometheus'
+own parser is: ``# EOF`` ends the exposition, no blank lines and no comments, single spaces between
+tokens. The family sequence depends on the strictness:
+
+* ``STRICT``: a family's metadata comes before its samples, once, and its samples are on consecutive
+  lines; each family is checked by ``rules.FamilyRules`` as soon as the next one starts.
+* ``SCRAPE``: the metadata lines of a name start a *block*; a sample belongs to the current block when
+  the block owns its name (as Prometheus 3 attaches the latest metadata to a sample whose name is part
+  of that family, ``scrape.isSeriesPartOfFamily``), else to the latest earlier block owning it (as
+  Prometheus 2's metadata, one entry per name for the whole scrape, implies), else it starts a family of
+  type unknown (Prometheus has no metadata for it). A HELP, TYPE or UNIT line for the current family
+  after its samples, or for a name seen before, starts a new block of that name that inherits the name's
+  metadata (Prometheus keeps one metadata entry per name and updates it line by line). Every family is
+  checked at the end; a later block of a name is then one family with the earlier one unless it
+  contradicts it (another type where the earlier one had one, another unit), and stays a family of its
+  own if it does (client_golang's gauge ``go_memstats_alloc_bytes`` and counter
+  ``go_memstats_alloc_bytes_total``, both named ``go_memstats_alloc_bytes`` in OpenMetrics).
 """
 
 from __future__ import annotations
@@ -12,7 +25,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from promotel.errors import ExpositionError
-from promotel.exposition.rules import OM_SUFFIXES, FamilyBuilder, FamilyRules
+from promotel.exposition.rules import (
+    PROM_ONLY,
+    FamilyBuilder,
+    FamilyRules,
+    Rule,
+    Strictness,
+    family_unique_text,
+    om_allowed,
+)
 from promotel.exposition.tokens import (
     EMPTY_LABELS,
     METRIC_NAME_RE,
@@ -41,8 +62,8 @@ _EXEMPLAR_MAX_CHARS = 128
 
 class OpenMetricsText:
     """One parse of an OpenMetrics exposition: the format's side of ``Rescrape.parse`` (see
-    ``rescrape.LineFormat``). One family is open at a time; it is checked by ``rules`` when the
-    next one starts (a metadata line for another name, or a sample it does not own) and at the end."""
+    ``rescrape.LineFormat``). One family (block) is current at a time; see the module docstring for
+    where a sample goes and when families are checked."""
 
     meta_start = "#"              # a line starting otherwise is a sample
     body_re = OM_BODY_RE
@@ -50,11 +71,21 @@ class OpenMetricsText:
     def __init__(self, intern: Intern, rules: FamilyRules) -> None:
         self._intern = intern
         self._rules = rules
+        self._enforcer = rules.enforcer
+        self._strictness = rules.enforcer.strictness
+        self._scrape = self._strictness is Strictness.SCRAPE
         self.timestamp: Callable[[str], int | None] = om_ts_ns
         self.resolved: dict[str, list[Sample]] = {}
-        self._fam: FamilyBuilder | None = None
+        self.reparse: list[int] = []
+        self._fam: FamilyBuilder | None = None        # the current family (block)
+        self._active: FamilyBuilder | None = None     # the family whose names ``resolved`` holds
         self._out: list[MetricFamily] = []
         self._seen_names: set[str] = set()
+        # SCRAPE: every block in order (checked at the end), the latest block of each name, and the
+        # latest block owning each sample name.
+        self._blocks: list[FamilyBuilder] = []
+        self._latest: dict[str, FamilyBuilder] = {}
+        self._owners: dict[str, FamilyBuilder] = {}
 
     def start(self, lines: list[str]) -> None:
         """Checks and drops the final ``# EOF`` (and the newline after it)."""
@@ -95,24 +126,27 @@ class OpenMetricsText:
         if METRIC_NAME_RE.fullmatch(name) is None:
             raise ExpositionError(f'invalid metric name "{clip(name)}" in the {kw} line', lineno)
         value = parts[3]
+        bad = self._enforcer.broken
         if fam is None or fam.name != name:
             if fam is not None:
-                self._finish(fam)
-            fam = self._fam = FamilyBuilder(name, "unknown")
-            fam.allowed = {name: ""}
+                self._end(fam)
+            fam = self._fam = self._block(name)
         elif fam.samples:
-            raise ExpositionError(
-                f'{kw} line for "{name}" after its samples; metadata must come before the samples',
-                lineno)
+            bad(Rule.METADATA_AFTER_SAMPLES,
+                f'{kw} line for "{name}" after its samples; metadata must come before the samples', lineno)
+            # SCRAPE: the samples from here on get the name's metadata as this line changes it.
+            self._end(fam)
+            fam = self._fam = self._block(name)
+        self._active = None                 # the scan forgets the resolved names after a metadata line
         if kw == "HELP":
             if fam.help_line:
-                raise ExpositionError(
+                bad(Rule.METADATA_REPEATED,
                     f'second HELP line for "{name}" (the first is on line {fam.help_line})', lineno)
-            fam.help = unescape(value)
+            fam.help = unescape(value)      # SCRAPE: the last one wins, as in Prometheus' metadata
             fam.help_line = lineno
         elif kw == "TYPE":
             if fam.type_line:
-                raise ExpositionError(
+                bad(Rule.METADATA_REPEATED,
                     f'second TYPE line for "{name}" (the first is on line {fam.type_line})', lineno)
             if value not in _OM_TYPES:
                 raise ExpositionError(
@@ -120,27 +154,70 @@ class OpenMetricsText:
                     + ", ".join(sorted(_OM_TYPES)), lineno)
             fam.type = value
             fam.type_line = lineno
-            fam.allowed = {name + sfx: sfx for sfx in OM_SUFFIXES.get(value, ("",))}
+            fam.allowed = om_allowed(name, value, self._strictness)
+            if self._scrape:
+                self._register(fam)
         else:
             if fam.unit_line:
-                raise ExpositionError(
+                bad(Rule.METADATA_REPEATED,
                     f'second UNIT line for "{name}" (the first is on line {fam.unit_line})', lineno)
             fam.unit = value
             fam.unit_line = lineno
         return True
 
+    def _block(self, name: str) -> FamilyBuilder:
+        """A new family (block) named ``name``, of type unknown until a TYPE line says otherwise; under
+        ``SCRAPE`` it starts with the metadata of the name's latest block."""
+        fam = FamilyBuilder(name, "unknown")
+        fam.allowed = {name: ""}
+        if self._scrape:
+            prev = self._latest.get(name)
+            if prev is not None:
+                fam.type = prev.type
+                fam.help = prev.help
+                fam.unit = prev.unit
+                fam.allowed = prev.allowed
+            self._latest[name] = fam
+            self._blocks.append(fam)
+            self._register(fam)
+        return fam
+
+    def _register(self, fam: FamilyBuilder) -> None:
+        owners = self._owners
+        for n in fam.allowed:
+            owners[n] = fam
+
+    def _end(self, fam: FamilyBuilder) -> None:
+        """The current family ends: checked now (STRICT) or with the others at the end (SCRAPE)."""
+        if not self._scrape:
+            self._finish(fam)
+
     def owner(self, name: str, lineno: int) -> list[Sample]:
-        """The samples of the current family when it owns sample name ``name``; otherwise the current
-        family is finished and the sample starts a family of type unknown."""
+        """The samples of the family a sample named ``name`` belongs to: the current family when it
+        owns the name; under ``SCRAPE`` else the latest earlier family owning it; else a new family of
+        type unknown (under ``STRICT`` the current family is finished first)."""
         fam = self._fam
         if fam is None or name not in fam.allowed:
-            if fam is not None:
-                self._finish(fam)
-            fam = self._fam = FamilyBuilder(name, "unknown")
-            fam.allowed = {name: ""}
-            self.resolved.clear()       # the names the previous family owned
+            earlier = self._owners.get(name) if self._scrape else None
+            if earlier is not None and name in earlier.allowed:
+                fam = earlier
+            else:
+                if fam is not None:
+                    self._end(fam)
+                fam = self._fam = self._block(name)
+        if fam is not self._active:
+            self.resolved.clear()           # the names the previous family owned
+            if fam.samples or fam is not self._fam:
+                # Only under SCRAPE (STRICT never returns to a family once another one started): a
+                # family continued after another family's samples, or after its block ended.
+                self._enforcer.broken(Rule.FAMILY_UNIQUE, family_unique_text(name), lineno)
+                if fam.samples:
+                    fam.continue_at(lineno)
+            self._active = fam
         if not fam.samples:
             fam.first_line = lineno
+        if fam.allowed[name] is PROM_ONLY:
+            fam.foreign = True
         return fam.samples
 
     def careful(self, line: str, lineno: int) -> Sample:
@@ -186,7 +263,7 @@ class OpenMetricsText:
                 exemplar = self._exemplar(line, len(line) - len(ex_text), lineno)
         return NEW_TUPLE(Sample, (name, labels, x, ts, exemplar))
 
-    def _exemplar(self, line: str, i: int, lineno: int) -> Exemplar:
+    def _exemplar(self, line: str, i: int, lineno: int) -> Exemplar | None:
         # line[i] == '#'; the exemplar is "# {labels} value [timestamp]".
         if line[i:i + 3] != "# {":
             raise ExpositionError("an exemplar is ' # {labels} value [timestamp]'; expected '# {' "
@@ -195,12 +272,18 @@ class OpenMetricsText:
         j = label_pairs(line, i + 3, lineno, True, False, pairs,
                               allow_empty_after_comma=False)
         names = pairs[0::2]
-        if len(set(names)) != len(names):
-            raise ExpositionError("an exemplar label appears twice", lineno)
+        twice = len(set(names)) != len(names)
+        if twice:
+            # SCRAPE: the exemplar is left out (it has no label set), the sample kept.
+            self._enforcer.broken(Rule.EXEMPLAR_LABELS, "an exemplar label appears twice", lineno)
+            self.reparse.append(lineno - 1)
         if sum(len(p) for p in pairs) > _EXEMPLAR_MAX_CHARS:
-            raise ExpositionError(
+            # SCRAPE: kept (Prometheus' exemplar storage refuses it, but keeps the sample; OTLP has no limit).
+            self._enforcer.broken(
+                Rule.EXEMPLAR_LENGTH,
                 f"exemplar labels are longer than {_EXEMPLAR_MAX_CHARS} characters (names and "
                 "values together); shorten them", lineno)
+            self.reparse.append(lineno - 1)
         rest = line[j:]
         if not rest.startswith(" "):
             raise ExpositionError(
@@ -221,14 +304,46 @@ class OpenMetricsText:
                 raise ExpositionError(
                     f'invalid exemplar timestamp "{clip(toks[1])}"; expected seconds since the epoch',
                     lineno)
+        if twice:
+            return None
         flat = tuple(self._intern(p) for p in pairs)
         return Exemplar(Labels.from_flat(flat), x, ts)
 
     def finish(self) -> list[MetricFamily]:
-        if self._fam is not None:
-            self._finish(self._fam)
-            self._fam = None
-        return self._out
+        if not self._scrape:
+            if self._fam is not None:
+                self._finish(self._fam)
+                self._fam = None
+            return self._out
+        # SCRAPE: the names rule over the blocks as they came, then each family (blocks of one name,
+        # type and unit together) checked and frozen.
+        rules = self._rules
+        seen: set[str] = set()
+        for fam in self._blocks:
+            rules.check_names(fam, seen)
+        out = self._out
+        for fam in self._merged():
+            rules.check_family(fam)
+            out.append(fam.freeze())
+        return out
+
+    def _merged(self) -> list[FamilyBuilder]:
+        """The blocks as families: a block that ``continues`` an earlier family of its name is taken
+        into it (at the earlier one's place); one that contradicts it stays a family of its own."""
+        blocks = self._blocks
+        if len(self._latest) == len(blocks):
+            return blocks                   # every name once
+        by_name: dict[str, list[FamilyBuilder]] = {}
+        out: list[FamilyBuilder] = []
+        for fam in blocks:
+            earlier = by_name.setdefault(fam.name, [])
+            into = next((e for e in earlier if e.continues(fam)), None)
+            if into is None:
+                earlier.append(fam)
+                out.append(fam)
+            else:
+                into.absorb(fam)
+        return out
 
     def _finish(self, fam: FamilyBuilder) -> None:
         self._rules.finish(fam, self._seen_names)

@@ -36,8 +36,10 @@ Format decisions (the specs leave room; each is a deliberate choice):
   text parser does); CRLF line endings and a missing final newline are accepted; escapes other than
   ``\\\\``, ``\\"`` and ``\\n`` are kept literally (as Prometheus' own scraper does); histogram and
   summary structure is left to the converter (Prometheus does not check it at parse time either).
-* OpenMetrics: strict, per the 1.0 spec and its conformance suite (``# EOF``, no blank lines,
-  grouping, histogram structure, value constraints).
+* OpenMetrics: the grammar is strict, per the 1.0 spec and its conformance suite (``# EOF``, no blank
+  lines, no comments); the family rules (metadata order, grouping, histogram structure, value
+  constraints) apply with the parser's ``Strictness``: all of them (``STRICT``), or only those
+  Prometheus enforces, the others tolerated and reported (``SCRAPE``; see the package docstring).
 * Families that only have metadata are returned with no samples.
 
 The modules of the package:
@@ -58,7 +60,7 @@ from __future__ import annotations
 from promotel.exposition.openmetrics import OpenMetricsText
 from promotel.exposition.prometheus import PrometheusText
 from promotel.exposition.rescrape import LineFormat, Rescrape
-from promotel.exposition.rules import FamilyRules, Strictness
+from promotel.exposition.rules import FamilyRules, Leniency, Strictness
 from promotel.exposition.tokens import Dialect, decode, detect_dialect, detect_format
 from promotel.model import MetricFamily
 
@@ -66,21 +68,42 @@ __all__ = ["ExpositionParser", "detect_format", "parse_exposition"]
 
 
 class ExpositionParser:
-    """Parses the successive scrapes of one target, reusing what earlier scrapes taught it."""
+    """Parses the successive scrapes of one target, reusing what earlier scrapes taught it.
 
-    def __init__(self, max_cache_entries: int = 1_000_000) -> None:
+    ``strictness``: ``Strictness.STRICT`` (the default: every rule, the first one broken raises) or
+    ``Strictness.SCRAPE`` (what Prometheus' scraper accepts; the rules it does not enforce are tolerated,
+    and ``leniencies`` says which ones the last parse used)."""
+
+    def __init__(self, max_cache_entries: int = 1_000_000, *,
+                 strictness: Strictness = Strictness.STRICT) -> None:
         self._max_cache_entries = max(0, max_cache_entries)
         self._rescrape = Rescrape(self._max_cache_entries)
-        self._rules = FamilyRules(Strictness.STRICT, self._max_cache_entries)   # OpenMetrics family rules
+        self._rules = FamilyRules(strictness, self._max_cache_entries)   # family rules and the enforcer
         self._dialect: Dialect | None = None
+        self._leniencies: tuple[Leniency, ...] = ()
 
     @property
     def max_cache_entries(self) -> int:
         """The bound on every table the parser keeps (set when it is made)."""
         return self._max_cache_entries
 
+    @property
+    def strictness(self) -> Strictness:
+        """How strictly the family rules apply (set when the parser is made)."""
+        return self._rules.strictness
+
+    @property
+    def leniencies(self) -> tuple[Leniency, ...]:
+        """The rules the last successful ``parse`` tolerated, by line: one ``Leniency`` per rule (its
+        first line, the text ``STRICT`` reports there, how many times the exposition broke it). Always
+        empty under ``STRICT``; empty after a parse that raised."""
+        return self._leniencies
+
     def parse(self, data: bytes | str, content_type: str | None = None) -> list[MetricFamily]:
         """Parse one scrape. Raises ``ExpositionError`` (with the 1-based ``.line``) if invalid."""
+        enforcer = self._rules.enforcer
+        enforcer.reset()
+        self._leniencies = ()
         text = decode(data)
         del data            # a caller that hands over its only reference frees the bytes here
         dialect = detect_dialect(content_type, text)
@@ -96,10 +119,16 @@ class ExpositionParser:
         else:
             if "\r" in text:
                 text = text.replace("\r\n", "\n")     # Prometheus text tolerates CRLF; OpenMetrics does not
-            fmt = PrometheusText(rescrape.intern, dialect.quoted_names)
-        return rescrape.parse(text, fmt)
+            fmt = PrometheusText(rescrape.intern, dialect.quoted_names, enforcer)
+        families = rescrape.parse(text, fmt)
+        self._leniencies = enforcer.leniencies()
+        return families
 
 
-def parse_exposition(data: bytes | str, content_type: str | None = None) -> list[MetricFamily]:
-    """Parse one exposition (bytes or str). Raises ``ExpositionError`` (with ``.line``) if invalid."""
-    return ExpositionParser().parse(data, content_type)
+def parse_exposition(data: bytes | str, content_type: str | None = None, *,
+                     strictness: Strictness = Strictness.STRICT) -> list[MetricFamily]:
+    """Parse one exposition (bytes or str). Raises ``ExpositionError`` (with ``.line``) if invalid.
+
+    ``STRICT`` by default (every rule, as ``promotel lint``); ``strictness=Strictness.SCRAPE`` accepts what
+    Prometheus' scraper accepts (use an ``ExpositionParser`` to see the leniencies used)."""
+    return ExpositionParser(strictness=strictness).parse(data, content_type)

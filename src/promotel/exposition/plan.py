@@ -19,7 +19,7 @@ from operator import itemgetter
 from promotel.exposition.tokens import parse_value
 from promotel.model import Exemplar, Labels
 
-__all__ = ["MAX_VALUES", "Plan", "build_plan"]
+__all__ = ["MAX_VALUES", "Plan", "build_plan", "le_bound"]
 
 # The most ``le`` and ``quantile`` texts remembered (each memo is cleared when it reaches this).
 MAX_VALUES = 100_000
@@ -77,7 +77,7 @@ def build_plan(typ: str, name: str, allowed: dict[str, str], names: tuple[str, .
                 key = _without(fl, "le")
             got_b = le_memo.get(le)
             if got_b is None:
-                got_b = _le_bound(le)
+                got_b = le_bound(le)
                 if got_b is None:
                     return None
                 if len(le_memo) >= MAX_VALUES:
@@ -202,7 +202,7 @@ def _pair_set(flat: tuple[str, ...]) -> frozenset[tuple[str, str]]:
     return frozenset(zip(flat[0::2], flat[1::2]))
 
 
-def _le_bound(le: str) -> float | None:
+def le_bound(le: str) -> float | None:
     """A bucket's ``le`` as the reference accepts it (a number, ``+Inf`` or ``-Inf``; no NaN)."""
     if le == "NaN":
         return None

@@ -1,7 +1,9 @@
 """The Prometheus text format (0.0.4 and 1.0.0): metadata lines, which family a sample belongs to, and the
 careful path of a sample line (tokens separated by blanks and tabs; version 1.0.0, and a ``text/plain``
 without a version, also allow quoted UTF-8 metric and label names). The format decisions are listed in
-``parser``.
+``parser``. The format's own rules (one HELP and one TYPE line per metric, the TYPE before the metric's
+samples) go through the parser's ``rules.Enforcer``: ``SCRAPE`` tolerates them, as Prometheus does (the
+package docstring says how).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from promotel.errors import ExpositionError
-from promotel.exposition.rules import FamilyBuilder
+from promotel.exposition.rules import Enforcer, FamilyBuilder, Rule, Strictness
 from promotel.exposition.tokens import (
     BLANKS_RE,
     EMPTY_LABELS,
@@ -53,11 +55,13 @@ class PrometheusText:
     meta_start = "# \t"          # a line starting otherwise is a sample
     body_re = PROM_BODY_RE
 
-    def __init__(self, intern: Intern, quoted_names: bool) -> None:
+    def __init__(self, intern: Intern, quoted_names: bool, enforcer: Enforcer | None = None) -> None:
         self._intern = intern
         self._quoted_names = quoted_names
+        self._enforcer = enforcer if enforcer is not None else Enforcer(Strictness.STRICT)
         self.timestamp: Callable[[str], int | None] = prom_ts_ns
         self.resolved: dict[str, list[Sample]] = {}
+        self.reparse: list[int] = []              # no line-level leniency in this format
         self._fams: dict[str, FamilyBuilder] = {}
 
     def start(self, lines: list[str]) -> None:
@@ -108,12 +112,13 @@ class PrometheusText:
         if fam is None:
             fam = FamilyBuilder(name, "unknown")
             fams[name] = fam
+        bad = self._enforcer.broken
         if kw == "HELP":
             if fam.help_line:
-                raise ExpositionError(
+                bad(Rule.METADATA_REPEATED,
                     f'second HELP line for "{name}" (the first is on line {fam.help_line}); '
                     "a metric may have only one", lineno)
-            fam.help = unescape_prom_help(tail)
+            fam.help = unescape_prom_help(tail)     # SCRAPE: the last one wins, as in Prometheus' metadata
             fam.help_line = lineno
         else:
             parts = BLANKS_RE.split(tail) if tail else []
@@ -127,11 +132,15 @@ class PrometheusText:
                     f'unknown type "{clip(parts[0])}" for "{name}"; expected one of counter, gauge, '
                     "histogram, summary, untyped", lineno)
             if fam.type_line:
-                raise ExpositionError(
+                bad(Rule.METADATA_REPEATED,
                     f'second TYPE line for "{name}" (the first is on line {fam.type_line}); '
                     "a metric may have only one", lineno)
-            if fam.samples:
-                raise ExpositionError(
+                if fam.samples:
+                    # SCRAPE: ignored; the family keeps the type its samples were sorted by.
+                    return True
+            elif fam.samples:
+                # SCRAPE: the type applies (the family's samples so far are all named ``name``).
+                bad(Rule.METADATA_AFTER_SAMPLES,
                     f'TYPE line for "{name}" comes after its samples; it must come before the first '
                     "sample of the metric", lineno)
             fam.type = typ

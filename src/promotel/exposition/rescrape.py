@@ -61,6 +61,9 @@ class LineFormat(Protocol):
     resolved: dict[str, list[Sample]]
     """sample name → its family's sample list, for the sample names seen since the last metadata line;
     the scan fills it from ``owner``; the format clears it when a name's family changes otherwise."""
+    reparse: list[int]
+    """Lines (0-based) whose sample the next scrape must parse again even if the line is unchanged: the
+    careful path reported a leniency on them (``SCRAPE``), which a reused sample would not report."""
 
     def start(self, lines: list[str]) -> None:
         """Checks the end of the exposition and drops what follows its last sample or metadata line."""
@@ -209,6 +212,8 @@ class Rescrape:
                 last_name = name
                 last_list = lst
             last_list.append(s)
+        for i in fmt.reparse:
+            got[i] = None
         self._keep(lines, got)
 
     # ─── caches ──────────────────────────────────────────────────────────────────────────────
