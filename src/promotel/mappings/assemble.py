@@ -74,15 +74,22 @@ SCOPE_INFO = "otel_scope_info"
 def _number_per_sample(family: MetricFamily, out: PointCollector, scale: Scale) -> None:
     """Gauge/unknown/stateset/info: one point per series, the first sample of each."""
     series_of = out.labels_and_bucket
-    add = out.add
     apply = scale.apply if scale.num != scale.den else None
     for _name, labels, value, ts, ex in family.samples:
         attrs, group = series_of(labels)
+        # One point per series (PointCollector.add, inlined: this runs once per sample).
+        seen = group.seen
+        n = len(seen)
+        flat = labels.flat
+        first = seen.setdefault(attrs, flat)
+        if len(seen) == n:
+            out.duplicate(first, flat)
+            continue
         value = float(value)
         if apply is not None:
             value = apply(value)
-        add(group, attrs, labels.flat,
-            NumberPoint(attrs, value, ts, None, scaled_exemplars((ex,), scale) if ex is not None else ()))
+        group.points.append(NumberPoint(attrs, value, ts, None,
+                                        scaled_exemplars((ex,), scale) if ex is not None else ()))
 
 
 def _counter(family: MetricFamily, out: PointCollector, scale: Scale) -> None:
@@ -241,8 +248,6 @@ def split_identity_families(families: Sequence[MetricFamily]) -> IdentityFamilie
             scopes.extend(f.samples)
         else:
             rest.append(f)
-    if not targets and not scopes:
-        return IdentityFamilies((), (), rest if len(rest) != len(families) else list(families))
     return IdentityFamilies(tuple(targets), tuple(scopes), rest)
 
 

@@ -95,11 +95,15 @@ def scraped_attributes(labels: Labels) -> Attributes:
 
 
 def _scraped_attributes_of_flat(flat: tuple[str, ...]) -> Attributes:
-    if "job" not in flat and "instance" not in flat:     # also matches values: the exact check follows
-        return _default_attributes_of_flat(flat)
     cached = _scraped_cache.get(flat)
     if cached is not None:
         return cached
+    if "job" not in flat and "instance" not in flat:     # also matches values: the exact check follows
+        attrs = _default_attributes_of_flat(flat)
+        if len(_scraped_cache) >= 200_000:
+            _scraped_cache.clear()
+        _scraped_cache[flat] = attrs
+        return attrs
     keys = flat[0::2]
     present = {k for k, v in zip(keys, flat[1::2]) if v}
     out: list[tuple[str, str]] = []

@@ -30,6 +30,7 @@ from promotel.model import (
     Exemplar,
     HistogramPoint,
     MetricFamily,
+    Sample,
     SummaryPoint,
 )
 
@@ -78,12 +79,7 @@ def histogram_points(family: MetricFamily, out: PointCollector, scale: Scale) ->
     cur = _Hist()
     add_bound = cur.bounds.append
     add_cumulative = cur.cumulative.append
-    for name, labels, value, ts, exemplar in family.samples:
-        if name != bucket_name and name != count_name and name != sum_name and name != created_name:
-            # A name this family's own do not match: a lenient text body (prometheus_client 0.26 writes
-            # escaped sample names under an unescaped family). Read its role from its suffix, as the
-            # Collector does.
-            name = _by_suffix(name, bucket_name, count_name, sum_name, created_name)
+    for name, labels, value, ts, exemplar in _own_names(family, bucket_name, count_name, sum_name, created_name):
         if name == bucket_name:
             flat = labels.flat
             # Clients write ``le`` last: take it from the end without a scan when they do.
@@ -126,7 +122,7 @@ def histogram_points(family: MetricFamily, out: PointCollector, scale: Scale) ->
             h = series[flat] = _Hist()
         if name == count_name:
             if h.count is not None:
-                out.drop("duplicate_sample")
+                out.drop("duplicate_sample")      # Prometheus keeps the first sample of a series
                 continue
             h.count = value
             if ts is not None:
@@ -145,10 +141,21 @@ def histogram_points(family: MetricFamily, out: PointCollector, scale: Scale) ->
             if h.created is None:
                 out.drop("invalid_created")
         else:
-            out.drop("unexpected_sample")    # a name that is not part of this histogram (lenient text)
+            out.drop("unexpected_sample")         # a name that is not part of this histogram
     shared = _SharedBounds()
     for key, h in series.items():
         _histogram_point(key, h, scale, out, shared)
+
+
+def _own_names(family: MetricFamily, plain: str, count_name: str, sum_name: str,
+               created_name: str) -> tuple[Sample, ...]:
+    """The family's samples, renamed after their suffix when the first is not named after the family: a
+    lenient text body (prometheus_client 0.26 asked without ``escaping=allow-utf-8`` writes escaped sample
+    names under an unescaped family). The Collector reads a sample's role from its suffix the same way."""
+    samples = family.samples
+    if not samples or samples[0].name.startswith(family.name):
+        return samples
+    return tuple(s._replace(name=_by_suffix(s.name, plain, count_name, sum_name, created_name)) for s in samples)
 
 
 def _by_suffix(name: str, plain: str, count_name: str, sum_name: str, created_name: str) -> str:
@@ -228,9 +235,15 @@ def _histogram_point(key: tuple[str, ...], h: _Hist, scale: Scale, out: PointCol
     if sum_ is not None:
         sum_ = scale.apply(float(sum_)) if scale.num != scale.den else float(sum_)
     attrs, group = out.attrs_and_bucket(key)
+    seen = group.seen
+    n = len(seen)
+    first = seen.setdefault(attrs, key)
+    if len(seen) == n:
+        out.duplicate(first, key)       # another series with these attributes came first
+        return
     exemplars = h.exemplars
-    out.add(group, attrs, key, HistogramPoint(attrs, bounds, counts, total, sum_, h.ts, h.created,
-                                              scaled_exemplars(exemplars, scale) if exemplars is not None else ()))
+    group.points.append(HistogramPoint(attrs, bounds, counts, total, sum_, h.ts, h.created,
+                                       scaled_exemplars(exemplars, scale) if exemplars is not None else ()))
 
 
 def _checked_buckets(buckets: list[tuple[float, float]], scale: Scale,
@@ -271,11 +284,9 @@ def summary_points(family: MetricFamily, out: PointCollector, scale: Scale) -> N
     apply = scale.apply if scale.num != scale.den else None
     # key → [quantiles, count, sum, ts, created, bad, quantiles seen, created seen]
     series: dict[tuple[str, ...], list[object]] = {}
-    for s in family.samples:
+    for s in _own_names(family, fname, count_name, sum_name, created_name):
         name = s.name
         flat = s.labels.flat
-        if name != fname and name != count_name and name != sum_name and name != created_name:
-            name = _by_suffix(name, fname, count_name, sum_name, created_name)   # see histogram_points
         if name == count_name or name == sum_name or name == created_name:
             entry = series.get(flat)
             if entry is None:

@@ -99,11 +99,13 @@ def _is_stateset_spelling(family: MetricFamily) -> bool:
     if not samples:
         return False
     name = family.name
-    legacy = _LEGACY.sub("_", name)
     first = samples[0].labels
-    key = name if name in first else legacy if legacy in first else None
-    if key is None:
-        return False
+    if name in first:
+        key = name
+    else:
+        key = _LEGACY.sub("_", name)      # prometheus_client 0.26 escapes the label of a `vllm:x` Enum
+        if key == name or key not in first:
+            return False
     return all(key in s.labels for s in samples)
 
 
