@@ -128,3 +128,23 @@ def test_extra_target_info_series_are_counted() -> None:
 def test_a_clean_scrape_drops_nothing() -> None:
     r = process('# TYPE a gauge\na 1\n# TYPE c counter\nc_total 1\n')
     assert r.dropped == {} and r.drop_examples == {}
+
+
+def test_every_reason_the_code_counts_is_documented() -> None:
+    """The reasons are a bounded vocabulary: each one counted in the map and convert stages is in the table of
+    docs/conversion.md ("What is left out"), which says what it means."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = "".join(p.read_text() for p in (root / "src/promotel/mappings").glob("*.py"))
+    code += (root / "src/promotel/pipeline.py").read_text()
+    counted = set(re.findall(r'drop\("([a-z_]+)"', code)) | set(re.findall(r'dropped\["([a-z_]+)"\]', code))
+    counted |= {"duplicate_sample", "duplicate_series", "max_series", "invalid_timestamp"}
+    assert {"histogram_bad_le", "gaugehistogram", "override_drop", "target_info_extra_series"} <= counted
+    table = (root / "docs/conversion.md").read_text().split("### What is left out", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+)`", table))
+    prefixed = {r for r in counted if r.startswith(("histogram_", "summary_"))}
+    points = (root / "docs/conversion.md").read_text().split("### Points", 1)[1].split("### Exact", 1)[0]
+    assert {r for r in prefixed if f"`{r}`" not in points} == set()
+    assert counted - prefixed - documented == set()
