@@ -52,8 +52,8 @@ from promotel.series import SeriesStore
 if TYPE_CHECKING:
     from promotel.config import Config, SourceConfig
 
-__all__ = ["CONFIGURED_DROPS", "IDENTITY_KEYS", "TargetPipeline", "TargetResult", "instance_of", "scrape_metrics",
-           "service_identity", "target_resource"]
+__all__ = ["CONFIGURED_DROPS", "IDENTITY_KEYS", "TargetPipeline", "TargetResult", "identity_problems", "instance_of",
+           "scrape_metrics", "service_identity", "target_resource"]
 
 log = logging.getLogger("promotel.pipeline")
 
@@ -406,17 +406,35 @@ def _identity_key(source: SourceConfig, config: Config) -> tuple[AttrValue | Non
     return tuple(attrs.get(k) for k in IDENTITY_KEYS)
 
 
+def _clashes(config: Config) -> list[tuple[int, int, tuple[AttrValue | None, ...]]]:
+    """(source index, index of the earlier source with the same identity, that identity) for every clash."""
+    out: list[tuple[int, int, tuple[AttrValue | None, ...]]] = []
+    seen: dict[tuple[AttrValue | None, ...], int] = {}
+    for i, source in enumerate(config.sources):
+        key = _identity_key(source, config)
+        first = seen.setdefault(key, i)
+        if first != i:
+            out.append((i, first, key))
+    return out
+
+
+def identity_problems(config: Config) -> list[tuple[str, str]]:
+    """``(path, message)`` for every source whose Resource identity an earlier source of ``config`` already has
+    (two sources must never share one: a backend could not tell their series apart). For config validation."""
+    problems: list[tuple[str, str]] = []
+    for i, first, key in _clashes(config):
+        shown = ", ".join(f"{k}={v}" for k, v in zip(IDENTITY_KEYS, key) if v is not None)
+        problems.append((f"sources[{i}]",
+                         f"source {config.sources[i].name!r} would have the same resource identity as source "
+                         f"{config.sources[first].name!r} (sources[{first}]): {shown}, so their series could not "
+                         "be told apart; give one of them another service_name, or remove service.name / "
+                         "service.instance.id from resource_attributes"))
+    return problems
+
+
 def _check_unique_identity(source: SourceConfig, config: Config) -> None:
-    """Two sources never share a Resource identity: the backend could not tell their series apart."""
     mine = _identity_key(source, config)
-    for i, other in enumerate(config.sources):
-        if other is source or other.name == source.name:
-            continue
-        if _identity_key(other, config) == mine:
-            shown = ", ".join(f"{k}={v}" for k, v in zip(IDENTITY_KEYS, mine) if v is not None)
-            index = next(j for j, s in enumerate(config.sources) if s.name == source.name)
-            raise ConfigError([(f"sources[{index}]",
-                                f"source {source.name!r} and source {other.name!r} (sources[{i}]) would have the "
-                                f"same resource identity ({shown}), so their series could not be told apart; "
-                                "give one of them another service_name, or remove service.name / "
-                                "service.instance.id from resource_attributes")])
+    problems = identity_problems(config)
+    clashes = [problem for (i, _first, key), problem in zip(_clashes(config), problems) if key == mine]
+    if clashes:
+        raise ConfigError(clashes)

@@ -14,7 +14,14 @@ from promotel.config import load_config
 from promotel.errors import ConfigError
 from promotel.mappings import MapResult, register_mapping, unregister_mapping
 from promotel.model import Attributes, Metric, MetricFamily, TargetBatch
-from promotel.pipeline import TargetPipeline, TargetResult, instance_of, service_identity, target_resource
+from promotel.pipeline import (
+    TargetPipeline,
+    TargetResult,
+    identity_problems,
+    instance_of,
+    service_identity,
+    target_resource,
+)
 
 TEXT = "text/plain; version=0.0.4"
 T1, T2 = 1_800_000_000_000_000_000, 1_800_000_060_000_000_000
@@ -232,9 +239,16 @@ def test_two_sources_never_share_an_identity(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     names = [attrs(TargetPipeline.for_source(s, cfg).resource)["service.name"] for s in cfg.sources]
     assert names == ["prod", "staging"]                          # same host:port, different jobs
+    assert identity_problems(cfg) == []
     cfg = _config(tmp_path, "service_name: baseten", "service_name: baseten")
-    with pytest.raises(ConfigError, match=r"sources\[0\].*'prod' and source 'staging'.*service.name=baseten"):
-        TargetPipeline.for_source(cfg.sources[0], cfg)
+    assert identity_problems(cfg) == [(
+        "sources[1]", "source 'staging' would have the same resource identity as source 'prod' (sources[0]): "
+        "service.name=baseten, service.instance.id=app.baseten.co:443, so their series could not be told apart; "
+        "give one of them another service_name, or remove service.name / service.instance.id from "
+        "resource_attributes")]
+    for source in cfg.sources:        # either source's pipeline refuses to start
+        with pytest.raises(ConfigError, match=r"sources\[1\]: source 'staging' .* as source 'prod'"):
+            TargetPipeline.for_source(source, cfg)
     cfg = _config(tmp_path, "service_name: baseten", "resource_attributes: {service.name: baseten}")
     with pytest.raises(ConfigError, match="same resource identity"):
         TargetPipeline.for_source(cfg.sources[1], cfg)
