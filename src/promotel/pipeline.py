@@ -209,10 +209,11 @@ class TargetPipeline:
         del parsed
         mapped = self.mapper.map(split.families)
         converted = self.store.convert(mapped.metrics, now_ns)
-        dropped = dict(mapped.reasons)
+        dropped = {reason: n for reason, n in mapped.reasons.items() if n}
         examples = dict(mapped.examples)
-        if not dropped and mapped.dropped:
-            dropped["mapping"] = mapped.dropped        # a plugin that counts without reasons
+        unexplained = mapped.dropped - sum(dropped.values())
+        if unexplained > 0:
+            dropped["mapping"] = unexplained           # a plugin that counts (some) drops without reasons
         for reason, n, example in (("max_series", converted.dropped_over_cap, converted.over_cap_example),
                                    ("invalid_timestamp", converted.dropped_invalid, converted.invalid_example)):
             if n:

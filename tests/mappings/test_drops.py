@@ -148,3 +148,27 @@ def test_every_reason_the_code_counts_is_documented() -> None:
     points = (root / "docs/conversion.md").read_text().split("### Points", 1)[1].split("### Exact", 1)[0]
     assert {r for r in prefixed if f"`{r}`" not in points} == set()
     assert counted - prefixed - documented == set()
+
+
+def test_a_plugin_that_counts_without_reasons_is_still_counted() -> None:
+    from promotel.mappings import MapResult, register_mapping, unregister_mapping
+
+    class Counting:
+        name = "counting"
+        default_service_name = ""
+
+        def bind(self, _source: Any) -> Any:
+            return self
+
+        def describe(self) -> list[Any]:
+            return []
+
+        def map(self, _families: Any) -> MapResult:
+            return MapResult((), (), 3, {"bad_row": 1})      # a plugin written for 0.1: no examples
+
+    register_mapping("counting", Counting())   # type: ignore[arg-type]
+    try:
+        r = process("a 1\n", mapping="counting")
+    finally:
+        unregister_mapping("counting")
+    assert r.dropped == {"bad_row": 1, "mapping": 2} and r.drop_examples == {}
