@@ -239,6 +239,8 @@ class Metric(NamedTuple):
     prom_type: str = ""                           # kept in Metric.metadata as prometheus.type
     scope_name: str = ""                          # from otel_scope_name, else the bridge's scope
     scope_version: str = ""
+    scope_schema_url: str = ""                    # from otel_scope_schema_url
+    scope_attributes: Attributes = ()             # from otel_scope_<key> labels or otel_scope_info
 
 
 class TargetBatch(NamedTuple):

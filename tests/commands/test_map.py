@@ -37,7 +37,7 @@ def test_map_table_format(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["map", "--mapping", "baseten", "--format", "table", S1, S2]) == 0
     out = capsys.readouterr().out
     assert "== scrape 1: " in out and "== scrape 2: " in out and "2023-11-14T22:13:20Z" in out
-    assert "service.name=baseten" in out
+    assert "service.name=map" in out             # the Resource's identity is the source's (offline: "map")
     row = next(line for line in out.splitlines() if line.startswith("hw.gpu.utilization"))
     assert row.split()[:4] == ["hw.gpu.utilization", "1", "gauge", "2"] and "0.875" in row
     assert "stale" in out                        # scrape 2: the vanished deployment's series
@@ -81,8 +81,8 @@ def test_map_reads_stdin() -> None:
 def test_mappings_lists_installed(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["mappings"]) == 0
     out = capsys.readouterr().out
-    for line in ("baseten      service.name=baseten", "passthrough  service.name=the source's name",
-                 "sambanova    service.name=sambanova-router"):
+    for line in ("baseten      service.name=the source's name", "passthrough  service.name=the source's name",
+                 "sambanova    service.name=the source's name"):
         assert line in out
 
 

@@ -284,7 +284,7 @@ def test_simulators_through_rotel_arrive_mapped(collector: tuple[Rotel, OTLPSink
             if m.name == "hw.gpu.utilization":
                 assert m.unit == "1"
                 assert all(0.0 <= p.as_double <= 1.0 for p in m.gauge.data_points)
-                assert res["service.name"] == "baseten"
+                assert res["service.name"] == "bt"          # the source's name (the Prometheus job)
             if m.name == "baseten.inference.requests":
                 codes = {attrs(p.attributes).get("http.response.status_code") for p in m.sum.data_points}
                 assert all(isinstance(c, int) for c in codes)

@@ -501,19 +501,19 @@ def test_cases_exercise_what_they_claim(runs: Runs, side: str) -> None:
 
     a, b, c = ({"string_value": q} for q in "abc")
     pt, pt_delta = ("pt", "cumulative"), ("pt", "delta")
-    jobs = points(pt, 1, "jobs")
+    jobs = points(pt, 1, "jobs_total")          # the OpenMetrics counter "jobs" under its Prometheus name
     assert jobs[str(a)]["start_time_unix_nano"] == "absolute 1600000000250000000"             # _created
     assert jobs[str(b)]["start_time_unix_nano"] == "T1" and jobs[str(b)]["as_double"] == 2.0  # reset restarts
     assert jobs[str(c)].get("flags") == 1                                                      # staleness marker
     assert points(pt, 1, "temperature_celsius")[str({"string_value": "hall"})].get("flags") == 1
-    assert points(pt, 2, "jobs")[str(c)]["start_time_unix_nano"] == "T2"                      # back: new start
+    assert points(pt, 2, "jobs_total")[str(c)]["start_time_unix_nano"] == "T2"                      # back: new start
     hist = points(pt, 2, "latency_seconds")[""]
     assert hist["start_time_unix_nano"] == "T2" and hist["count"] == "2"                      # histogram reset
     assert points(pt, 0, "latency_seconds")[""]["exemplars"][0]["time_unix_nano"] == "absolute 1600000001500000000"
     assert points(pt, 0, "rpc_duration_seconds")[""]["quantile_values"]                       # summary kept
-    delta = points(pt_delta, 2, "jobs")
+    delta = points(pt_delta, 2, "jobs_total")
     assert delta[str(a)]["start_time_unix_nano"] == "T1" and delta[str(a)]["as_double"] == 3.0  # contiguous
-    assert "jobs" not in {n for _, n in out[pt_delta][0]["metrics"]}                           # first = baseline
+    assert "jobs_total" not in {n for _, n in out[pt_delta][0]["metrics"]}                           # first = baseline
     assert points(pt_delta, 1, "rpc_duration_seconds.count")                                   # summaries: convert
     names = {n for _, n in out["bt", "delta"][1]["metrics"]}
     assert "baseten.inference.requests" in names and "up" in names

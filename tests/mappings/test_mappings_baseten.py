@@ -6,11 +6,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from support.paths import TESTDATA
 
 from promotel.exposition import parse_exposition
 from promotel.mappings import MapResult, load_mapping
 from promotel.model import HistogramPoint, Kind, Metric, NumberPoint
+from promotel.pipeline import TargetPipeline
+from support.paths import TESTDATA
 
 GOLDEN = TESTDATA / "golden" / "baseten"
 MIB = 1_048_576
@@ -95,8 +96,10 @@ def test_nothing_else_and_unlisted_family_passes_through(result: MapResult) -> N
     names = {m.name for m in result.metrics}
     assert names == {e[0] for e in EXPECTED} | {"baseten_build_info"}
     build = metric(result, "baseten_build_info")
-    assert build.kind is Kind.GAUGE and attrs(build.points[0]) == {"version": "2025.11.3"}
-    assert result.resource == (("service.name", "baseten"),)
+    # A gauge named *_info is an Info written in the Prometheus text format: a non-monotonic Sum (OTel spec).
+    assert build.kind is Kind.SUM and not build.monotonic and build.prom_type == "gauge"
+    assert attrs(build.points[0]) == {"version": "2025.11.3"}
+    assert result.resource == ()          # the identity is the pipeline's (service.name = the source's name)
     assert result.dropped == 0
 
 
@@ -207,9 +210,15 @@ def test_unknown_per_request_token_histogram_follows_the_pattern_row() -> None:
 
 def test_service_name_override_and_unmapped_drop() -> None:
     result = mapped(service_name="my-baseten", unmapped="drop")
-    assert result.resource == (("service.name", "my-baseten"),)
+    assert result.resource == ()          # the identity is the pipeline's, not the mapping's
     assert "baseten_build_info" not in {m.name for m in result.metrics}
     assert len(result.metrics) == len(EXPECTED)
+    # Left out on purpose, and counted with the family's name.
+    assert result.reasons == {"unmapped_drop": 1} and result.examples == {"unmapped_drop": "baseten_build_info"}
+    pipeline = TargetPipeline(source(service_name="my-baseten"), url="https://app.baseten.co/metrics",
+                              mapping="baseten")
+    assert dict(pipeline.resource)["service.name"] == "my-baseten"
+    assert dict(pipeline.resource)["service.instance.id"] == "app.baseten.co:443"
 
 
 def test_type_mismatch_passes_the_family_through() -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.paths import TESTDATA
 
 from promotel.commands.map import MAP_EPOCH_NS, SCRAPE_STEP_NS, map_scrapes
 from promotel.export.otlp_json import to_otlp_json
+from support.paths import TESTDATA
 
 GOLDEN = TESTDATA / "golden"
 
@@ -80,8 +80,9 @@ def test_golden_baseten_second_scrape_resets_and_staleness() -> None:
 
 def test_golden_json_types_survive_encoding() -> None:
     doc = produce("baseten", ["baseten/scrape1.prom"], "cumulative")
+    # The job of an offline run is its source's name, "map" (no URL: no service.instance.id).
     assert doc["resourceMetrics"][0]["resource"]["attributes"] == [
-        {"key": "service.name", "value": {"stringValue": "baseten"}}]
+        {"key": "service.name", "value": {"stringValue": "map"}}]
     req = metrics_of(doc)["baseten.inference.requests"]["sum"]["dataPoints"]
     five_hundreds = [p for p in req if p["attributes"] and attr_map(p).get("http.response.status_code") == "503"]
     assert five_hundreds                              # OTLP/JSON writes int64 as a string …

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from support.paths import TESTDATA
 
 from promotel.errors import MappingError
 from promotel.exposition import parse_exposition
 from promotel.mappings import MapResult, load_mapping
 from promotel.model import HistogramPoint, Kind, Metric, SummaryPoint
+from support.paths import TESTDATA
 
 GOLDEN = TESTDATA / "golden" / "sambanova"
 KEY = "router-test-key"
@@ -62,8 +62,12 @@ def test_every_family(name: str, unit: str, kind: Kind, monotonic: bool) -> None
 
 def test_resource_and_passthrough() -> None:
     result = mapped("histogram.prom")
-    assert result.resource == (("service.name", "sambanova-router"),)
-    assert {m.name for m in result.metrics} == {e[0] for e in EXPECTED} | {"router_uptime_seconds"}
+    assert result.resource == ()          # the identity is the pipeline's: service.name is the source's name
+    # A text counter declared without _total passes through with it (the name OpenMetrics would give it), and
+    # with the unit its name ends with.
+    assert {m.name for m in result.metrics} == {e[0] for e in EXPECTED} | {"router_uptime_seconds_total"}
+    uptime = metric(result, "router_uptime_seconds_total")
+    assert (uptime.unit, uptime.kind, uptime.monotonic, uptime.prom_type) == ("s", Kind.SUM, True, "counter")
 
 
 def test_histogram_ms_to_seconds_on_bounds_and_sum() -> None:

@@ -181,7 +181,7 @@ def test_timestamps_otlp_cannot_carry_drop_the_point_not_the_batch() -> None:
     points = {m.name: m.points for m in result.metrics}
     assert [p.attributes for p in points["a"]] == [(("i", "ok"),)]
     assert points["a"][0].time_ns == 1_700_000_000_000_000_000
-    (c,) = points["c"]
+    (c,) = points["c_total"]
     assert c.value == 4.0 and c.created_ns is None and c.start_ns == 1_800_000_000_000_000_000
     assert c.exemplars[0].timestamp_ns is None
     encoded = encode_requests(TargetBatch("t", (), result.metrics, 1), 1 << 22)

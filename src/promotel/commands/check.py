@@ -61,7 +61,7 @@ async def probe_source(source: SourceConfig, config: Config | None = None) -> Ch
     try:
         scraper = Scraper(source)
         pipeline = TargetPipeline.for_source(source, config)
-    except (ScrapeError, MappingError) as exc:
+    except (ScrapeError, MappingError, ConfigError) as exc:     # ConfigError: two sources share an identity
         return CheckLine("source", source.name, False, str(exc))
     try:
         result = await scraper.scrape()

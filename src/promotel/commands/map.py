@@ -274,13 +274,13 @@ def mappings_text(name: str | None) -> str:
         for n in installed_mappings():
             plugin = load_mapping(n)
             count = len(plugin.describe())
-            service = plugin.default_service_name or "the source's name"
+            service = "the source's name"     # the Resource's identity is the source's (OTel spec), any mapping
             what = f"{count} families mapped" if count else "every family kept as is"
             lines.append(f"  {n:<12} service.name={service}; {what}")
         return "\n".join(lines) + "\n"
     plugin = load_mapping(name)
     rows = plugin.describe()
-    service = plugin.default_service_name or "the source's name"
+    service = "the source's name"
     out = [f"# Mapping '{name}' (service.name = {service})", ""]
     if not rows:
         out.append("Every family keeps its Prometheus name; labels become string attributes; "

@@ -260,6 +260,7 @@ class SourceConfig(_Model):
     unmapped: Literal["keep", "drop"] = "keep"
     overrides: dict[str, FamilyOverride] = Field(default_factory=dict)
     honor_timestamps: bool = True
+    honor_labels: bool = False          # exposed job/instance win (Prometheus' honor_labels); see pipeline.py
 
     @model_validator(mode="before")
     @classmethod

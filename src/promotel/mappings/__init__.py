@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
+from types import MappingProxyType
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from promotel.errors import MappingError
@@ -67,7 +68,8 @@ OverrideSpec = FamilyOverrideLike | Mapping[str, object]
 class SourceLike(Protocol):
     """The fields of a source's config that a mapping reads (``promotel.config.SourceConfig`` has them).
 
-    Read-only members, so that a frozen config model and any object with these attributes both fit."""
+    Read-only members, so that a frozen config model and any object with these attributes both fit. A source
+    may also have ``honor_labels`` (a bool, read with ``getattr``: sources written for 0.1 have none)."""
 
     @property
     def name(self) -> str: ...
@@ -84,10 +86,15 @@ class SourceLike(Protocol):
 
 
 class MapResult(NamedTuple):
+    """What a mapper made of one scrape's families."""
+
     metrics: tuple[Metric, ...]
-    resource: Attributes          # service.name and target_info labels; the service adds the target attributes
-    dropped: int                  # data points that could not be mapped (invalid histograms, gaugehistograms, …)
-    reasons: Mapping[str, int]    # why, counted per bounded reason
+    # Resource attributes the mapper adds (the labels of a target_info it was given). The identity
+    # (service.name, service.namespace, service.instance.id) is the pipeline's: a mapper cannot change it.
+    resource: Attributes
+    dropped: int                  # samples, series or points left out (invalid, duplicated, configured away, …)
+    reasons: Mapping[str, int]    # how many per bounded reason (they add up to ``dropped``)
+    examples: Mapping[str, str] = MappingProxyType({})   # reason → the first family left out for it
 
 
 class RowDescription(NamedTuple):
@@ -197,6 +204,8 @@ class MappingPlugin(Protocol):
     which have no policy, must keep loading."""
 
     name: str
+    # Kept so that plugins written for 0.1 load; no longer used for the Resource: a target's service.name is
+    # its source's name (or service_name), per the OTel Prometheus-compatibility spec (promotel.pipeline).
     default_service_name: str
 
     def bind(self, source: SourceLike) -> SourceMapper: ...

@@ -1,9 +1,9 @@
 """What every family type shares while its samples become OTel points: the per-family point collector
-(points grouped per instrumentation scope, drops counted by reason), series attributes (the default
-label → attribute rule and the bounded cache mappings wrap their own rules in), instrumentation-scope labels,
-UCUM units and ``_created`` times.
+(points grouped per instrumentation scope, one point per series, drops counted by reason), series attributes
+(the default label → attribute rule, the scraped-target rule for ``job``/``instance`` and the bounded cache
+mappings wrap their own rules in), instrumentation-scope labels, UCUM units and ``_created`` times.
 
-Stateless apart from two bounded caches, each a pure function of its key (label tuples → attributes).
+Stateless apart from bounded caches, each a pure function of its key (label tuples → attributes).
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from promotel.mappings.naming import ucum_unit
+from promotel.mappings.scale import Scale
 from promotel.model import (
     Attributes,
+    AttrValue,
     Exemplar,
     Kind,
     Labels,
@@ -21,30 +24,38 @@ from promotel.model import (
 )
 
 _INF = math.inf
+_SCOPE_PREFIX = "otel_scope_"
 _SCOPE_NAME = "otel_scope_name"
 _SCOPE_VERSION = "otel_scope_version"
+_SCOPE_SCHEMA_URL = "otel_scope_schema_url"
 
-# OpenMetrics UNIT → UCUM (unprefixed base units, as the OTel compatibility spec suggests).
-_UCUM = {
-    "seconds": "s", "second": "s", "milliseconds": "ms", "microseconds": "us", "nanoseconds": "ns",
-    "bytes": "By", "byte": "By", "kilobytes": "kBy", "megabytes": "MBy", "gigabytes": "GBy",
-    "kibibytes": "KiBy", "mebibytes": "MiBy", "gibibytes": "GiBy", "bits": "bit",
-    "ratio": "1", "percent": "%", "meters": "m", "metres": "m", "volts": "V", "amperes": "A",
-    "joules": "J", "watts": "W", "grams": "g", "celsius": "Cel", "hertz": "Hz", "kelvin": "K",
-    "minutes": "min", "hours": "h", "days": "d",
-}
+# The labels a Prometheus server attaches to every series of a target (its target labels). An exposed label of
+# the same name is renamed ``exported_<name>`` unless the source sets ``honor_labels`` (Prometheus' rule).
+TARGET_LABELS = ("job", "instance")
+
+
+class ScopeDetails(NamedTuple):
+    """What ``otel_scope_*`` labels say about an instrumentation scope besides its name and version."""
+
+    name: str
+    version: str
+    schema_url: str
+    attributes: Attributes
 
 
 class Assembled(NamedTuple):
     kind: Kind | None                                        # None: the type is dropped (gaugehistogram)
     monotonic: bool
     groups: tuple[tuple[str, str, tuple[Point, ...]], ...]   # (scope_name, scope_version, points)
-    dropped: int                                             # invalid points dropped
-    reasons: tuple[str, ...]                                 # bounded reasons for the drops
+    dropped: int                                             # samples, series or points left out
+    reasons: tuple[str, ...]                                 # bounded reasons for the drops, in order of first drop
+    drops: tuple[tuple[str, int], ...] = ()                  # (reason, how many) in the same order
+    scopes: tuple[ScopeDetails, ...] = ()                    # schema URL and attributes of the scoped groups
 
 
 AttributesFn = Callable[[Labels], Attributes]
 _default_cache: dict[tuple[str, ...], Attributes] = {}
+_scraped_cache: dict[tuple[str, ...], Attributes] = {}
 
 
 def default_attributes(labels: Labels) -> Attributes:
@@ -65,6 +76,46 @@ def _default_attributes_of_flat(flat: tuple[str, ...]) -> Attributes:
     if len(_default_cache) >= 200_000:
         _default_cache.clear()
     _default_cache[flat] = attrs
+    return attrs
+
+
+def exported_name(key: str, taken: object) -> str:
+    """Prometheus' name for an exposed label that clashes with a target label: ``exported_<key>``, prefixed
+    again while that name is also exposed (``taken`` supports ``in``)."""
+    name = "exported_" + key
+    while name in taken:     # type: ignore[operator]
+        name = "exported_" + name
+    return name
+
+
+def scraped_attributes(labels: Labels) -> Attributes:
+    """As :func:`default_attributes`, with exposed ``job``/``instance`` labels renamed ``exported_job`` /
+    ``exported_instance``: the target's own job and instance are the Resource (``honor_labels: false``)."""
+    return _scraped_attributes_of_flat(labels.flat)
+
+
+def _scraped_attributes_of_flat(flat: tuple[str, ...]) -> Attributes:
+    cached = _scraped_cache.get(flat)
+    if cached is not None:
+        return cached
+    if "job" not in flat and "instance" not in flat:     # also matches values: the exact check follows
+        attrs = _default_attributes_of_flat(flat)
+        if len(_scraped_cache) >= 200_000:
+            _scraped_cache.clear()
+        _scraped_cache[flat] = attrs
+        return attrs
+    keys = flat[0::2]
+    present = {k for k, v in zip(keys, flat[1::2]) if v}
+    out: list[tuple[str, str]] = []
+    for k, v in zip(keys, flat[1::2]):
+        if not v:
+            continue
+        out.append((exported_name(k, present) if k in TARGET_LABELS else k, v))
+    out.sort()
+    attrs = tuple(out)
+    if len(_scraped_cache) >= 200_000:
+        _scraped_cache.clear()
+    _scraped_cache[flat] = attrs
     return attrs
 
 
@@ -104,13 +155,6 @@ class CachedAttributes:
             cache.clear()
         attrs = cache[labels.flat] = self._func(labels)
         return attrs
-
-
-def ucum_unit(unit: str | None) -> str:
-    """The UCUM form of an OpenMetrics UNIT (unknown units are kept as written)."""
-    if not unit:
-        return ""
-    return _UCUM.get(unit, unit)
 
 
 _MAX_SECONDS = float(2**63 // 1_000_000_000)
@@ -153,24 +197,52 @@ def label_value(flat: tuple[str, ...], key: str) -> str | None:
 
 
 def _has_scope(flat: tuple[str, ...]) -> bool:
-    # ``in`` on the flat tuple also matches values; a false positive only costs the exact check.
+    # ``in`` on the flat tuple also matches values; a false positive only costs the exact check. Scope labels
+    # are read when the name or version is there (the exporters that write the others always write the name).
     if _SCOPE_NAME in flat or _SCOPE_VERSION in flat:
         keys = flat[0::2]
         return _SCOPE_NAME in keys or _SCOPE_VERSION in keys
     return False
 
 
-def _split_scope(flat: tuple[str, ...]) -> tuple[tuple[str, ...], str, str]:
-    name = label_value(flat, _SCOPE_NAME) or ""
-    version = label_value(flat, _SCOPE_VERSION) or ""
-    flat = without_key(without_key(flat, _SCOPE_NAME), _SCOPE_VERSION)
-    return flat, name, version
+def split_scope(flat: tuple[str, ...]) -> tuple[tuple[str, ...], ScopeDetails]:
+    """The labels without their ``otel_scope_*`` ones, and the scope those say (spec: every label with that
+    prefix leaves the point: name, version, schema URL, and ``otel_scope_<key>`` → scope attribute ``<key>``)."""
+    rest: list[str] = []
+    name = version = schema_url = ""
+    attrs: list[tuple[str, AttrValue]] = []
+    for i in range(0, len(flat), 2):
+        k, v = flat[i], flat[i + 1]
+        if not k.startswith(_SCOPE_PREFIX):
+            rest.append(k)
+            rest.append(v)
+        elif k == _SCOPE_NAME:
+            name = v
+        elif k == _SCOPE_VERSION:
+            version = v
+        elif k == _SCOPE_SCHEMA_URL:
+            schema_url = v
+        elif v:
+            attrs.append((k[len(_SCOPE_PREFIX):], v))
+    attrs.sort()
+    return tuple(rest), ScopeDetails(name, version, schema_url, tuple(attrs))
+
+
+class Group:
+    """The points of one instrumentation scope, one per series: the attributes seen so far → the labels of
+    the sample that gave them (the first; a later one is counted as a duplicate)."""
+
+    __slots__ = ("points", "seen")
+
+    def __init__(self) -> None:
+        self.points: list[Point] = []
+        self.seen: dict[Attributes, tuple[str, ...]] = {}
 
 
 class PointCollector:
-    """Points per scope, in order of first sight, and drop counts."""
+    """Points per scope, in order of first sight, one per series, and drop counts by reason."""
 
-    __slots__ = ("attributes", "default", "dropped", "of_flat", "reasons", "scoped")
+    __slots__ = ("attributes", "default", "dropped", "drops", "of_flat", "scope_details", "scoped")
 
     def __init__(self, attributes: AttributesFn) -> None:
         self.attributes = attributes
@@ -179,59 +251,109 @@ class PointCollector:
         self.of_flat: Callable[[tuple[str, ...]], Attributes]
         if attributes is default_attributes:
             self.of_flat = _default_attributes_of_flat
+        elif attributes is scraped_attributes:
+            self.of_flat = _scraped_attributes_of_flat
         elif isinstance(attributes, CachedAttributes):
             self.of_flat = attributes.of_flat
         else:
             self.of_flat = lambda flat: attributes(Labels.from_flat(flat))
-        self.default: list[Point] = []
-        self.scoped: dict[tuple[str, str], list[Point]] | None = None
+        self.default = Group()
+        self.scoped: dict[tuple[str, str], Group] | None = None
+        self.scope_details: dict[tuple[str, str], ScopeDetails] = {}
         self.dropped = 0
-        self.reasons: list[str] = []
+        self.drops: dict[str, int] = {}
 
-    def attrs_and_bucket(self, flat: tuple[str, ...]) -> tuple[Attributes, list[Point]]:
-        """The attributes of a series (labels without le/quantile) and the point list of its scope."""
+    def attrs_and_bucket(self, flat: tuple[str, ...]) -> tuple[Attributes, Group]:
+        """The attributes of a series (labels without le/quantile) and the group of its scope."""
         if _has_scope(flat):
             return self._scoped(flat)
         return self.of_flat(flat), self.default
 
-    def labels_and_bucket(self, labels: Labels) -> tuple[Attributes, list[Point]]:
+    def labels_and_bucket(self, labels: Labels) -> tuple[Attributes, Group]:
         """As :meth:`attrs_and_bucket` for a sample's own Labels: passed on as they are (no copy)."""
         flat = labels.flat
         if _has_scope(flat):
             return self._scoped(flat)
         return self.attributes(labels), self.default
 
-    def _scoped(self, flat: tuple[str, ...]) -> tuple[Attributes, list[Point]]:
-        flat, name, version = _split_scope(flat)
-        if name or version:
-            if self.scoped is None:
-                self.scoped = {}
-            bucket = self.scoped.get((name, version))
-            if bucket is None:
-                bucket = self.scoped[(name, version)] = []
-            return self.of_flat(flat), bucket
-        return self.of_flat(flat), self.default
+    def _scoped(self, flat: tuple[str, ...]) -> tuple[Attributes, Group]:
+        rest, details = split_scope(flat)
+        key = (details.name, details.version)
+        if key == ("", ""):
+            return self.of_flat(rest), self.default
+        if self.scoped is None:
+            self.scoped = {}
+        group = self.scoped.get(key)
+        if group is None:
+            group = self.scoped[key] = Group()
+            self.scope_details[key] = details
+        return self.of_flat(rest), group
+
+    def add(self, group: Group, attrs: Attributes, flat: tuple[str, ...], point: Point) -> None:
+        """Add ``point`` unless its series already has one in this scrape (Prometheus keeps the first sample
+        of a series and counts the others as duplicates; OTLP wants one point per series and time)."""
+        seen = group.seen
+        n = len(seen)
+        first = seen.setdefault(attrs, flat)
+        if len(seen) != n:
+            group.points.append(point)
+        else:
+            self.duplicate(first, flat)
+
+    def duplicate(self, first: tuple[str, ...], flat: tuple[str, ...]) -> None:
+        # The same series as Prometheus sees it (its labels without empty values) exposed twice is a
+        # duplicate sample; distinct series that the mapping made identical (label rules, users: drop,
+        # dropped attributes) are a duplicate series.
+        same = first == flat or _default_attributes_of_flat(first) == _default_attributes_of_flat(flat)
+        self.drop("duplicate_sample" if same else "duplicate_series")
 
     def drop(self, reason: str, n: int = 1) -> None:
+        if n <= 0:
+            return
         self.dropped += n
-        if reason not in self.reasons:
-            self.reasons.append(reason)
+        self.drops[reason] = self.drops.get(reason, 0) + n
 
     def result(self, kind: Kind | None, monotonic: bool) -> Assembled:
         groups: list[tuple[str, str, tuple[Point, ...]]] = []
-        if self.default:
-            groups.append(("", "", tuple(self.default)))
+        if self.default.points:
+            groups.append(("", "", tuple(self.default.points)))
+        scopes: list[ScopeDetails] = []
         if self.scoped:
-            for (name, version), points in self.scoped.items():
-                if points:
-                    groups.append((name, version, tuple(points)))
-        return Assembled(kind, monotonic, tuple(groups), self.dropped, tuple(self.reasons))
+            for (name, version), group in self.scoped.items():
+                if group.points:
+                    groups.append((name, version, tuple(group.points)))
+                    details = self.scope_details[(name, version)]
+                    if details.schema_url or details.attributes:
+                        scopes.append(details)
+        return Assembled(kind, monotonic, tuple(groups), self.dropped, tuple(self.drops),
+                         tuple(self.drops.items()), tuple(scopes))
 
 
-def scaled_exemplars(exemplars: Sequence[Exemplar], scale: float) -> tuple[Exemplar, ...]:
+def scaled_exemplars(exemplars: Sequence[Exemplar], scale: Scale) -> tuple[Exemplar, ...]:
     """Exemplar values carry the metric's unit: convert them with it (ms → s bounds, ms → s exemplars)."""
-    if scale == 1.0:
+    if scale.num == scale.den:
         return tuple(exemplars)
-    return tuple(e._replace(value=e.value * scale) for e in exemplars)
+    apply = scale.apply
+    return tuple(e._replace(value=apply(e.value)) for e in exemplars)
 
 
+__all__ = [
+    "MAX_COUNT",
+    "TARGET_LABELS",
+    "Assembled",
+    "AttributesFn",
+    "CachedAttributes",
+    "Group",
+    "PointCollector",
+    "ScopeDetails",
+    "created_ns",
+    "default_attributes",
+    "exported_name",
+    "label_value",
+    "scaled_exemplars",
+    "scraped_attributes",
+    "seconds_to_ns",
+    "split_scope",
+    "ucum_unit",
+    "without_key",
+]

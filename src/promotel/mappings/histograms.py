@@ -5,7 +5,9 @@ most the series key; per series the common shape (ascending bounds shared with t
 ``+Inf`` bucket, cumulative counts that never decrease) is checked with C-level ``map`` passes, and anything
 unusual goes to the general path, which decides exactly as before. Prometheus buckets are cumulative; OTLP
 bucket counts are per bucket and OTLP bounds leave out ``+Inf``. Summary quantile values OTLP cannot carry
-(NaN, negative) are left out, the negative ones counted.
+(NaN, negative) are left out and counted. A series' second ``_count``, ``_sum``, ``_created`` or quantile
+sample is a duplicate: the first is kept (as Prometheus does) and the others counted. Scaled bounds, sums,
+quantile values and exemplar values are correctly rounded (``promotel.mappings.scale``).
 
 State: one bounded cache of parsed ``le`` texts.
 """
@@ -23,10 +25,12 @@ from promotel.mappings.collect import (
     scaled_exemplars,
     without_key,
 )
+from promotel.mappings.scale import Scale
 from promotel.model import (
     Exemplar,
     HistogramPoint,
     MetricFamily,
+    Sample,
     SummaryPoint,
 )
 
@@ -47,7 +51,7 @@ class _Hist:
     """One histogram series while its samples are gathered: bounds and cumulative counts side by
     side (two lists rather than a tuple per bucket), in exposition order."""
 
-    __slots__ = ("bad", "bounds", "count", "created", "cumulative", "exemplars", "sum", "ts")
+    __slots__ = ("bad", "bounds", "count", "created", "cumulative", "exemplars", "has_created", "sum", "ts")
 
     def __init__(self) -> None:
         self.bounds: list[float] = []
@@ -56,11 +60,12 @@ class _Hist:
         self.sum: float | None = None
         self.ts: int | None = None
         self.created: int | None = None
+        self.has_created = False
         self.exemplars: list[Exemplar] | None = None     # made on the first exemplar (they are rare)
         self.bad = False
 
 
-def histogram_points(family: MetricFamily, out: PointCollector, scale: float) -> None:
+def histogram_points(family: MetricFamily, out: PointCollector, scale: Scale) -> None:
     fname = family.name
     bucket_name, count_name, sum_name, created_name = (
         fname + "_bucket", fname + "_count", fname + "_sum", fname + "_created")
@@ -74,7 +79,7 @@ def histogram_points(family: MetricFamily, out: PointCollector, scale: float) ->
     cur = _Hist()
     add_bound = cur.bounds.append
     add_cumulative = cur.cumulative.append
-    for name, labels, value, ts, exemplar in family.samples:
+    for name, labels, value, ts, exemplar in _own_names(family, bucket_name, count_name, sum_name, created_name):
         if name == bucket_name:
             flat = labels.flat
             # Clients write ``le`` last: take it from the end without a scan when they do.
@@ -116,16 +121,54 @@ def histogram_points(family: MetricFamily, out: PointCollector, scale: float) ->
         if h is None:
             h = series[flat] = _Hist()
         if name == count_name:
+            if h.count is not None:
+                out.drop("duplicate_sample")      # Prometheus keeps the first sample of a series
+                continue
             h.count = value
             if ts is not None:
                 h.ts = ts
         elif name == sum_name:
+            if h.sum is not None:
+                out.drop("duplicate_sample")
+                continue
             h.sum = value
         elif name == created_name:
+            if h.has_created:
+                out.drop("duplicate_sample")
+                continue
+            h.has_created = True
             h.created = created_ns(value)
+            if h.created is None:
+                out.drop("invalid_created")
+        else:
+            out.drop("unexpected_sample")         # a name that is not part of this histogram
     shared = _SharedBounds()
     for key, h in series.items():
         _histogram_point(key, h, scale, out, shared)
+
+
+def _own_names(family: MetricFamily, plain: str, count_name: str, sum_name: str,
+               created_name: str) -> tuple[Sample, ...]:
+    """The family's samples, renamed after their suffix when the first is not named after the family: a
+    lenient text body (prometheus_client 0.26 asked without ``escaping=allow-utf-8`` writes escaped sample
+    names under an unescaped family). The Collector reads a sample's role from its suffix the same way."""
+    samples = family.samples
+    if not samples or samples[0].name.startswith(family.name):
+        return samples
+    return tuple(s._replace(name=_by_suffix(s.name, plain, count_name, sum_name, created_name)) for s in samples)
+
+
+def _by_suffix(name: str, plain: str, count_name: str, sum_name: str, created_name: str) -> str:
+    """The family's own name for the sample role ``name``'s suffix says (``plain``: buckets, quantiles)."""
+    if name.endswith("_count"):
+        return count_name
+    if name.endswith("_sum"):
+        return sum_name
+    if name.endswith("_created"):
+        return created_name
+    if plain.endswith("_bucket") == name.endswith("_bucket"):
+        return plain
+    return name
 
 
 class _SharedBounds:
@@ -140,7 +183,7 @@ class _SharedBounds:
         self.bounds: tuple[float, ...] = ()
 
 
-def _histogram_point(key: tuple[str, ...], h: _Hist, scale: float, out: PointCollector,
+def _histogram_point(key: tuple[str, ...], h: _Hist, scale: Scale, out: PointCollector,
                      shared: _SharedBounds) -> None:
     """Check one series and add its point (or count the drop)."""
     if h.bad:
@@ -169,8 +212,9 @@ def _histogram_point(key: tuple[str, ...], h: _Hist, scale: float, out: PointCol
                 and all(map(ge, cumulative, shifted))
                 and cumulative[-1] <= MAX_COUNT)
         if fast:
-            if scale != 1.0:
-                bounds = tuple([b * scale for b in bounds_in[:-1]])
+            if scale.num != scale.den:
+                apply = scale.apply
+                bounds = tuple([apply(b) for b in bounds_in[:-1]])
             else:
                 bounds = tuple(bounds_in[:-1])
             shared.le_values = bounds_in
@@ -189,14 +233,20 @@ def _histogram_point(key: tuple[str, ...], h: _Hist, scale: float, out: PointCol
         return
     sum_ = h.sum
     if sum_ is not None:
-        sum_ = float(sum_) * scale if scale != 1.0 else float(sum_)
-    attrs, points = out.attrs_and_bucket(key)
+        sum_ = scale.apply(float(sum_)) if scale.num != scale.den else float(sum_)
+    attrs, group = out.attrs_and_bucket(key)
+    seen = group.seen
+    n = len(seen)
+    first = seen.setdefault(attrs, key)
+    if len(seen) == n:
+        out.duplicate(first, key)       # another series with these attributes came first
+        return
     exemplars = h.exemplars
-    points.append(HistogramPoint(attrs, bounds, counts, total, sum_, h.ts, h.created,
-                                 scaled_exemplars(exemplars, scale) if exemplars is not None else ()))
+    group.points.append(HistogramPoint(attrs, bounds, counts, total, sum_, h.ts, h.created,
+                                       scaled_exemplars(exemplars, scale) if exemplars is not None else ()))
 
 
-def _checked_buckets(buckets: list[tuple[float, float]], scale: float,
+def _checked_buckets(buckets: list[tuple[float, float]], scale: Scale,
                      out: PointCollector) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     """Sorted (bound, cumulative count) pairs → OTLP bounds and per-bucket counts; None (drop counted)
     when they cannot make a histogram."""
@@ -221,38 +271,54 @@ def _checked_buckets(buckets: list[tuple[float, float]], scale: float,
             out.drop("histogram_bad_count")
             return None
         if bound != _INF:
-            bounds.append(bound * scale if scale != 1.0 else bound)
+            bounds.append(scale.apply(bound))
         counts.append(float(cum - prev))
         prev = cum
         prev_bound = bound
     return tuple(bounds), tuple(counts)
 
 
-def summary_points(family: MetricFamily, out: PointCollector, scale: float) -> None:
+def summary_points(family: MetricFamily, out: PointCollector, scale: Scale) -> None:
     fname = family.name
     count_name, sum_name, created_name = fname + "_count", fname + "_sum", fname + "_created"
-    # key → [quantiles, count, sum, ts, created, bad]
+    apply = scale.apply if scale.num != scale.den else None
+    # key → [quantiles, count, sum, ts, created, bad, quantiles seen, created seen]
     series: dict[tuple[str, ...], list[object]] = {}
-    for s in family.samples:
+    for s in _own_names(family, fname, count_name, sum_name, created_name):
         name = s.name
         flat = s.labels.flat
         if name == count_name or name == sum_name or name == created_name:
             entry = series.get(flat)
             if entry is None:
-                entry = series[flat] = [[], None, None, None, None, False]
+                entry = series[flat] = [[], None, None, None, None, False, set(), False]
             if name == count_name:
+                if entry[1] is not None:
+                    out.drop("duplicate_sample")
+                    continue
                 entry[1] = s.value
                 if s.timestamp_ns is not None:
                     entry[3] = s.timestamp_ns
             elif name == sum_name:
+                if entry[2] is not None:
+                    out.drop("duplicate_sample")
+                    continue
                 entry[2] = s.value
             else:
+                if entry[7]:
+                    out.drop("duplicate_sample")
+                    continue
+                entry[7] = True
                 entry[4] = created_ns(s.value)
+                if entry[4] is None:
+                    out.drop("invalid_created")
+            continue
+        if name != fname:
+            out.drop("unexpected_sample")      # a name that is not part of this summary (lenient text)
             continue
         key = without_key(flat, "quantile")
         entry = series.get(key)
         if entry is None:
-            entry = series[key] = [[], None, None, None, None, False]
+            entry = series[key] = [[], None, None, None, None, False, set(), False]
         q_text = label_value(flat, "quantile")
         try:
             q = _parse_bound(q_text) if q_text is not None else math.nan
@@ -261,16 +327,23 @@ def summary_points(family: MetricFamily, out: PointCollector, scale: float) -> N
         if not 0.0 <= q <= 1.0:     # also NaN; OpenMetrics and OTLP: a quantile lies in [0, 1]
             entry[5] = True
             continue
+        seen: set[float] = entry[6]  # type: ignore[assignment]
+        if q in seen:
+            out.drop("duplicate_sample")
+            continue
+        seen.add(q)
         if s.timestamp_ns is not None:
             entry[3] = s.timestamp_ns
         v = s.value
-        # OTLP: "quantile values must NOT be negative". NaN (legal in OpenMetrics: no observation yet)
-        # stays out quietly; a negative value is data OTLP cannot carry: left out and counted.
+        # OTLP: "quantile values must NOT be negative". NaN (legal in OpenMetrics: no observation yet) has no
+        # value to send; a negative value is data OTLP cannot carry. Both are left out and counted.
         if v >= 0.0:
-            entry[0].append((q, v * scale if scale != 1.0 else float(v)))  # type: ignore[attr-defined]
+            entry[0].append((q, apply(v) if apply is not None else float(v)))  # type: ignore[attr-defined]
         elif v < 0.0:
             out.drop("summary_negative_quantile_value")
-    for key, (quantiles, count, sum_, ts, created, bad) in series.items():
+        else:
+            out.drop("summary_nan_quantile_value")
+    for key, (quantiles, count, sum_, ts, created, bad, _seen, _has_created) in series.items():
         if bad:
             out.drop("summary_bad_quantile")
             continue
@@ -282,12 +355,13 @@ def summary_points(family: MetricFamily, out: PointCollector, scale: float) -> N
             continue
         qs: list[tuple[float, float]] = quantiles  # type: ignore[assignment]
         qs.sort()
-        s_val = 0.0 if sum_ is None else float(sum_) * scale  # type: ignore[arg-type]
-        attrs, bucket = out.attrs_and_bucket(key)
-        bucket.append(SummaryPoint(attrs, tuple(qs), float(count), s_val,  # type: ignore[arg-type]
-                                   ts, created))  # type: ignore[arg-type]
-
-
+        if sum_ is None:
+            s_val = 0.0
+        else:
+            s_val = apply(float(sum_)) if apply is not None else float(sum_)  # type: ignore[arg-type]
+        attrs, group = out.attrs_and_bucket(key)
+        out.add(group, attrs, key, SummaryPoint(attrs, tuple(qs), float(count), s_val,  # type: ignore[arg-type]
+                                                ts, created))  # type: ignore[arg-type]
 
 
 __all__ = ["histogram_points", "summary_points"]

@@ -42,7 +42,22 @@ from promotel.mappings import (
     ScrapePolicy,
     SourceLike,
 )
-from promotel.mappings.assemble import CachedAttributes
+from promotel.mappings.assemble import (
+    assemble,
+    attach_created,
+    passthrough,
+    split_target_info,
+    with_scope_details,
+)
+from promotel.mappings.collect import (
+    TARGET_LABELS,
+    CachedAttributes,
+    default_attributes,
+    exported_name,
+    scraped_attributes,
+)
+from promotel.mappings.naming import fold_gauge_histograms, shape, unit_of
+from promotel.mappings.scale import Scale
 from promotel.model import (
     Attributes,
     AttrValue,
@@ -92,7 +107,7 @@ class Row(NamedTuple):
     instrument: Instrument
     unit: str
     description: str = ""
-    scale: float = 1.0
+    scale: float = 1.0            # read as the decimal it is written as: 0.01 is exactly 1/100 (mappings.scale)
     conversion: str = ""          # for people: "MiB × 1048576"
     constants: Attributes = ()
     labels: tuple[str, ...] = ()  # the documented labels (for ``describe``; any label is translated)
@@ -278,12 +293,13 @@ class _Bound(NamedTuple):
     row: Row
     kind: Kind | None
     monotonic: bool
-    scale: float
+    scale: Scale
     attributes: Callable[[Labels], Attributes]
     drop: bool
 
 
-def _finish(base: dict[str, AttrValue], constants: Attributes, ov: Override | None) -> Attributes:
+def _finish(base: dict[str, AttrValue], constants: Attributes, ov: Override | None,
+            exported_target_labels: bool) -> Attributes:
     attrs = dict(base)
     attrs.update(constants)
     if ov is not None:
@@ -293,6 +309,14 @@ def _finish(base: dict[str, AttrValue], constants: Attributes, ov: Override | No
                 attrs[new] = attrs.pop(old)
         for key in ov.drop_attributes:
             attrs.pop(key, None)
+    if exported_target_labels:
+        # honor_labels false: an attribute still named job/instance (an exposed label no rule or override
+        # renamed) becomes exported_job/exported_instance, as Prometheus renames it; the target's own job
+        # and instance are the Resource.
+        for key in TARGET_LABELS:
+            if key in attrs:
+                value = attrs.pop(key)
+                attrs[exported_name(key, attrs)] = value
     return tuple(sorted(attrs.items()))
 
 
@@ -320,14 +344,20 @@ class TableMapper:
             raise MappingError(f"source {self.source_name!r}: users: pseudonymize needs a secret pseudonymize_key "
                                "(e.g. pseudonymize_key: ${PROMOTEL_PSEUDONYMIZE_KEY}); keep it stable so "
                                "pseudonyms stay stable across restarts")
+        # ``honor_labels`` is optional on a SourceLike (sources written for 0.1 have none): false, as in
+        # Prometheus, renames an exposed job/instance label exported_job/exported_instance; true keeps them
+        # as they are, for the pipeline to take the series' identity from them.
+        self.honor_labels = bool(getattr(source, "honor_labels", False))
         # The key may be a promotel.secrets.Secret, whose str() is masked: reveal the real value.
         self._translator = LabelTranslator(table.label_rules, users,
                                            reveal(key).encode("utf-8") if key else None)
+        self._labels_fn = default_attributes if self.honor_labels else scraped_attributes
         # ``unmapped: drop`` means "only what the table lists"; a table with no rows (passthrough) lists
         # nothing, so there it would drop everything: passthrough always keeps.
         self._keep_unmapped = not table.rows or source.unmapped != "drop"
-        service = source.service_name or default_service_name or self.source_name
-        self.service_name = str(service)
+        # Kept for plugins and callers written for 0.1; the Resource's service.name no longer comes from a
+        # mapping (promotel.pipeline builds the identity from the source, per the OTel spec).
+        self.service_name = str(source.service_name or default_service_name or self.source_name)
 
         overrides: dict[str, Override] = {}
         for fam, obj in source.overrides.items():
@@ -366,13 +396,25 @@ class TableMapper:
             row = row._replace(name=ov.name or row.name,
                                unit=row.unit if ov.unit is None else ov.unit,
                                description=ov.description or row.description)
-        scale = row.scale if ov is None or ov.scale is None else ov.scale
+        scale = Scale.of(row.scale if ov is None or ov.scale is None else ov.scale)
         kind, monotonic = _kind_of(row.instrument)
+        rename = not self.honor_labels
 
         def attributes(labels: Labels) -> Attributes:
-            return _finish(translate(labels), constants, ov)
+            return _finish(translate(labels), constants, ov, rename)
 
         return _Bound(row, kind, monotonic, scale, _cached(attributes), bool(ov and ov.drop))
+
+    def _lookup(self, family: MetricFamily) -> _Bound | None:
+        """The row of ``family``: under its name, its name with/without ``_total``, or its OTLP name
+        (``x_info`` for an OpenMetrics info ``x``)."""
+        name = family.name
+        bound = self._rows.get(name)
+        if bound is None and family.type == "info":
+            bound = self._rows.get(shape(family).name)
+        if bound is None and self._patterns:
+            bound = self._match(name)
+        return bound
 
     def _match(self, name: str) -> _Bound | None:
         if name in self._matched:
@@ -394,84 +436,75 @@ class TableMapper:
     def _passthrough_row(self, family: MetricFamily, ov: Override) -> _Bound:
         bound = self._passthrough_rows.get(family.name)
         if bound is None:
-            from promotel.mappings.assemble import default_attributes
+            rename = not self.honor_labels
 
             # An override of an unlisted family keeps the passthrough's attributes (labels as strings).
             def attributes(labels: Labels) -> Attributes:
-                return _finish(dict(default_attributes(labels)), (), ov)
+                return _finish(dict(default_attributes(labels)), (), ov, rename)
 
-            row = Row(family.name, ov.name or family.name, Instrument.AS_EXPOSED, ov.unit or "",
+            name, effective = shape(family)
+            row = Row(family.name, ov.name or name, Instrument.AS_EXPOSED, ov.unit or unit_of(family, effective),
                       ov.description or "")
-            bound = _Bound(row, None, False, ov.scale or 1.0, _cached(attributes), ov.drop)
+            bound = _Bound(row, None, False, Scale.of(ov.scale or 1.0), _cached(attributes), ov.drop)
             if len(self._passthrough_rows) < 10_000:
                 self._passthrough_rows[family.name] = bound
         return bound
 
     def map(self, families: Sequence[MetricFamily]) -> MapResult:
-        from promotel.mappings.assemble import (
-            assemble,
-            attach_created,
-            passthrough_metrics,
-            split_target_info,
-            ucum_unit,
-        )
-
         resource_extra, rest = split_target_info(families)
-        families = attach_created(rest)    # prometheus_client's X_created gauges give X its start time
-        out: dict[tuple[str, str, str], Metric] = {}     # merged by (name, scope), in order of first sight
-        passthrough: list[MetricFamily] = []
-        dropped = 0
-        reasons: dict[str, int] = {}
-
-        def add(metric: Metric) -> None:
-            key = (metric.name, metric.scope_name, metric.scope_version)
-            prev = out.get(key)
-            out[key] = metric if prev is None else prev._replace(points=prev.points + metric.points)
+        # prometheus_client's X_created gauges give X its start time; its text GaugeHistograms are recognised.
+        families = fold_gauge_histograms(attach_created(rest))
+        out = _Merged()
+        passthrough_families: list[MetricFamily] = []
 
         for family in families:
-            bound = self._rows.get(family.name)
-            if bound is None and self._patterns:
-                bound = self._match(family.name)
+            bound = self._lookup(family)
             if bound is None:
                 ov = self._overrides.get(family.name)
                 if ov is None:
                     if self._keep_unmapped:
-                        passthrough.append(family)
+                        passthrough_families.append(family)
+                    else:
+                        out.drop("unmapped_drop", len(family.samples), family.name)
                     continue
                 bound = self._passthrough_row(family, ov)
             if bound.drop:
+                out.drop("override_drop", len(family.samples), family.name)
                 continue
             assembled = assemble(family, bound.attributes, bound.scale)
-            dropped += assembled.dropped
-            for reason in assembled.reasons:
-                reasons[reason] = reasons.get(reason, 0) + 1
+            for reason, n in assembled.drops:
+                out.drop(reason, n, family.name)
             if assembled.kind is None:
                 continue
             row = bound.row
             if not _compatible(row.instrument, assembled.kind):
                 self._warn_once(family, row)
                 if self._keep_unmapped:
-                    passthrough.append(family)
+                    passthrough_families.append(family)
+                else:
+                    out.drop("unmapped_drop", len(family.samples), family.name)
                 continue
             kind = bound.kind or assembled.kind
             monotonic = bound.monotonic if bound.kind is not None else assembled.monotonic
             unit = row.unit
             if row.instrument is Instrument.AS_EXPOSED and not unit:
-                unit = ucum_unit(family.unit)
+                unit = unit_of(family)
+            details = {(d.name, d.version): d for d in assembled.scopes}
             for scope_name, scope_version, points in assembled.groups:
-                add(Metric(name=row.name, description=row.description or family.help or "", unit=unit,
+                out.add(with_scope_details(
+                    Metric(name=row.name, description=row.description or family.help or "", unit=unit,
                            kind=kind, points=_points(points), monotonic=monotonic and kind is Kind.SUM,
-                           prom_type=family.type, scope_name=scope_name, scope_version=scope_version))
-        if passthrough:
-            metrics, n = passthrough_metrics(passthrough)
-            dropped += n
-            if n:
-                reasons["passthrough"] = reasons.get("passthrough", 0) + n
-            for metric in metrics:
-                add(metric)
-        resource: dict[str, AttrValue] = {"service.name": self.service_name}
-        resource.update(resource_extra)
-        return MapResult(tuple(out.values()), tuple(sorted(resource.items())), dropped, reasons)
+                           prom_type=family.type, scope_name=scope_name, scope_version=scope_version),
+                    details), family.name)
+        if passthrough_families:
+            # Already folded above: passthrough() folds again only what is left (nothing).
+            result = passthrough(passthrough_families, self._labels_fn)
+            for reason, n in result.drops.items():
+                out.drop(reason, n, result.examples.get(reason, ""))
+            for metric in result.metrics:
+                out.add(metric, metric.name)
+        return MapResult(tuple(out.metrics.values()), resource_extra, sum(out.drops.values()), dict(out.drops),
+                         dict(out.examples))
 
     def _warn_once(self, family: MetricFamily, row: Row) -> None:
         if family.name in self._warned or len(self._warned) > 1000:
@@ -480,6 +513,51 @@ class TableMapper:
         log.warning("Source %s exposes family %s as a %s, but mapping %s expects a %s; "
                     "it is passed through unmapped. Check the exposition or override the family.",
                     self.source_name, family.name, family.type, self.table.name, row.instrument.value)
+
+
+class _Merged:
+    """The metrics of one scrape merged by (name, scope), in order of first sight, one point per series.
+
+    Several families may become one metric (rows merged into one OTel name, an OpenMetrics family and the
+    text family of the same name): points whose attributes the metric already has are duplicates (the first
+    is kept), and a family whose instrument differs from the metric's is left out (``conflicting_type``)."""
+
+    __slots__ = ("drops", "examples", "metrics", "seen")
+
+    def __init__(self) -> None:
+        self.metrics: dict[tuple[str, str, str], Metric] = {}
+        self.seen: dict[tuple[str, str, str], set[Attributes]] = {}
+        self.drops: dict[str, int] = {}
+        self.examples: dict[str, str] = {}
+
+    def drop(self, reason: str, n: int, family: str) -> None:
+        if n <= 0:
+            return
+        self.drops[reason] = self.drops.get(reason, 0) + n
+        if family:
+            self.examples.setdefault(reason, family)
+
+    def add(self, metric: Metric, family: str) -> None:
+        key = (metric.name, metric.scope_name, metric.scope_version)
+        prev = self.metrics.get(key)
+        if prev is None:
+            self.metrics[key] = metric
+            return
+        if (prev.kind, prev.monotonic) != (metric.kind, metric.monotonic):
+            self.drop("conflicting_type", len(metric.points), family)
+            return
+        seen = self.seen.get(key)
+        if seen is None:
+            seen = self.seen[key] = {p.attributes for p in prev.points}
+        fresh: list[Point] = []
+        for p in metric.points:
+            if p.attributes in seen:
+                self.drop("duplicate_series", 1, family)
+            else:
+                seen.add(p.attributes)
+                fresh.append(p)
+        if fresh:
+            self.metrics[key] = prev._replace(points=prev.points + tuple(fresh))
 
 
 def _points(points: Iterable[Point]) -> tuple[Point, ...]:
@@ -554,10 +632,13 @@ def check_table(table: Table) -> Table:
     """Validate a table at import time: rows merged into one metric must agree on shape and unit."""
     shapes: dict[str, tuple[Instrument, str]] = {}
     for row in table.rows:
-        if row.scale <= 0 or not math.isfinite(row.scale):
-            raise MappingError(f"mapping {table.name}: row {row.family} has an invalid scale {row.scale!r}")
-        shape = (row.instrument, row.unit)
-        if shapes.setdefault(row.name, shape) != shape:
+        try:
+            Scale.of(row.scale)
+        except ValueError as exc:
+            raise MappingError(f"mapping {table.name}: row {row.family} has an invalid scale {row.scale!r}: "
+                               f"{exc}") from exc
+        row_shape = (row.instrument, row.unit)
+        if shapes.setdefault(row.name, row_shape) != row_shape:
             raise MappingError(f"mapping {table.name}: rows merged into {row.name} disagree on instrument or unit")
     return table
 

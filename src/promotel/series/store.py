@@ -62,6 +62,8 @@ class ConvertResult(NamedTuple):
     series_added: int                  # new series this scrape (scrape_series_added)
     dropped_over_cap: int              # points dropped because the target hit max_series
     dropped_invalid: int = 0           # points dropped for a timestamp OTLP cannot carry
+    over_cap_example: str = ""         # the first metric a point was dropped from for max_series
+    invalid_example: str = ""          # the first metric a point was dropped from for its timestamp
 
 
 _MetricKey = tuple[str, Kind, str, str]
@@ -114,9 +116,11 @@ class SeriesStore:
         states = self._metrics
         out: list[Metric] = []
         index: dict[_MetricKey, int] = {}        # where each metric sits in ``out`` (markers join it)
+        over_cap_example = invalid_example = ""
         for metric in metrics:
             if not metric.points:
                 continue
+            over_cap_before, invalid_before = over_cap, invalid
             kind = metric.kind
             mkey = (metric.name, kind, metric.scope_name, metric.scope_version)
             header = metric._replace(points=())    # the header only: the points are not kept
@@ -206,6 +210,10 @@ class SeriesStore:
             if points:
                 index[mkey] = len(out)
                 out.append(metric._replace(points=tuple(points)))
+            if over_cap != over_cap_before and not over_cap_example:
+                over_cap_example = metric.name
+            if invalid != invalid_before and not invalid_example:
+                invalid_example = metric.name
         # Series that vanished: one staleness marker each, then forgotten.
         known_before = self._count
         if seen != known_before:
@@ -217,7 +225,7 @@ class SeriesStore:
                         "Raise max_series for this source or drop high-cardinality labels.",
                         self.target, cap, over_cap,
                         extra={"fields": {"source": self.target, "max_series": cap, "dropped": over_cap}})
-        return ConvertResult(tuple(out), self._count, added, over_cap, invalid)
+        return ConvertResult(tuple(out), self._count, added, over_cap, invalid, over_cap_example, invalid_example)
 
     def _expire(self, out: list[Metric], index: dict[_MetricKey, int], rnd: float, now_ns: int) -> None:
         empty: list[_MetricKey] = []
