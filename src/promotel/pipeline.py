@@ -42,7 +42,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
 from promotel.errors import ConfigError
-from promotel.exposition import ExpositionParser
+from promotel.exposition import ExpositionParser, Strictness
 from promotel.mappings import MappingPlugin, SourceLike, load_mapping
 from promotel.mappings.assemble import scope_info_attributes, split_identity_families
 from promotel.mappings.collect import TARGET_LABELS, default_attributes, scraped_attributes
@@ -165,7 +165,8 @@ class TargetPipeline:
         self.name = source.name
         self.plugin = plugin if plugin is not None else load_mapping(mapping)
         self.mapper = self.plugin.bind(source)
-        self.parser = ExpositionParser()
+        # Scraping accepts what Prometheus's scraper accepts; each tolerated rule is in parser.leniencies.
+        self.parser = ExpositionParser(strictness=Strictness.SCRAPE)
         self.store = SeriesStore(source.name, max_series=max_series, honor_timestamps=honor_timestamps)
         # ``honor_labels`` is optional on a SourceLike (sources written for 0.1 have none).
         self.honor_labels = bool(getattr(source, "honor_labels", False))

@@ -29,7 +29,7 @@ import pytest
 
 from promotel.commands.map import MapSource
 from promotel.errors import ExpositionError
-from promotel.exposition import ExpositionParser
+from promotel.exposition import ExpositionParser, Strictness
 from promotel.model import HistogramPoint, Kind, Metric, Point, SummaryPoint
 from promotel.pipeline import TargetPipeline
 from support.replay import Capture, Variant, load_captures
@@ -37,12 +37,7 @@ from support.replay import Capture, Variant, load_captures
 NOW = 1_800_000_000_000_000_000
 CAPTURES = load_captures()
 
-_ISSUE = "issue 12's lenient parser"
 PARSER_REJECTS: Mapping[str, str] = {
-    "client-golang/prom3": f"go_memstats_alloc_bytes is declared twice (a gauge, then a counter); {_ISSUE}",
-    "client-golang/prom2": f"the same body as client-golang/prom3; {_ISSUE}",
-    "python-client-0.26/prom2": f"escaped sample names under unescaped `vllm:` families; {_ISSUE}",
-    "python-client-0.26-colon-enum/prom2": f"as python-client-0.26/prom2; {_ISSUE}",
     "python-client-0.26-colon-enum/prom3": "a quoted UTF-8 label name in OpenMetrics 1.0 (Prometheus 2.42 rejects it "
                                            "too)",
     "python-client-0.17-colon-enum/prom3": "an unquoted `:` in a label name (Prometheus rejects it too)",
@@ -101,7 +96,7 @@ def run(variant: Variant) -> Outcome:
         assert m.name not in metrics, f"{variant.id}: two metrics named {m.name}"
         metrics[m.name] = m
     raw: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[str, float, int | None]]] = {}
-    for family in ExpositionParser().parse(variant.body, variant.content_type):
+    for family in ExpositionParser(strictness=Strictness.SCRAPE).parse(variant.body, variant.content_type):
         for s in family.samples:
             bound = s.labels.get("le", s.labels.get("quantile", ""))
             raw.setdefault((s.name, _prometheus_attrs(s.labels)), []).append((bound, s.value, s.timestamp_ns))
@@ -144,7 +139,19 @@ def _outcomes(capture: Capture) -> list[Outcome]:
     return [run(v) for v in capture.variants.values() if v.id not in PARSER_REJECTS]
 
 
-@pytest.mark.parametrize("capture", CAPTURES, ids=lambda c: c.name)
+# Captures whose variants the SCRAPE parser reads, but not yet alike: strict xfails, so fixing one fails the test
+# until its entry goes.
+FORMAT_GAPS: Mapping[str, str] = {
+    name: ("prometheus_client 0.26 answers OpenMetrics without escaping=allow-utf-8 with `vllm:x` families whose "
+           "samples are written escaped (`vllm_x_total`): the samples lose their declared family, so e.g. the "
+           "Info vllm:cache_config is a gauge there and a Sum in text")
+    for name in ("python-client-0.26", "python-client-0.26-colon-enum")
+}
+
+
+@pytest.mark.parametrize("capture", [
+    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=FORMAT_GAPS[c.name])) if c.name in FORMAT_GAPS else c
+    for c in CAPTURES], ids=lambda c: c.name)
 def test_names_types_units_and_points_do_not_depend_on_the_format(capture: Capture) -> None:
     outcomes = _outcomes(capture)
     if not outcomes:
@@ -191,7 +198,7 @@ def test_listed_parser_rejects_still_fail() -> None:
     now_parsing = []
     for vid in PARSER_REJECTS:
         try:
-            ExpositionParser().parse(variants[vid].body, variants[vid].content_type)
+            ExpositionParser(strictness=Strictness.SCRAPE).parse(variants[vid].body, variants[vid].content_type)
         except ExpositionError:
             continue
         now_parsing.append(vid)
