@@ -214,6 +214,11 @@ class Proxy(NamedTuple):
     def __repr__(self) -> str:
         return f"Proxy({self.shown!r}, {self.origin!r})"       # never the credentials
 
+    def auth_refused(self) -> str:
+        """The message for a 407 from this proxy (the same words for the scraper and every sender)."""
+        return (f"the proxy {self.shown} ({self.origin}) answered 407 Proxy Authentication Required; check the "
+                f"user and password in {self.origin} (written http://USER:PASSWORD@host:port)")
+
     def secrets(self) -> tuple[str, ...]:
         """The credentials in the URL as written and as sent (percent-decoded), to register for masking."""
         parts = urllib.parse.urlsplit(self.url)

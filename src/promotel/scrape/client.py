@@ -333,7 +333,7 @@ class Scraper:
         status = response.status_code
         where = safe_url(url)
         if proxy is not None and status == 407:
-            raise self._error(_proxy_auth_message(proxy), "proxy")
+            raise self._error(proxy.auth_refused(), "proxy")
         if proxy is not None and status in (502, 504):
             # A forward proxy answers these itself when it cannot reach the target (http:// targets).
             raise self._error(f"{where} answered HTTP {status} ({response.reason_phrase}) through the proxy "
@@ -498,7 +498,7 @@ class Scraper:
         if isinstance(exc, httpx.ProxyError):
             # httpcore words a refused CONNECT "<status> <reason>".
             if str(exc).startswith("407"):
-                return self._error(_proxy_auth_message(proxy), "proxy")
+                return self._error(proxy.auth_refused(), "proxy")
             return self._error(f"{where} refused to open a tunnel to {target} ({exc}); check that the proxy "
                                "may connect to the target", "proxy")
         if isinstance(exc, httpx.ConnectTimeout):
@@ -511,11 +511,6 @@ class Scraper:
             return self._error(f"connection to {where} refused; is the proxy running, and is {proxy.origin} "
                                "right?", "proxy")
         return None
-
-
-def _proxy_auth_message(proxy: Proxy) -> str:
-    return (f"the proxy {proxy.shown} ({proxy.origin}) answered 407 Proxy Authentication Required; check the "
-            f"user and password in {proxy.origin} (written http://USER:PASSWORD@host:port)")
 
 
 class _BodyError(Exception):
