@@ -410,3 +410,44 @@ def test_a_proxy_never_prints_its_credentials() -> None:
     p = Proxy(f"http://me:{PASSWORD}@proxy:3128", "proxy_url")
     assert PASSWORD not in repr(p) and PASSWORD not in p.shown and PASSWORD not in repr((p,))
     assert PASSWORD in p.secrets()
+
+
+# ─── every output of a real process: `promotel check` ────────────────────────────────────────
+
+
+def test_check_output_and_logs_never_show_proxy_passwords(tmp_path: Path, locked_proxy: ForwardProxy,
+                                                          target: Target) -> None:
+    """`promotel check` as a subprocess: a source through HTTP_PROXY, one through its proxy_url and a gRPC
+    exporter through HTTPS_PROXY, all with wrong proxy passwords. Each line says 407 and names the proxy; no
+    password appears on stdout or stderr (promotel's logs and gRPC core's own lines)."""
+    import os
+    import subprocess
+    import textwrap
+
+    from support.bridge import PROMOTEL
+
+    env_password, config_password = "env-" + PASSWORD, "cfg-" + PASSWORD
+    config = tmp_path / "promotel.yaml"
+    config.write_text(textwrap.dedent(f"""
+        sources:
+          - {{name: via-env, url: "{target.url()}"}}
+          - {{name: via-config, url: "{target.url()}", proxy_url: "{locked_proxy.url('scraper', config_password)}"}}
+        exporters:
+          - {{name: otlp, endpoint: "http://collector.test:4317", protocol: grpc, timeout: 3s}}
+    """))
+    config.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    env.update(HTTP_PROXY=locked_proxy.url("scraper", env_password),
+               HTTPS_PROXY=locked_proxy.url("scraper", env_password), PYTHONPATH=os.pathsep.join(
+                   p for p in (str(Path(__file__).resolve().parents[2] / "src"), env.get("PYTHONPATH")) if p))
+    proc = subprocess.run([*PROMOTEL, "check", "-c", str(config)], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    lines = {line.split(":", 1)[0]: line for line in proc.stdout.splitlines()}
+    assert "407 Proxy Authentication Required" in lines["source via-env"] and "HTTP_PROXY" in lines["source via-env"]
+    assert "407 Proxy Authentication Required" in lines["source via-config"] and "proxy_url" in lines["source via-config"]
+    assert "407 Proxy Authentication Required" in lines["exporter otlp"] and "HTTPS_PROXY" in lines["exporter otlp"]
+    assert len(locked_proxy.passed) == 3          # each went through the proxy and was refused there
+    for password in (env_password, config_password, PASSWORD):
+        assert password not in output
