@@ -580,3 +580,16 @@ def test_grpc_refuses_an_https_proxy_before_sending() -> None:
     # OTLP/HTTP can use an https:// proxy.
     resolved = proxied("https://otlp.example/v1/metrics", "http/protobuf", {}, proxy_url="https://proxy.corp:3129")
     assert resolved.proxy is not None and resolved.proxy.url == "https://proxy.corp:3129"
+
+
+def test_a_proxy_problem_is_listed_with_the_other_preset_problems() -> None:
+    from promotel.export.presets import preset_problems
+
+    cfg = exporter_config(preset="datadog", protocol="grpc", proxy_url="https://proxy.corp:3129")
+    found = dict(preset_problems(cfg, 0))
+    assert "exporters[0].api_key" in found and "exporters[0].protocol" in found
+    assert "exporters[0].proxy_url" not in found          # Datadog is OTLP/HTTP: an https:// proxy is fine there
+    cfg = exporter_config(endpoint="https://otlp.example:4317", protocol="grpc", temporality="delta",
+                          proxy_url="https://proxy.corp:3129", tls={"insecure_skip_verify": True})
+    found = dict(preset_problems(cfg, 0))
+    assert set(found) == {"exporters[0].tls.insecure_skip_verify", "exporters[0].proxy_url"}

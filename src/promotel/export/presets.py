@@ -216,7 +216,9 @@ def resolve_exporter(cfg: ExporterConfig, env: Mapping[str, str] | None = None, 
                                             "server's CA in tls.ca_file instead, or use http/protobuf.")
     if temporality_set is not None:
         temporality = Temporality(temporality_set)
-    proxy = None if problems else _proxy(cfg, protocol, url, env, where, problems)
+    # The proxy depends on the endpoint: decided when the endpoint is usable (other problems are listed with it).
+    endpoint_ok = all(path != f"{where}.endpoint" for path, _ in problems)
+    proxy = _proxy(cfg, protocol, url, env, where, problems) if endpoint_ok else None
     if problems:
         raise ConfigError(problems)
     return ResolvedExporter(
@@ -255,7 +257,11 @@ def _proxy(cfg: ExporterConfig, protocol: str, url: str, env: Mapping[str, str],
     # gRPC's target is host:port and goes through a CONNECT tunnel whatever its scheme (grpc-go and gRPC
     # core pick the proxy as for https); OTLP/HTTP by the URL's scheme.
     parts = urllib.parse.urlsplit(url if not grpc else f"https://{url}")
-    proxy = settings.for_url(parts.scheme, parts.hostname or "", parts.port)
+    try:
+        port = parts.port
+    except ValueError:
+        return None                    # reported as an endpoint problem
+    proxy = settings.for_url(parts.scheme, parts.hostname or "", port)
     if proxy is not None and grpc and urllib.parse.urlsplit(proxy.url).scheme.lower() != "http":
         problems.append((path, f"the proxy {proxy.shown} ({proxy.origin}) is https://, but gRPC reaches a proxy "
                                "over plain HTTP only (a CONNECT tunnel; the gRPC traffic inside stays TLS when the "

@@ -489,7 +489,6 @@ class Scraper:
                                "target serves HTTPS, write https:// in 'url'", "connect")
         return self._error(f"request to {safe_url(url)} failed ({detail})", "connect")
 
-
     def _proxy_error(self, exc: httpx.HTTPError, causes: list[BaseException], proxy: Proxy,
                      target: str) -> ScrapeError | None:
         """The error when the proxy is what failed (promotel connects to the proxy only: every connect-phase
