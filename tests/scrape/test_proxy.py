@@ -12,7 +12,10 @@ import asyncio
 import datetime
 import ipaddress
 import logging
+import os
 import ssl
+import subprocess
+import textwrap
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,9 +25,11 @@ from typing import Any
 import pytest
 
 from promotel.config import SourceConfig
+from promotel.config.secrets import SecretRedactingFilter, redact_all
 from promotel.errors import ScrapeError
 from promotel.httpcommon import Proxy, proxy_settings
 from promotel.scrape import ACCEPT, Scraper, ScrapeResult
+from support.bridge import PROMOTEL
 from support.forward_proxy import ForwardProxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -198,8 +203,6 @@ def test_proxy_credentials_from_the_environment_are_sent_and_masked(monkeypatch:
     assert scrape(source(server.url(), tls={"ca_file": ca})).body == BODY
     sent = locked_proxy.passed[0].headers["proxy-authorization"]
     assert sent.startswith("Basic ")
-    from promotel.config.secrets import redact_all
-
     assert redact_all(f"{PASSWORD} {sent.removeprefix('Basic ')}") == "*** ***"
 
 
@@ -324,8 +327,6 @@ def test_proxy_407_names_the_proxy_and_hides_the_password(monkeypatch: pytest.Mo
     assert ("HTTPS_PROXY" if tls else "HTTP_PROXY") in text and "USER:PASSWORD" in text
     assert wrong not in text and PASSWORD not in text and "scraper:" not in text
     assert locked_proxy.passed and "proxy-authorization" in locked_proxy.passed[0].headers
-    from promotel.config.secrets import SecretRedactingFilter
-
     for record in caplog.records:
         SecretRedactingFilter().filter(record)
         assert wrong not in record.getMessage() and PASSWORD not in record.getMessage()
@@ -420,12 +421,6 @@ def test_check_output_and_logs_never_show_proxy_passwords(tmp_path: Path, locked
     """`promotel check` as a subprocess: a source through HTTP_PROXY, one through its proxy_url and a gRPC
     exporter through HTTPS_PROXY, all with wrong proxy passwords. Each line says 407 and names the proxy; no
     password appears on stdout or stderr (promotel's logs and gRPC core's own lines)."""
-    import os
-    import subprocess
-    import textwrap
-
-    from support.bridge import PROMOTEL
-
     env_password, config_password = "env-" + PASSWORD, "cfg-" + PASSWORD
     config = tmp_path / "promotel.yaml"
     config.write_text(textwrap.dedent(f"""
