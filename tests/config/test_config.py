@@ -647,3 +647,115 @@ def test_deprecated_keys_are_still_validated(tmp_path: Path) -> None:
     """)
     assert set(found) == {"sources[0].expire_after_scrapes", "shard"}
     assert "greater than or equal to 1" in found["sources[0].expire_after_scrapes"]
+
+
+# ─── scrape_protocols, fallback_scrape_protocol (Prometheus's keys) ─────────────────────────────
+
+
+def test_scrape_protocols_default_to_prometheus_3s_and_take_a_list(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """
+        sources:
+          - {name: a, url: "http://127.0.0.1:1/metrics"}
+          - name: b
+            url: "http://127.0.0.1:2/metrics"
+            scrape_protocols: [PrometheusText1.0.0, PrometheusText0.0.4]
+            fallback_scrape_protocol: PrometheusText0.0.4
+        exporters: [{name: e}]
+    """), env={})
+    a, b = cfg.sources
+    assert a.scrape_protocols == ("OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText1.0.0",
+                                  "PrometheusText0.0.4")
+    assert a.fallback_scrape_protocol is None
+    assert b.scrape_protocols == ("PrometheusText1.0.0", "PrometheusText0.0.4")
+    assert b.fallback_scrape_protocol == "PrometheusText0.0.4"
+
+
+def test_scrape_protocol_problems_name_the_entry_and_what_to_write(tmp_path: Path) -> None:
+    found = problems(tmp_path, """
+        sources:
+          - {name: a, url: "http://127.0.0.1:1/metrics", scrape_protocols: [OpenMetricsText1.0.0, PrometheusProto]}
+          - {name: b, url: "http://127.0.0.1:2/metrics", scrape_protocols: [openmetricstext1.0.0]}
+          - {name: c, url: "http://127.0.0.1:3/metrics", scrape_protocols: []}
+          - {name: d, url: "http://127.0.0.1:4/metrics", scrape_protocols: [PrometheusText0.0.4, PrometheusText0.0.4]}
+          - {name: e, url: "http://127.0.0.1:5/metrics", fallback_scrape_protocol: PrometheusProto}
+          - {name: f, url: "http://127.0.0.1:6/metrics", fallback_scrape_protocol: text}
+          - {name: g, url: "http://127.0.0.1:7/metrics", scrape_protocols: PrometheusText0.0.4}
+        exporters: [{name: e}]
+    """)
+    assert set(found) == {"sources[0].scrape_protocols[1]", "sources[1].scrape_protocols[0]",
+                          "sources[2].scrape_protocols", "sources[3].scrape_protocols",
+                          "sources[4].fallback_scrape_protocol", "sources[5].fallback_scrape_protocol",
+                          "sources[6].scrape_protocols"}
+    proto = found["sources[0].scrape_protocols[1]"]
+    assert "protobuf" in proto and "not supported" in proto and "remove it" in proto
+    assert found["sources[4].fallback_scrape_protocol"] == proto
+    assert "did you mean 'OpenMetricsText1.0.0'?" in found["sources[1].scrape_protocols[0]"]
+    assert "supported: OpenMetricsText0.0.1, OpenMetricsText1.0.0, PrometheusText0.0.4, PrometheusText1.0.0" \
+        in found["sources[5].fallback_scrape_protocol"]
+    assert "case-sensitive" in found["sources[5].fallback_scrape_protocol"]
+    assert "must not be empty" in found["sources[2].scrape_protocols"]
+    assert "remove the key for the default (OpenMetricsText1.0.0, " in found["sources[2].scrape_protocols"]
+    assert "PrometheusText0.0.4 is listed twice" in found["sources[3].scrape_protocols"]
+    assert found["sources[6].scrape_protocols"] == "expected a list, such as [PrometheusText0.0.4], got a string"
+
+
+# ─── proxies (Prometheus's proxy_url, no_proxy, proxy_from_environment; the Collector's proxy_url) ─────
+
+
+def test_proxy_keys_load_for_sources_and_exporters(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """
+        sources:
+          - {name: a, url: "https://app.example/metrics", proxy_url: "http://proxy.corp:3128", no_proxy: ".corp,10.0.0.0/8"}
+          - {name: b, url: "https://app.example/metrics", proxy_from_environment: false}
+          - {name: c, url: "https://app.example/metrics"}
+        exporters:
+          - {name: e, endpoint: "https://otlp.example:4317", proxy_url: "http://proxy.corp:3128"}
+          - {name: f, endpoint: "https://otlp.example/v1/metrics", proxy_from_environment: true}
+    """), env={})
+    a, b, c = cfg.sources
+    assert (a.proxy_url, a.no_proxy, a.proxy_from_environment) == ("http://proxy.corp:3128", ".corp,10.0.0.0/8", None)
+    assert (b.proxy_url, b.proxy_from_environment) == (None, False)
+    assert (c.proxy_url, c.no_proxy, c.proxy_from_environment) == (None, None, None)
+    assert cfg.exporters[0].proxy_url == "http://proxy.corp:3128"
+    assert cfg.exporters[1].proxy_from_environment is True
+
+
+def test_proxy_key_problems_use_prometheus_words(tmp_path: Path) -> None:
+    found = problems(tmp_path, """
+        sources:
+          - {name: a, url: "http://h/metrics", proxy_url: "http://p:3128", proxy_from_environment: true}
+          - {name: b, url: "http://h/metrics", no_proxy: "localhost"}
+          - {name: c, url: "http://h/metrics", proxy_url: "socks5://p:1080"}
+          - {name: d, url: "http://h/metrics", proxy_url: "proxy.corp:3128"}
+        exporters:
+          - {name: e, endpoint: "http://h:4317", no_proxy: "x"}
+          - {name: f, endpoint: "http://h:4317", proxy_url: "ftp://p"}
+    """)
+    assert found["sources[0].proxy_from_environment"].startswith(
+        "if proxy_from_environment is configured, proxy_url must not be configured")
+    assert found["sources[1].no_proxy"] == "if no_proxy is configured, proxy_url must also be configured"
+    assert found["exporters[0].no_proxy"] == found["sources[1].no_proxy"]
+    assert "SOCKS" in found["sources[2].proxy_url"]
+    assert "expected an http:// or https:// proxy URL" in found["sources[3].proxy_url"]
+    assert "expected an http:// or https:// proxy URL" in found["exporters[1].proxy_url"]
+
+
+def test_a_proxy_password_is_masked_everywhere_and_counts_as_a_literal_secret(tmp_path: Path) -> None:
+    text = """
+        sources: [{name: a, url: "http://h/metrics", proxy_url: "http://me:pr0xy-Passw0rd@proxy.corp:3128"}]
+        exporters: [{name: e, endpoint: "http://h:4317", proxy_url: "http://me:exp0rt-Passw0rd@proxy.corp:3128"}]
+    """
+    cfg = load_config(write(tmp_path, text), env={})
+    assert redact_all("pr0xy-Passw0rd exp0rt-Passw0rd") == "*** ***"
+    assert config_has_secrets(cfg)
+    path = write(tmp_path, text, mode=0o644, name="open.yaml")
+    with pytest.raises(ConfigError) as info:
+        check_file_permissions(path, allow_insecure=False)
+    assert "sources[0].proxy_url" in str(info.value) and "exporters[0].proxy_url" in str(info.value)
+    assert "Passw0rd" not in str(info.value)
+    # A bad proxy URL's message never shows its password either.
+    found = problems(tmp_path, """
+        sources: [{name: a, url: "http://h/metrics", proxy_url: "socks5://me:s0cks-Passw0rd@p:1080"}]
+        exporters: [{name: e}]
+    """)
+    assert "s0cks-Passw0rd" not in found["sources[0].proxy_url"] and "me:" not in found["sources[0].proxy_url"]

@@ -22,11 +22,13 @@ from support.fake_intakes import (
     partial_success,
     status_body,
 )
+from support.forward_proxy import ForwardProxy
 
-from promotel.errors import ExportError
+from promotel.errors import ConfigError, ExportError
 from promotel.export.grpc_sender import GrpcSender
 from promotel.export.http_sender import HttpSender, parse_retry_after
-from promotel.export.presets import resolve_exporter
+from promotel.export.presets import ResolvedExporter, resolve_exporter
+from promotel.export.sender import make_sender
 
 REQUEST = encode_one(make_batch(counters=3))
 BIG_REQUEST = encode_one(make_batch(counters=400, attrs=5))
@@ -330,7 +332,7 @@ def test_http_413_is_too_large_naming_the_request_size_and_what_to_do() -> None:
     """A backend that refuses requests over 2 kB once decompressed, as an intake with a body limit does: 413
     is ``kind="too_large"`` (the queue splits such a request) and not retryable as it is."""
     def limit(recorded: object) -> tuple[int, dict[str, str], bytes] | None:
-        body = recorded.body  # type: ignore[attr-defined]
+        body = recorded.body
         return (413, {"Content-Type": "text/plain"}, b"request body too large") if len(body) > 2000 else None
 
     with HttpReceiver(check=limit) as rx:
@@ -405,3 +407,189 @@ def test_grpc_other_resource_exhausted_keeps_the_specs_rule() -> None:
     assert throttled.kind == refused.kind == "grpc_resource_exhausted"
     assert throttled.retryable and throttled.retry_after == 0.5
     assert not refused.retryable
+
+
+# ─── through a proxy (tests/support/forward_proxy.py: a real forward proxy on 127.0.0.1) ─────────
+# The endpoints are named collector.test: only the proxy resolves that name, so a request that arrives went
+# through it. Its credentials must never appear in an error or a log line.
+
+PROXY_PASSWORD = "exp0rter-Pr0xy-pw"
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "grpc_proxy",
+                   "GRPC_PROXY", "no_grpc_proxy", "NO_GRPC_PROXY")
+
+
+@pytest.fixture
+def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def proxied(endpoint: str, protocol: str, env: dict[str, str] | None = None, **kw: object) -> ResolvedExporter:
+    """The resolved exporter for ``endpoint``: with ``env`` None, the process environment is read."""
+    return resolve_exporter(exporter_config(endpoint=endpoint, protocol=protocol, **kw), env=env)
+
+
+async def send_through(resolved: ResolvedExporter, request: bytes = REQUEST) -> object:
+    sender = make_sender(resolved)
+    try:
+        try:
+            return await sender.send(request)
+        except ExportError as exc:
+            return exc
+    finally:
+        await sender.aclose()
+
+
+def test_http_exporter_through_proxy_url_with_credentials() -> None:
+    with HttpReceiver() as rx, ForwardProxy({"collector.test": "127.0.0.1"}, ("exporter", PROXY_PASSWORD)) as proxy:
+        endpoint = f"http://collector.test:{rx.port}/v1/metrics"
+        resolved = proxied(endpoint, "http/protobuf", {}, proxy_url=proxy.url("exporter", PROXY_PASSWORD))
+        assert asyncio.run(send_through(resolved)) == (0, "")
+    assert proxy.methods() == [("POST", endpoint)]                    # absolute URI to the proxy
+    assert proxy.passed[0].headers["proxy-authorization"].startswith("Basic ")
+    assert rx.requests[0].message == ExportMetricsServiceRequest.FromString(REQUEST)
+    assert "proxy-authorization" not in rx.requests[0].headers        # the proxy's credentials stop there
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+def test_http_exporter_through_the_environment(no_proxy_variables: pytest.MonkeyPatch, variable: str) -> None:
+    with HttpReceiver() as rx, ForwardProxy({"collector.test": "127.0.0.1"}) as proxy:
+        no_proxy_variables.setenv(variable, proxy.url())
+        no_proxy_variables.setenv("HTTPS_PROXY", "http://127.0.0.1:9")     # for https:// only
+        resolved = proxied(f"http://collector.test:{rx.port}", "http/protobuf")
+        assert asyncio.run(send_through(resolved)) == (0, "")
+        # NO_PROXY, loopback and proxy_from_environment: false go direct.
+        no_proxy_variables.setenv("NO_PROXY", "collector.test")
+        assert proxied(f"http://collector.test:{rx.port}", "http/protobuf").proxy is None
+        no_proxy_variables.delenv("NO_PROXY")
+        assert proxied(rx.url, "http/protobuf").proxy is None
+        assert proxied(f"http://collector.test:{rx.port}", "http/protobuf",
+                       proxy_from_environment=False).proxy is None
+    assert proxy.methods() == [("POST", f"http://collector.test:{rx.port}/v1/metrics")]
+    assert len(rx.requests) == 1
+
+
+def test_http_exporter_proxy_407_is_permanent_and_hides_the_password() -> None:
+    wrong = "wr0ng-" + PROXY_PASSWORD
+    with HttpReceiver() as rx, ForwardProxy({"collector.test": "127.0.0.1"}, ("exporter", PROXY_PASSWORD)) as proxy:
+        resolved = proxied(f"http://collector.test:{rx.port}", "http/protobuf", {"HTTP_PROXY": proxy.url("exporter", wrong)})
+        err = asyncio.run(send_through(resolved))
+    assert isinstance(err, ExportError)
+    assert err.kind == "proxy" and not err.retryable
+    assert "407 Proxy Authentication Required" in str(err) and "the HTTP_PROXY variable" in str(err)
+    assert f"http://127.0.0.1:{proxy.port}" in str(err)
+    assert wrong not in str(err) and PROXY_PASSWORD not in str(err)
+    assert rx.requests == []
+
+
+def test_http_exporter_proxy_down_is_retryable_and_named() -> None:
+    with ForwardProxy() as gone:
+        url = gone.url("exporter", PROXY_PASSWORD)
+    err = asyncio.run(send_through(proxied("http://collector.test:4318", "http/protobuf", {}, proxy_url=url)))
+    assert isinstance(err, ExportError)
+    assert err.kind == "proxy" and err.retryable
+    assert "connection to the proxy http://127.0.0.1:" in str(err) and "(proxy_url)" in str(err)
+    assert PROXY_PASSWORD not in str(err)
+
+
+async def grpc_through(proxy_env: dict[str, str] | None, **kw: object) -> tuple[GrpcReceiver, object]:
+    rx = await GrpcReceiver().start()
+    try:
+        resolved = proxied(f"http://collector.test:{rx.port}", "grpc", proxy_env, **kw)
+        result = await send_through(resolved)
+    finally:
+        await rx.stop()
+    return rx, result
+
+
+def test_grpc_exporter_through_a_connect_tunnel_with_proxy_url(capfd: pytest.CaptureFixture[str]) -> None:
+    with ForwardProxy({"collector.test": "127.0.0.1"}, ("exporter", PROXY_PASSWORD)) as proxy:
+        rx, result = asyncio.run(grpc_through({}, proxy_url=proxy.url("exporter", PROXY_PASSWORD),
+                                              headers={"X-Api-Key": "k1"}))
+    assert result == (0, "")
+    assert proxy.methods() == [("CONNECT", f"collector.test:{rx.port}")]
+    assert proxy.passed[0].headers["proxy-authorization"].startswith("Basic ")
+    request, metadata = rx.requests[0]
+    assert request == ExportMetricsServiceRequest.FromString(REQUEST)
+    assert metadata["x-api-key"] == "k1"
+    assert PROXY_PASSWORD not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy", "grpc_proxy"])
+def test_grpc_exporter_through_the_environment(no_proxy_variables: pytest.MonkeyPatch, variable: str) -> None:
+    with ForwardProxy({"collector.test": "127.0.0.1"}) as proxy:
+        no_proxy_variables.setenv(variable, proxy.url())
+        rx, result = asyncio.run(grpc_through(None))
+    assert result == (0, "")
+    assert proxy.methods() == [("CONNECT", f"collector.test:{rx.port}")]
+
+
+def test_grpc_does_not_take_a_proxy_promotel_did_not_choose(no_proxy_variables: pytest.MonkeyPatch) -> None:
+    # gRPC core would tunnel 127.0.0.1 through https_proxy on its own; promotel's rule (loopback goes direct,
+    # as in Go) holds because the channel is told grpc.enable_http_proxy = 0.
+    no_proxy_variables.setenv("https_proxy", "http://127.0.0.1:9")
+    no_proxy_variables.setenv("grpc_proxy", "http://127.0.0.1:9")
+
+    async def go() -> object:
+        rx = await GrpcReceiver().start()
+        try:
+            resolved = proxied(rx.endpoint, "grpc", timeout=3.0)
+            assert resolved.proxy is None
+            return await send_through(resolved)
+        finally:
+            await rx.stop()
+
+    assert asyncio.run(go()) == (0, "")
+
+
+def test_grpc_exporter_proxy_407_is_permanent_and_hides_the_password(capfd: pytest.CaptureFixture[str]) -> None:
+    wrong = "wr0ng-" + PROXY_PASSWORD
+    with ForwardProxy({"collector.test": "127.0.0.1"}, ("exporter", PROXY_PASSWORD)) as proxy:
+        rx, err = asyncio.run(grpc_through({"HTTPS_PROXY": proxy.url("exporter", wrong)}, timeout=3.0))
+    assert isinstance(err, ExportError)
+    assert err.kind == "proxy" and not err.retryable
+    assert "407 Proxy Authentication Required" in str(err) and "the HTTPS_PROXY variable" in str(err)
+    assert str(err).startswith(f"test: sending to collector.test:{rx.port} failed (UNAVAILABLE): the proxy ")
+    assert rx.requests == []
+    assert wrong not in str(err) and PROXY_PASSWORD not in str(err)
+    assert wrong not in capfd.readouterr().err                  # nor in gRPC core's own log lines
+
+
+def test_grpc_exporter_proxy_errors_name_the_proxy() -> None:
+    with ForwardProxy({}) as proxy:               # knows no host: refuses every tunnel with 502
+        _, refused = asyncio.run(grpc_through({}, proxy_url=proxy.url(), timeout=3.0))
+    assert isinstance(refused, ExportError) and refused.kind == "proxy" and refused.retryable
+    assert "refused to open a tunnel to collector.test:" in str(refused) and "HTTP 502" in str(refused)
+    _, down = asyncio.run(grpc_through({}, proxy_url=proxy.url(), timeout=3.0))          # the proxy has stopped
+    assert isinstance(down, ExportError) and down.kind == "proxy" and "refused" in str(down)
+    _, dns = asyncio.run(grpc_through({}, proxy_url="http://proxy.invalid:3128", timeout=3.0))
+    assert isinstance(dns, ExportError) and dns.kind == "dns"
+    assert "DNS lookup of the proxy http://proxy.invalid:3128 (proxy_url) failed" in str(dns)
+
+
+def test_grpc_refuses_an_https_proxy_before_sending() -> None:
+    with pytest.raises(ConfigError) as info:
+        proxied("https://otlp.example:4317", "grpc", {}, proxy_url=f"https://me:{PROXY_PASSWORD}@proxy.corp:3129")
+    path, message = info.value.problems[0]
+    assert path == "exporters[test].proxy_url"
+    assert "gRPC reaches a proxy over plain HTTP only" in message and PROXY_PASSWORD not in message
+    with pytest.raises(ConfigError) as info:
+        proxied("https://otlp.example:4317", "grpc", {"HTTPS_PROXY": "https://proxy.corp:3129"})
+    assert "the HTTPS_PROXY variable" in info.value.problems[0][1]
+    # OTLP/HTTP can use an https:// proxy.
+    resolved = proxied("https://otlp.example/v1/metrics", "http/protobuf", {}, proxy_url="https://proxy.corp:3129")
+    assert resolved.proxy is not None and resolved.proxy.url == "https://proxy.corp:3129"
+
+
+def test_a_proxy_problem_is_listed_with_the_other_preset_problems() -> None:
+    from promotel.export.presets import preset_problems
+
+    cfg = exporter_config(preset="datadog", protocol="grpc", proxy_url="https://proxy.corp:3129")
+    found = dict(preset_problems(cfg, 0))
+    assert "exporters[0].api_key" in found and "exporters[0].protocol" in found
+    assert "exporters[0].proxy_url" not in found          # Datadog is OTLP/HTTP: an https:// proxy is fine there
+    cfg = exporter_config(endpoint="https://otlp.example:4317", protocol="grpc", temporality="delta",
+                          proxy_url="https://proxy.corp:3129", tls={"insecure_skip_verify": True})
+    found = dict(preset_problems(cfg, 0))
+    assert set(found) == {"exporters[0].tls.insecure_skip_verify", "exporters[0].proxy_url"}

@@ -97,6 +97,14 @@ def _literal_secret_paths(data: object, env_paths: set[str] | None = None) -> li
             return
         found.append(path)
 
+    def url_password(url: object, loc: Loc) -> None:
+        if isinstance(url, str) and "${" not in url:
+            try:
+                if urllib.parse.urlsplit(url).password:
+                    found.append(format_loc(loc))
+            except ValueError:
+                pass
+
     def headers(block: object, loc: Loc) -> None:
         if isinstance(block, dict):
             for k, v in block.items():
@@ -118,13 +126,8 @@ def _literal_secret_paths(data: object, env_paths: set[str] | None = None) -> li
                 check(basic.get("password"), (*base, "auth", "basic", "password"))
         check(src.get("pseudonymize_key"), (*base, "pseudonymize_key"))
         headers(src.get("headers"), (*base, "headers"))
-        url = src.get("url")
-        if isinstance(url, str) and "${" not in url:
-            try:
-                if urllib.parse.urlsplit(url).password:
-                    found.append(format_loc((*base, "url")))
-            except ValueError:
-                pass
+        url_password(src.get("url"), (*base, "url"))
+        url_password(src.get("proxy_url"), (*base, "proxy_url"))
     for i, exp in enumerate(data.get("exporters") or []):
         if not isinstance(exp, dict):
             continue
@@ -132,6 +135,7 @@ def _literal_secret_paths(data: object, env_paths: set[str] | None = None) -> li
         for key in ("api_key", "token"):
             check(exp.get(key), (*base, key))
         headers(exp.get("headers"), (*base, "headers"))
+        url_password(exp.get("proxy_url"), (*base, "proxy_url"))
     return found
 
 

@@ -33,6 +33,13 @@ from pydantic import (
 from promotel.config.secrets import Secret, register_secret
 from promotel.config.units import parse_duration, parse_size
 from promotel.errors import ConfigError, MappingError
+from promotel.httpcommon import (
+    DEFAULT_SCRAPE_PROTOCOLS,
+    SCRAPE_PROTOCOL_MEDIA_TYPES,
+    SUPPORTED_SCRAPE_PROTOCOLS,
+    UNSUPPORTED_SCRAPE_PROTOCOLS,
+    proxy_from_url,
+)
 from promotel.mappings import (
     DEFAULT_SCRAPE_POLICY,
     ScrapePolicy,
@@ -145,6 +152,91 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# ─── scrape protocols and proxies (Prometheus's keys, same names and meaning) ──────────────────
+
+
+def _scrape_protocol(value: str) -> str:
+    """One of Prometheus's scrape protocol names (case-sensitive, as in Prometheus)."""
+    if value in UNSUPPORTED_SCRAPE_PROTOCOLS:
+        raise ValueError(f"{value} (Prometheus's protobuf format) is not supported: promotel parses the text "
+                         "formats only; remove it (exporters that offer protobuf offer the text formats too)")
+    if value not in SCRAPE_PROTOCOL_MEDIA_TYPES:
+        close = difflib.get_close_matches(value, SUPPORTED_SCRAPE_PROTOCOLS, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown scrape protocol {value!r}{hint}; supported: "
+                         f"{', '.join(SUPPORTED_SCRAPE_PROTOCOLS)} (Prometheus's names, case-sensitive)")
+    return value
+
+
+ScrapeProtocol = Annotated[str, AfterValidator(_scrape_protocol)]
+
+
+def _protocol_list(value: object) -> object:
+    if isinstance(value, str):     # YAML "scrape_protocols: X": pydantic would say "a valid tuple"
+        raise ValueError(f"expected a list, such as [{value}], got a string")
+    return value
+
+
+def _scrape_protocols(value: tuple[str, ...]) -> tuple[str, ...]:
+    # Prometheus's validateAcceptScrapeProtocols: not empty, no protocol twice.
+    if not value:
+        raise ValueError(f"must not be empty; remove the key for the default ({', '.join(DEFAULT_SCRAPE_PROTOCOLS)})")
+    seen: set[str] = set()
+    for protocol in value:
+        if protocol.lower() in seen:
+            raise ValueError(f"{protocol} is listed twice; list each protocol once, most preferred first")
+        seen.add(protocol.lower())
+    return value
+
+
+def _proxy_url(value: str) -> str:
+    try:
+        proxy = proxy_from_url(value, "proxy_url")
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    for secret in proxy.secrets():
+        register_secret(secret)     # a password in the proxy URL is masked like any other secret
+    return value
+
+
+ProxyURL = Annotated[str, AfterValidator(_proxy_url)]
+
+
+def _proxy_keys_problem(proxy_url: str | None, no_proxy: str | None, from_environment: bool | None) -> str | None:
+    """prometheus/common's ProxyConfig rules, in its words, for the keys given."""
+    if from_environment and proxy_url:
+        return ("if proxy_from_environment is configured, proxy_url must not be configured; keep one of them "
+                "(without either, promotel reads HTTP_PROXY, HTTPS_PROXY and NO_PROXY)")
+    if from_environment and no_proxy:
+        return ("if proxy_from_environment is configured, no_proxy must not be configured; list the hosts in "
+                "the NO_PROXY variable instead")
+    if no_proxy and not proxy_url:
+        return "if no_proxy is configured, proxy_url must also be configured"
+    return None
+
+
+class _ProxyChecks(_Model):
+    """The proxy keys' rules as field validators, so that each problem names its key (the base of the models
+    that have ``proxy_url``, ``no_proxy`` and ``proxy_from_environment``, declared in that order)."""
+
+    @field_validator("no_proxy", check_fields=False)
+    @classmethod
+    def _no_proxy_needs_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if "proxy_url" in info.data:      # absent: proxy_url is invalid, and that is the problem to report
+            problem = _proxy_keys_problem(info.data["proxy_url"], value, None)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("proxy_from_environment", check_fields=False)
+    @classmethod
+    def _environment_alone(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        problem = _proxy_keys_problem(info.data.get("proxy_url"), info.data.get("no_proxy"), value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
 # ─── sections ────────────────────────────────────────────────────────────────────────────────
 
 
@@ -241,7 +333,7 @@ def _policy(mapping: object) -> ScrapePolicy:
         return DEFAULT_SCRAPE_POLICY
 
 
-class SourceConfig(_Model):
+class SourceConfig(_ProxyChecks):
     name: str = Field(min_length=1)
     mapping: str = "passthrough"
     url: str
@@ -261,6 +353,16 @@ class SourceConfig(_Model):
     overrides: dict[str, FamilyOverride] = Field(default_factory=dict)
     honor_timestamps: bool = True
     honor_labels: bool = False          # exposed job/instance win (Prometheus' honor_labels); see pipeline.py
+    # Negotiation, as Prometheus's scrape config: the formats to ask for, most preferred first (the Accept
+    # header), and the format of a body whose Content-Type is missing, empty, unparseable or unknown (None:
+    # guessed from the body; Prometheus fails such a scrape).
+    scrape_protocols: Annotated[tuple[ScrapeProtocol, ...], BeforeValidator(_protocol_list),
+                                AfterValidator(_scrape_protocols)] = DEFAULT_SCRAPE_PROTOCOLS
+    fallback_scrape_protocol: ScrapeProtocol | None = None
+    # Proxy (Prometheus's http_config keys). proxy_from_environment None: the environment unless proxy_url.
+    proxy_url: ProxyURL | None = None
+    no_proxy: str | None = None
+    proxy_from_environment: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -368,7 +470,7 @@ def _otlp_endpoint(value: str | None) -> str | None:
     return value
 
 
-class ExporterConfig(_Model):
+class ExporterConfig(_ProxyChecks):
     name: str = Field(min_length=1)
     preset: Literal["otlp", "datadog", "honeycomb", "grafana-cloud", "newrelic"] = "otlp"
     endpoint: str | None = None
@@ -393,6 +495,10 @@ class ExporterConfig(_Model):
     zone: str | None = None
     instance_id: Text | None = None
     token: SecretText | None = None
+    # Proxy: proxy_url is the Collector's confighttp key; no_proxy and proxy_from_environment as for sources.
+    proxy_url: ProxyURL | None = None
+    no_proxy: str | None = None
+    proxy_from_environment: bool | None = None
 
     @field_validator("protocol", mode="before")
     @classmethod

@@ -14,17 +14,27 @@ Protocol facts (OTLP specification, "OTLP/gRPC" → "Failures"):
   "grpc: received message larger than max (N vs. M)" (grpc-go, so the OpenTelemetry Collector), "gRPC
   message exceeds maximum size M: N" (grpc-java). That one is reported as ``kind="too_large"`` and not
   retryable, RetryInfo or not: the same message would be refused again, the queue splits it instead.
+
+Proxies: gRPC's C core tunnels through an HTTP CONNECT proxy given as the ``grpc.http_proxy`` channel
+argument, else from its own variables (``grpc_proxy``, ``https_proxy``, ``http_proxy``; ``no_grpc_proxy``,
+``no_proxy``; lower case only). promotel decides once (``ResolvedExporter.proxy``, the same rules as the
+scraper and the HTTP sender, upper-case variables included) and tells the channel: ``grpc.http_proxy`` with
+that proxy, or ``grpc.enable_http_proxy = 0`` for none, so gRPC does not decide differently on its own. (One
+gap remains: with a proxy, gRPC still skips it for hosts in the lower-case ``no_grpc_proxy``/``no_proxy``
+variables.) Credentials in the proxy URL go as ``Proxy-Authorization: Basic``, as gRPC core sends them.
 """
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Any
 
 import grpc
 import grpc.aio
 
 from promotel.config import TLSConfig
+from promotel.config.secrets import redact_all
 from promotel.errors import ExportError
 from promotel.export.outcome import SendOutcome, outcome_from_response, truncate
 from promotel.export.presets import ResolvedExporter
@@ -113,6 +123,11 @@ class GrpcSender:
         server_name = tls.server_name if tls is not None else None
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
+        proxy = self.resolved.proxy
+        if proxy is not None:
+            options += [("grpc.enable_http_proxy", 1), ("grpc.http_proxy", proxy.url)]
+        else:
+            options.append(("grpc.enable_http_proxy", 0))
         if self.resolved.insecure:
             self._channel = grpc.aio.insecure_channel(self.target, options=options)
         else:
@@ -144,7 +159,13 @@ class GrpcSender:
         name = code.name if code is not None else "UNKNOWN"
         lowered = details.lower()
         kind = f"grpc_{name.lower()}"
-        if code == grpc.StatusCode.UNAVAILABLE and "connection refused" in lowered:
+        proxied = self._proxy_error(name, lowered) if self.resolved.proxy is not None else None
+        lead = f"{self.target} answered {name}"
+        if proxied is not None:
+            # The endpoint never answered: say what failed on the way.
+            text, kind, retryable = proxied
+            lead = f"sending to {self.target} failed ({name})"
+        elif code == grpc.StatusCode.UNAVAILABLE and "connection refused" in lowered:
             text = "connection refused"
         elif code == grpc.StatusCode.UNAVAILABLE and ("dns resolution failed" in lowered
                                                        or "errors resolving" in lowered):
@@ -160,8 +181,28 @@ class GrpcSender:
                           "default)? use protocol: http/protobuf there, or the OTLP/gRPC port (4317)"), "protocol"
         else:
             text = details or name
-        return ExportError(f"{self.target} answered {name}: {text}", exporter=self.resolved.name,
+        return ExportError(redact_all(f"{lead}: {text}"), exporter=self.resolved.name,
                            retryable=retryable, retry_after=delay if retryable else None, kind=kind)
+
+    def _proxy_error(self, name: str, details: str) -> tuple[str, str, bool] | None:
+        """``(text, kind, retryable)`` when gRPC's details say the proxy failed, else None. gRPC core words
+        them "HTTP proxy returned response code N" (the CONNECT answer), "errors resolving <proxy host>"
+        and, for a proxy that is down, "<proxy address>: Failed to connect … Connection refused"."""
+        proxy = self.resolved.proxy
+        assert proxy is not None
+        where = f"the proxy {proxy.shown} ({proxy.origin})"
+        status = re.search(r"http proxy returned response code (\d+)", details)
+        if status is not None and status.group(1) == "407":
+            return proxy.auth_refused(), "proxy", False        # wrong credentials, like a 401: not retried
+        if status is not None:
+            return (f"{where} refused to open a tunnel to {self.target} (HTTP {status.group(1)}); check that the "
+                    "proxy may connect to the endpoint"), "proxy", True
+        host = urllib.parse.urlsplit(proxy.url).hostname or ""
+        if host and f"resolving {host}" in details:
+            return f"DNS lookup of {where} failed — check the proxy's host name", "dns", True
+        if "connection refused" in details and name == "UNAVAILABLE":
+            return f"connection to {where} refused — is the proxy running, and is {proxy.origin} right?", "proxy", True
+        return None
 
     async def aclose(self) -> None:
         if self._channel is not None:

@@ -12,6 +12,11 @@ Protocol facts (OTLP specification, "OTLP/HTTP"):
 * 413 Payload Too Large is permanent for that request, but not for its data: it is reported as
   ``kind="too_large"`` so that the queue splits the request (``encode.split_request``) and sends the
   halves, instead of dropping it as any other permanent error.
+
+Proxies (``ResolvedExporter.proxy``, decided by the preset resolution): an http:// endpoint is POSTed to
+the proxy with its absolute URI, an https:// one goes through a CONNECT tunnel. httpx never reads the proxy
+variables itself here (the transport is built explicitly), so the one decision holds. A proxy's 407 is
+permanent, as a backend's 401 is; a proxy that cannot be reached is retryable, as a backend that cannot be.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from promotel.config import TLSConfig
 from promotel.errors import ExportError
 from promotel.export.outcome import SendOutcome, parse_partial_success, truncate
 from promotel.export.presets import ResolvedExporter
-from promotel.httpcommon import parse_retry_after, safe_url
+from promotel.httpcommon import Proxy, parse_retry_after, safe_url
 from promotel.httpcommon import ssl_context as _tls_context
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
@@ -62,13 +67,27 @@ def error_message(response: httpx.Response) -> str:
     return truncate(text) if text else response.reason_phrase
 
 
-def describe_transport_error(exc: BaseException) -> tuple[str, str]:
-    """``(kind, message)`` for a failed connection, from the innermost cause (refused, TLS, DNS, timeout)."""
+def describe_transport_error(exc: BaseException, proxy: Proxy | None = None) -> tuple[str, str]:
+    """``(kind, message)`` for a failed connection, from the innermost cause (refused, TLS, DNS, timeout).
+    With a ``proxy``, what fails before the request reaches the endpoint is the proxy's and says so."""
     chain: list[BaseException] = []
     cur: BaseException | None = exc
     while cur is not None and len(chain) < 10:
         chain.append(cur)
         cur = cur.__cause__ or cur.__context__
+    if proxy is not None:
+        where = f"the proxy {proxy.shown} ({proxy.origin})"
+        if isinstance(exc, httpx.ProxyError):
+            # httpcore words a refused CONNECT "<status> <reason>".
+            if str(exc).startswith("407"):
+                return "proxy", proxy.auth_refused()
+            return "proxy", f"{where} refused to open a tunnel to the endpoint ({truncate(str(exc), 120)})"
+        if any(isinstance(e, socket.gaierror) for e in chain):
+            return "dns", f"DNS lookup of {where} failed — check the proxy's host name"
+        if any(isinstance(e, ConnectionRefusedError) or "connection refused" in str(e).lower() for e in chain):
+            return "proxy", f"connection to {where} refused — is the proxy running, and is {proxy.origin} right?"
+        if isinstance(exc, httpx.ConnectTimeout):
+            return "timeout", f"no answer from {where} within the timeout"
     for e in chain:
         if isinstance(e, ssl.SSLCertVerificationError):
             return "tls", f"TLS certificate verification failed: {e.verify_message or e.reason}"
@@ -109,8 +128,13 @@ class HttpSender:
         server_name = resolved.tls.server_name if resolved.tls is not None else None
         self.extensions = {"sni_hostname": server_name} if server_name else {}
         self._own_client = client is None
-        self.client = client or httpx.AsyncClient(verify=ssl_context(resolved.tls), timeout=resolved.timeout,
-                                                  follow_redirects=False)
+        if client is None:
+            # The transport is explicit so httpx does not pick proxies from the environment itself (with
+            # trust_env, as before, it still reads SSL_CERT_FILE / SSL_CERT_DIR when tls is not configured).
+            proxy = resolved.proxy.url if resolved.proxy is not None else None
+            transport = httpx.AsyncHTTPTransport(verify=ssl_context(resolved.tls), proxy=proxy)
+            client = httpx.AsyncClient(transport=transport, timeout=resolved.timeout, follow_redirects=False)
+        self.client = client
 
     async def send(self, request: bytes) -> SendOutcome:
         # Level 6 is gzip's own default: most of the ratio of level 9 for a fraction of the CPU.
@@ -119,9 +143,11 @@ class HttpSender:
             response = await self.client.post(self.url, content=body, headers=self.headers,
                                               timeout=self.resolved.timeout, extensions=self.extensions)
         except httpx.TransportError as exc:
-            kind, message = describe_transport_error(exc)
+            kind, message = describe_transport_error(exc, self.resolved.proxy)
+            # Wrong proxy credentials will not fix themselves, as a backend's 401 will not: not retried.
+            permanent = isinstance(exc, httpx.ProxyError) and str(exc).startswith("407")
             raise ExportError(f"sending to {self.shown_url} failed: {message}", exporter=self.resolved.name,
-                              retryable=True, kind=kind) from exc
+                              retryable=not permanent, kind=kind) from exc
         except httpx.RequestError as exc:
             # Not a transport failure: the server answered but its body could not be decoded (e.g. a bad
             # Content-Encoding). The request may have been taken, so it is not retried.
@@ -137,6 +163,13 @@ class HttpSender:
         if 200 <= code < 300:
             return parse_partial_success(response.content)
         message = error_message(response)
+        proxy = self.resolved.proxy
+        if proxy is not None and code == 407:     # the forward proxy's answer (http:// endpoints)
+            raise ExportError(f"sending to {self.shown_url} failed: {proxy.auth_refused()}",
+                              exporter=self.resolved.name, retryable=False, kind="proxy")
+        if proxy is not None and code in (502, 504):
+            message += (f" (through the proxy {proxy.shown} ({proxy.origin}); if the proxy answered, it could not "
+                        "reach the endpoint)")
         if code == 413:
             raise self._too_large(message, len(request), len(body))
         retryable = code in RETRYABLE_STATUS

@@ -7,6 +7,10 @@ cumulative or gRPC): those are configuration errors, reported before anything is
 
 ``resolve_exporter`` returns a ``ResolvedExporter``: everything the sender and the queue need, with
 secrets revealed into ``headers``. Never log or print a ``ResolvedExporter``'s headers.
+
+It also decides the proxy (``proxy_url``, ``no_proxy``, ``proxy_from_environment`` and the environment's
+proxy variables, by ``promotel.httpcommon.proxy_settings``): an exporter has one endpoint, so one decision.
+OTLP/gRPC reads the variables gRPC's C core reads and tunnels through an http:// proxy only.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import NamedTuple
 from promotel.config.schema import ExporterConfig, RetryConfig, SpoolConfig, TLSConfig
 from promotel.config.secrets import register_secret, reveal
 from promotel.errors import ConfigError
-from promotel.httpcommon import safe_url
+from promotel.httpcommon import Proxy, proxy_settings, safe_url
 from promotel.model import Temporality
 
 log = logging.getLogger("promotel.export")
@@ -64,6 +68,7 @@ class ResolvedExporter(NamedTuple):
     retry: RetryConfig
     spool: SpoolConfig
     preset: str = "otlp"
+    proxy: Proxy | None = None         # the proxy to go through (None: direct); its URL may hold credentials
 
 
 def _secret(value: str | None) -> str:
@@ -211,6 +216,9 @@ def resolve_exporter(cfg: ExporterConfig, env: Mapping[str, str] | None = None, 
                                             "server's CA in tls.ca_file instead, or use http/protobuf.")
     if temporality_set is not None:
         temporality = Temporality(temporality_set)
+    # The proxy depends on the endpoint: decided when the endpoint is usable (other problems are listed with it).
+    endpoint_ok = all(path != f"{where}.endpoint" for path, _ in problems)
+    proxy = _proxy(cfg, protocol, url, env, where, problems) if endpoint_ok else None
     if problems:
         raise ConfigError(problems)
     return ResolvedExporter(
@@ -230,7 +238,36 @@ def resolve_exporter(cfg: ExporterConfig, env: Mapping[str, str] | None = None, 
         retry=cfg.retry,
         spool=cfg.spool,
         preset=preset,
+        proxy=proxy,
     )
+
+
+def _proxy(cfg: ExporterConfig, protocol: str, url: str, env: Mapping[str, str], where: str,
+           problems: list[tuple[str, str]]) -> Proxy | None:
+    """The proxy for the exporter's endpoint (``url`` as resolved), or None; problems are appended."""
+    grpc = protocol == "grpc"
+    path = f"{where}.proxy_url" if cfg.proxy_url else where
+    try:
+        settings = proxy_settings(cfg.proxy_url, cfg.no_proxy, cfg.proxy_from_environment, env, grpc=grpc)
+    except ValueError as exc:
+        problems.append((path, str(exc)))
+        return None
+    for secret in settings.secrets():
+        register_secret(secret)        # from the environment too: masked in every log line
+    # gRPC's target is host:port and goes through a CONNECT tunnel whatever its scheme (grpc-go and gRPC
+    # core pick the proxy as for https); OTLP/HTTP by the URL's scheme.
+    parts = urllib.parse.urlsplit(url if not grpc else f"https://{url}")
+    try:
+        port = parts.port
+    except ValueError:
+        return None                    # reported as an endpoint problem
+    proxy = settings.for_url(parts.scheme, parts.hostname or "", port)
+    if proxy is not None and grpc and urllib.parse.urlsplit(proxy.url).scheme.lower() != "http":
+        problems.append((path, f"the proxy {proxy.shown} ({proxy.origin}) is https://, but gRPC reaches a proxy "
+                               "over plain HTTP only (a CONNECT tunnel; the gRPC traffic inside stays TLS when the "
+                               "endpoint is https://): use an http:// proxy URL"))
+        return None
+    return proxy
 
 
 def _guess_protocol(endpoint: str | None) -> str:

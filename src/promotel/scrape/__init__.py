@@ -6,8 +6,9 @@ from promotel.scrape.client import (
     RateBudget,
     Scraper,
     ScrapeResult,
+    accept_header,
     build_ssl_context,
     parse_retry_after,
 )
 
-__all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "build_ssl_context", "parse_retry_after"]
+__all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "build_ssl_context", "parse_retry_after"]

@@ -21,6 +21,20 @@ Limits, all per source:
 The mapping's scrape policy also words the errors: the vendor's rate limit in 429 messages, how it
 expects credentials (``ScrapePolicy.auth_hint``) in 401/403 messages.
 
+Negotiation, as Prometheus 3 does it: the Accept header lists the source's ``scrape_protocols`` with
+q-values (``accept_header``; the default is Prometheus 3's own header), and the answered Content-Type decides
+the parser. A Content-Type that is missing, empty, unparseable (Go's ``mime.ParseMediaType``) or not an
+exposition format makes Prometheus fail the scrape unless ``fallback_scrape_protocol`` is set; promotel then
+parses the body as the fallback protocol, and without one keeps its older behaviour (the parser reads what it
+can of the Content-Type, else guesses from the body: OpenMetrics when it ends with ``# EOF``). Either way the
+target and the problem are logged once. A body in Prometheus's protobuf format is refused: promotel never
+asks for it.
+
+Proxies: ``proxy_url`` / ``no_proxy`` / ``proxy_from_environment`` and the ``HTTP_PROXY``, ``HTTPS_PROXY``,
+``NO_PROXY`` variables, decided per request URL by ``promotel.httpcommon.proxy_settings`` (Go's rules: the
+environment never proxies localhost or loopback addresses). One ``httpx.AsyncClient`` per proxy in use
+(usually one). Errors say when the proxy, not the target, failed; a proxy's credentials are masked.
+
 State: the only state outside a Scraper is that limiter (``_BUDGETS``), a dict of recent request
 times per (host, credential hash, budget).
 """
@@ -31,39 +45,61 @@ import asyncio
 import base64
 import collections
 import hashlib
+import logging
+import os
 import socket
 import ssl
 import time
 import urllib.parse
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import httpx
 
 from promotel import __version__
 from promotel.config import SourceConfig
-from promotel.config.secrets import redact, redact_all, reveal
+from promotel.config.secrets import redact, redact_all, register_secret, reveal
 from promotel.errors import ScrapeError
-from promotel.httpcommon import parse_retry_after, safe_url
+from promotel.httpcommon import (
+    DEFAULT_SCRAPE_PROTOCOLS,
+    SCRAPE_PROTOCOL_MEDIA_TYPES,
+    Proxy,
+    accept_header,
+    parse_media_type,
+    parse_retry_after,
+    proxy_settings,
+    safe_url,
+)
 from promotel.httpcommon import ssl_context as build_ssl_context
 from promotel.mappings import RequestBudget, ScrapePolicy, mapping_scrape_policy
 
-__all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "build_ssl_context", "parse_retry_after"]
+__all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "build_ssl_context",
+           "parse_retry_after"]
 
-# Prometheus-style negotiation: OpenMetrics first, then the Prometheus text formats.
-ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
-          "text/plain;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1")
+log = logging.getLogger("promotel.scrape")
+
+# Prometheus 3's default Accept header (its default scrape_protocols, UTF-8 names allowed):
+# application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;
+# version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2
+ACCEPT = accept_header(DEFAULT_SCRAPE_PROTOCOLS)
 MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
+# The media types that name an exposition format promotel parses (Prometheus's textparse reads these two
+# whatever their version parameter says), and Prometheus's protobuf format, which it does not parse.
+_TEXT_MEDIA_TYPES = frozenset({"text/plain", "application/openmetrics-text"})
+_PROTOBUF_MEDIA_TYPE = "application/vnd.google.protobuf"
 
 
 class ScrapeResult(NamedTuple):
     body: bytes                 # decompressed
-    content_type: str | None
+    content_type: str | None    # what decides the parser: the answered one, or the fallback protocol's
     duration_s: float
     status: int
     url: str                    # the final URL (after redirects), without credentials
+    # What was wrong with the answered Content-Type (missing, empty, unparseable, not an exposition format),
+    # None when it named a text format; with fallback_scrape_protocol, content_type is the fallback's.
+    content_type_problem: str | None = None
 
 
 class RateBudget:
@@ -111,15 +147,25 @@ class Scraper:
     """Scrapes one source. Not safe for concurrent ``scrape()`` calls on one instance (one at a time).
 
     ``policy`` is the scrape policy of the source's mapping, looked up by name when not given (raises
-    MappingError for a mapping that is not installed)."""
+    MappingError for a mapping that is not installed). ``env`` holds the proxy variables (default: the
+    process environment, read once here). With a ``transport`` (tests), no proxy is used."""
 
     def __init__(self, source: SourceConfig, *, transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Callable[[], float] = time.monotonic, policy: ScrapePolicy | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, policy: ScrapePolicy | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.source = source
         self.policy = policy if policy is not None else mapping_scrape_policy(source.mapping)
         self._clock = clock
         self._not_before = 0.0
-        self._secrets = self._secret_values()
+        self._noted: set[str] = set()       # the Content-Type problems logged already (once per kind)
+        try:
+            self._proxies = proxy_settings(source.proxy_url, source.no_proxy, source.proxy_from_environment,
+                                           os.environ if env is None else env)
+        except ValueError as exc:
+            raise ScrapeError(f"source {source.name}: {exc}", kind="proxy") from None
+        for secret in self._proxies.secrets():
+            register_secret(secret)         # from the environment too: masked in every log line
+        self._secrets = self._secret_values() + list(self._proxies.secrets())
         url = httpx.URL(source.url)
         self._has_credentials = source.auth is not None or bool(source.headers) or bool(url.password)
         self._budget: RateBudget | None = None
@@ -135,15 +181,28 @@ class Scraper:
         self._extensions: dict[str, str] = {}
         if source.tls is not None and source.tls.server_name:
             self._extensions["sni_hostname"] = source.tls.server_name
-        t = source.timeout
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            verify=verify,
-            timeout=httpx.Timeout(t, connect=t, read=t, write=t, pool=t),
-            follow_redirects=False,   # followed by hand: credentials must never leave for another host
-            trust_env=False,          # proxies and netrc from the environment would change where the key goes
-        )
+        self._verify = verify
+        self._transport = transport
+        self._clients: dict[str | None, httpx.AsyncClient] = {}    # by proxy URL (None: direct)
+        self._client, _ = self._client_for(url)
         self._headers = self._build_headers()
+
+    def _client_for(self, url: httpx.URL) -> tuple[httpx.AsyncClient, Proxy | None]:
+        """The client for a request to ``url`` and the proxy it goes through (None: direct)."""
+        proxy = None if self._transport is not None else self._proxies.for_url(url.scheme, url.host, url.port)
+        key = proxy.url if proxy is not None else None
+        client = self._clients.get(key)
+        if client is None:
+            t = self.source.timeout
+            client = self._clients[key] = httpx.AsyncClient(
+                transport=self._transport,
+                verify=self._verify,
+                proxy=key,
+                timeout=httpx.Timeout(t, connect=t, read=t, write=t, pool=t),
+                follow_redirects=False,   # followed by hand: credentials must never leave for another host
+                trust_env=False,          # proxies come from proxy_settings; netrc would change where auth goes
+            )
+        return client, proxy
 
     def _secret_values(self) -> list[str]:
         values: list[str] = []
@@ -160,7 +219,7 @@ class Scraper:
 
     def _build_headers(self) -> dict[str, str]:
         headers = {
-            "Accept": ACCEPT,
+            "Accept": accept_header(self.source.scrape_protocols),
             "Accept-Encoding": "gzip",
             "User-Agent": f"promotel/{__version__}",
             # Tells the target how long it has (Prometheus sends the same header).
@@ -195,7 +254,8 @@ class Scraper:
         return at
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in self._clients.values():
+            await client.aclose()
 
     def _error(self, message: str, kind: str, retry_after: float | None = None) -> ScrapeError:
         clean = redact_all(redact(message, self._secrets))
@@ -231,26 +291,28 @@ class Scraper:
         url = httpx.URL(self.source.url)
         headers = dict(self._headers)
         for _hop in range(MAX_REDIRECTS + 1):
-            request = self._client.build_request("GET", url, headers=headers, extensions=self._extensions)
+            client, proxy = self._client_for(url)
+            request = client.build_request("GET", url, headers=headers, extensions=self._extensions)
             try:
-                response = await self._client.send(request, stream=True)
+                response = await client.send(request, stream=True)
             except httpx.HTTPError as exc:
-                raise self._transport_error(exc, url) from exc
+                raise self._transport_error(exc, url, proxy) from exc
             try:
                 if response.is_redirect:
                     url = self._redirect_target(response, url)
                     continue
                 if not response.is_success:
-                    await self._status_error(response, url)
+                    await self._status_error(response, url, proxy)
                 body = await self._read_body(response, url)
             except httpx.HTTPError as exc:
-                raise self._transport_error(exc, url) from exc
+                raise self._transport_error(exc, url, proxy) from exc
             finally:
                 await response.aclose()
-            content_type = response.headers.get("content-type")
-            self._check_not_html(content_type, body, url)
+            answered = response.headers.get("content-type")
+            self._check_not_html(answered, body, url)
+            content_type, problem = self._parser_content_type(answered, url)
             return ScrapeResult(body, content_type, time.perf_counter() - start, response.status_code,
-                                safe_url(url))
+                                safe_url(url), problem)
         raise self._error(f"more than {MAX_REDIRECTS} redirects starting at {safe_url(self.source.url)}; point "
                           "'url' at the final address", "redirect")
 
@@ -267,9 +329,16 @@ class Scraper:
                               "redirect")
         return target
 
-    async def _status_error(self, response: httpx.Response, url: httpx.URL) -> None:
+    async def _status_error(self, response: httpx.Response, url: httpx.URL, proxy: Proxy | None = None) -> None:
         status = response.status_code
         where = safe_url(url)
+        if proxy is not None and status == 407:
+            raise self._error(proxy.auth_refused(), "proxy")
+        if proxy is not None and status in (502, 504):
+            # A forward proxy answers these itself when it cannot reach the target (http:// targets).
+            raise self._error(f"{where} answered HTTP {status} ({response.reason_phrase}) through the proxy "
+                              f"{proxy.shown} ({proxy.origin}); if the proxy answered, it could not reach the "
+                              "target: check the URL and that the proxy may connect to it", "http_status")
         if status in (429, 503):
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             if retry_after is None and status == 429 and self.policy.budget is not None:
@@ -337,6 +406,44 @@ class Scraper:
             raise self._error(str(exc), exc.kind) from None
         return b"".join(parts)
 
+    def _parser_content_type(self, answered: str | None, url: httpx.URL) -> tuple[str | None, str | None]:
+        """The Content-Type that decides the parser, and what was wrong with the answered one (or None).
+
+        Prometheus (textparse's extractMediaType) takes ``text/plain`` and ``application/openmetrics-text``
+        whatever their parameters; anything else, and a missing or unparseable value, needs
+        ``fallback_scrape_protocol`` or the scrape fails."""
+        if answered is None or not answered.strip():
+            kind, problem = "missing", ("sent no Content-Type" if answered is None else "sent an empty Content-Type")
+        else:
+            try:
+                media, _ = parse_media_type(answered)
+            except ValueError as exc:
+                kind, problem = "unparseable", f"sent a Content-Type that cannot be parsed ({answered!r}: {exc})"
+            else:
+                if media in _TEXT_MEDIA_TYPES:
+                    return answered, None
+                if media == _PROTOBUF_MEDIA_TYPE:
+                    raise self._error(f"{safe_url(url)} answered in Prometheus's protobuf format ({answered!r}), "
+                                      "which promotel does not parse and did not ask for; make the target serve "
+                                      "the text format (Prometheus text or OpenMetrics)", "format")
+                kind, problem = "unsupported", f"sent the Content-Type {answered!r}, which is no exposition format"
+        fallback = self.source.fallback_scrape_protocol
+        if kind not in self._noted:
+            self._noted.add(kind)
+            if fallback is not None:
+                log.warning("Source %s: %s %s; parsing the body as %s (fallback_scrape_protocol), as Prometheus "
+                            "does.", self.source.name, safe_url(url), problem, fallback,
+                            extra={"fields": {"source": self.source.name}})
+            else:
+                log.warning("Source %s: %s %s; promotel reads what it can of it, else guesses the format from "
+                            "the body (OpenMetrics when it ends with '# EOF'). Prometheus 3 fails such a scrape "
+                            "unless fallback_scrape_protocol is set: set it to choose the format.",
+                            self.source.name, safe_url(url), problem,
+                            extra={"fields": {"source": self.source.name}})
+        if fallback is not None:
+            return SCRAPE_PROTOCOL_MEDIA_TYPES[fallback], problem
+        return answered, problem
+
     def _check_not_html(self, content_type: str | None, body: bytes, url: httpx.URL) -> None:
         if content_type and content_type.split(";")[0].strip().lower() == "text/html" \
                 and body.lstrip()[:1] == b"<":
@@ -344,10 +451,14 @@ class Scraper:
                               "(metrics are usually served at /metrics) and the credentials (a login page?)",
                               "format")
 
-    def _transport_error(self, exc: httpx.HTTPError, url: httpx.URL) -> ScrapeError:
+    def _transport_error(self, exc: httpx.HTTPError, url: httpx.URL, proxy: Proxy | None = None) -> ScrapeError:
         host = url.host
         port = url.port or (443 if url.scheme == "https" else 80)
         causes = _causes(exc)
+        if proxy is not None:
+            proxied = self._proxy_error(exc, causes, proxy, f"{host}:{port}")
+            if proxied is not None:
+                return proxied
         if isinstance(exc, httpx.TimeoutException):
             phase = "connecting to" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else "reading from"
             return self._error(f"timed out {phase} {host}:{port} after {self.source.timeout:g}s", "timeout")
@@ -377,6 +488,28 @@ class Scraper:
             return self._error(f"{host}:{port} closed the connection without answering ({detail}); if the "
                                "target serves HTTPS, write https:// in 'url'", "connect")
         return self._error(f"request to {safe_url(url)} failed ({detail})", "connect")
+
+    def _proxy_error(self, exc: httpx.HTTPError, causes: list[BaseException], proxy: Proxy,
+                     target: str) -> ScrapeError | None:
+        """The error when the proxy is what failed (promotel connects to the proxy only: every connect-phase
+        failure is the proxy's, and CONNECT answers other than 2xx are its refusals), else None."""
+        where = f"the proxy {proxy.shown} ({proxy.origin})"
+        if isinstance(exc, httpx.ProxyError):
+            # httpcore words a refused CONNECT "<status> <reason>".
+            if str(exc).startswith("407"):
+                return self._error(proxy.auth_refused(), "proxy")
+            return self._error(f"{where} refused to open a tunnel to {target} ({exc}); check that the proxy "
+                               "may connect to the target", "proxy")
+        if isinstance(exc, httpx.ConnectTimeout):
+            return self._error(f"timed out connecting to {where} after {self.source.timeout:g}s", "timeout")
+        if any(isinstance(c, socket.gaierror) for c in causes):
+            return self._error(f"DNS lookup of {where} failed; check the proxy's host name in {proxy.origin}",
+                               "dns")
+        if any(isinstance(c, ConnectionRefusedError) for c in causes) or "connection refused" in str(exc).lower() \
+                or "connect call failed" in str(exc).lower():
+            return self._error(f"connection to {where} refused; is the proxy running, and is {proxy.origin} "
+                               "right?", "proxy")
+        return None
 
 
 class _BodyError(Exception):
