@@ -1,6 +1,7 @@
 """Strict where it checks, lenient where it scrapes: each rule ``Strictness.SCRAPE`` tolerates, with the error
 ``STRICT`` raises, what ``SCRAPE`` makes of the same text, and the ``Leniency`` it reports (the rule, the line,
-``STRICT``'s very words, a count); and the rules ``SCRAPE`` still enforces because Prometheus does."""
+``STRICT``'s very words, a count); the reading of ``SCRAPE``'s own (``Rule.ESCAPED_NAME``: samples written with
+their family's escaped name); and the rules ``SCRAPE`` still enforces because Prometheus does."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, Leniency, Rule, Strictness, parse_exposition
+from promotel.exposition.rules import escaped_name_text
 from promotel.model import MetricFamily
 
 OM = "application/openmetrics-text; version=1.0.0"
@@ -53,6 +55,13 @@ class Case(NamedTuple):
     strict: tuple[int, str]                       # STRICT's error: line, message
     families: list[Shape]                         # what SCRAPE returns
     leniencies: tuple[tuple[Rule, int, int], ...]  # what SCRAPE reports: rule, line, count (the first is STRICT's)
+    # The first leniency's line and text when it is not STRICT's error: only for Rule.ESCAPED_NAME, a reading
+    # STRICT does not make (it reads the samples as families of their own, and fails on what follows from it).
+    first: tuple[int, str] | None = None
+
+
+# SCRAPE's own readings: rules STRICT does not apply, so their report is not STRICT's error.
+SCRAPE_READINGS = frozenset({Rule.ESCAPED_NAME})
 
 
 TABLE = [
@@ -104,15 +113,23 @@ TABLE = [
          (5, family_unique("a")),
          [("a", "counter", None, None, [("a_total", {}, 2.0)]), ("b", "gauge", None, None, [("b", {}, 1.0)])],
          ((Rule.FAMILY_UNIQUE, 5, 1),)),
+    # prometheus_client 0.26 asked without escaping=allow-utf-8: STRICT reads an empty counter x:y, then untyped
+    # families x_y_total and x_y_created written in turn; SCRAPE reads the samples as the counter's, under the
+    # escaped name (the samples' and Prometheus' name for them).
     Case("om-escaped-samples", OM,
          '# TYPE x:y counter\nx_y_total{l="1"} 1\nx_y_created{l="1"} 5\nx_y_total{l="2"} 2\nx_y_created{l="2"} 6\n'
          "# EOF\n",
          (4, family_unique("x_y_total")),
-         [("x:y", "counter", None, None, []),                                    # metadata only
-          ("x_y_total", "unknown", None, None, [("x_y_total", {"l": "1"}, 1.0), ("x_y_total", {"l": "2"}, 2.0)]),
-          ("x_y_created", "unknown", None, None, [("x_y_created", {"l": "1"}, 5.0),
-                                                  ("x_y_created", {"l": "2"}, 6.0)])],
-         ((Rule.FAMILY_UNIQUE, 4, 2),)),
+         [("x_y", "counter", None, None, [("x_y_total", {"l": "1"}, 1.0), ("x_y_created", {"l": "1"}, 5.0),
+                                          ("x_y_total", {"l": "2"}, 2.0), ("x_y_created", {"l": "2"}, 6.0)])],
+         ((Rule.ESCAPED_NAME, 2, 1),),
+         (2, escaped_name_text("x_y_total", "x:y", "x_y"))),
+    Case("om-escaped-help-after-samples", OM,
+         '# TYPE x:y counter\nx_y_total 1\n# HELP x:y late\nx_y_total{a="1"} 2\n# EOF\n',
+         (3, family_unique("x:y")),
+         [("x_y", "counter", "late", None, [("x_y_total", {}, 1.0), ("x_y_total", {"a": "1"}, 2.0)])],
+         ((Rule.ESCAPED_NAME, 2, 2), (Rule.METADATA_AFTER_SAMPLES, 3, 1), (Rule.FAMILY_UNIQUE, 4, 1)),
+         (2, escaped_name_text("x_y_total", "x:y", "x_y"))),
     Case("om-interleaved", OM, '# TYPE a gauge\na{x="1"} 1\n# TYPE b gauge\nb 1\na{x="2"} 2\n# EOF\n',
          (5, family_unique("a")),
          [("a", "gauge", None, None, [("a", {"x": "1"}, 1.0), ("a", {"x": "2"}, 2.0)]),
@@ -223,8 +240,10 @@ def test_leniency(case: Case) -> None:
     families, leniencies = scraped(case.text, case.ct)
     assert families == case.families
     assert tuple((e.rule, e.line, e.count) for e in leniencies) == case.leniencies
-    # The first leniency is STRICT's error, in the same words at the same line (what `promotel lint` says).
-    assert (leniencies[0].line, leniencies[0].text) == case.strict
+    # The first leniency is STRICT's error, in the same words at the same line (what `promotel lint` says),
+    # unless it is a reading STRICT does not make.
+    assert (leniencies[0].line, leniencies[0].text) == (case.first or case.strict)
+    assert (case.first is not None) == (leniencies[0].rule in SCRAPE_READINGS)
     for e in leniencies:
         if e.rule is Rule.FAMILY_UNIQUE:
             assert e.text.startswith('the name "') and e.text.endswith(family_unique("")[len('the name ""'):])
@@ -356,3 +375,82 @@ def test_a_later_block_that_contradicts_stays_apart() -> None:
     assert [(f[0], f[1], f[3], len(f[4])) for f in families] == [("a_s", "gauge", "s", 1), ("b", "gauge", None, 1),
                                                                 ("a_s", "counter", "s", 0)]
     assert [e.rule for e in leniencies] == [Rule.FAMILY_UNIQUE]
+
+
+# ── escaped names: the reading of SCRAPE's own (Rule.ESCAPED_NAME) ─────────────────────────────
+
+# Bodies STRICT accepts (valid OpenMetrics read literally: the declared family without samples, then untyped
+# families named as the samples are) that SCRAPE reads as one family under the escaped name: (id, text, the
+# family SCRAPE returns, the first sample's line and name, the other leniencies).
+ESCAPED_READ = [
+    ("one-series-gauge", "# HELP x:g A gauge.\n# TYPE x:g gauge\nx_g 2\n# EOF\n",
+     ("x_g", "gauge", "A gauge.", None, [("x_g", {}, 2.0)]), (3, "x_g"), ()),
+    ("info", '# TYPE x:i info\nx_i_info{v="1"} 1\nx_i_info{v="2"} 1\n# EOF\n',
+     ("x_i", "info", None, None, [("x_i_info", {"v": "1"}, 1.0), ("x_i_info", {"v": "2"}, 1.0)]), (2, "x_i_info"), ()),
+    # prometheus_client escapes the state label (named after the Enum) too: the family's escaped name is its name.
+    ("stateset", '# HELP x:s Engine.\n# TYPE x:s stateset\nx_s{x_s="a"} 1\nx_s{x_s="b"} 0\n# EOF\n',
+     ("x_s", "stateset", "Engine.", None, [("x_s", {"x_s": "a"}, 1.0), ("x_s", {"x_s": "b"}, 0.0)]), (3, "x_s"), ()),
+    ("histogram-with-unit", "# TYPE x:h_seconds histogram\n# UNIT x:h_seconds seconds\n"
+     'x_h_seconds_bucket{le="+Inf"} 1\nx_h_seconds_count 1\nx_h_seconds_sum 2\nx_h_seconds_created 3\n# EOF\n',
+     ("x_h_seconds", "histogram", None, "seconds",
+      [("x_h_seconds_bucket", {"le": "+Inf"}, 1.0), ("x_h_seconds_count", {}, 1.0), ("x_h_seconds_sum", {}, 2.0),
+       ("x_h_seconds_created", {}, 3.0)]), (3, "x_h_seconds_bucket"), ()),
+    # Every character outside [a-zA-Z0-9_] of the declared name, not only the first.
+    ("two-colons", "# TYPE a:b:c counter\na_b_c_total 1\n# EOF\n",
+     ("a_b_c", "counter", None, None, [("a_b_c_total", {}, 1.0)]), (2, "a_b_c_total"), ()),
+    # The family's own name as a counter sample (Prometheus counts it in; family-unique), escaped.
+    ("counter-own-name", "# TYPE x:y counter\nx_y 1\n# EOF\n",
+     ("x_y", "counter", None, None, [("x_y", {}, 1.0)]), (2, "x_y"), ((Rule.FAMILY_UNIQUE, 2, 1),)),
+]
+
+
+@pytest.mark.parametrize(("text", "family", "first", "others"), [c[1:] for c in ESCAPED_READ],
+                         ids=[c[0] for c in ESCAPED_READ])
+def test_samples_under_the_escaped_name_keep_their_family(
+        text: str, family: Shape, first: tuple[int, str], others: tuple[tuple[Rule, int, int], ...]) -> None:
+    strict = parse_exposition(text, OM)
+    declared = strict[0]
+    assert declared.samples == () and all(f.type == "unknown" for f in strict[1:])    # STRICT: unchanged
+    for parser in (ExpositionParser(strictness=SCRAPE),) * 2:                          # the same on a re-scrape
+        families = shape(parser.parse(text, OM))
+        assert families == [family]
+        line, sample = first
+        assert [(e.rule, e.line, e.count) for e in parser.leniencies] == sorted(
+            ((Rule.ESCAPED_NAME, line, 1), *others), key=lambda e: e[1])
+        escaped = next(e for e in parser.leniencies if e.rule is Rule.ESCAPED_NAME)
+        assert escaped.text == escaped_name_text(sample, declared.name, family[0])
+    # The same samples, in the same order, only grouped otherwise.
+    assert [s for f in families for s in f[4]] == [s for f in shape(strict) for s in f[4]]
+
+
+# Bodies where the samples are not the current family's under its escaped name: SCRAPE reads them as STRICT does,
+# reporting nothing.
+NOT_ESCAPED = [
+    # the family already has samples under its declared name
+    ("declared-samples-first", "# TYPE x:y gauge\nx:y 1\nx_y 2\n# EOF\n"),
+    # a family started by a sample has no metadata to give
+    ("no-metadata", "a:b 1\na_b 2\n# EOF\n"),
+    # the family ended (another one's metadata) before the sample
+    ("another-family-between", "# TYPE x:y gauge\n# TYPE b gauge\nb 1\nx_y 1\n# EOF\n"),
+    # a suffix the family's type does not have
+    ("suffix-of-another-type", "# TYPE x:y gauge\nx_y_total 1\n# EOF\n"),
+    ("not-the-escaped-name", "# TYPE x:y gauge\nxy 1\n# EOF\n"),
+    # a UNIT the escaped name would not end with
+    ("unit-with-a-colon", "# TYPE a:b_c:d gauge\n# UNIT a:b_c:d c:d\na_b_c_d 1\n# EOF\n"),
+    # no character to escape: the family's own name
+    ("legacy-name", "# TYPE x_y gauge\nx_y 1\n# EOF\n"),
+]
+
+
+@pytest.mark.parametrize("text", [c[1] for c in NOT_ESCAPED], ids=[c[0] for c in NOT_ESCAPED])
+def test_other_samples_are_not_read_under_an_escaped_name(text: str) -> None:
+    families, leniencies = scraped(text, OM)
+    assert families == shape(parse_exposition(text, OM))
+    assert leniencies == ()
+
+
+def test_escaped_name_in_prometheus_text_is_its_own_family() -> None:
+    # The Prometheus text format keeps families by name (prometheus_client escapes metadata and samples alike
+    # there): no reading under an escaped name.
+    text = "# TYPE x:y counter\nx_y_total 1\n"
+    assert scraped(text, PROM) == (shape(parse_exposition(text, PROM)), ())

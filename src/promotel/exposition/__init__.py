@@ -25,7 +25,7 @@ missing ``# EOF`` or text after it, blank lines and comments in OpenMetrics, mal
 lines and unknown types, a UNIT that does not end the metric name, a label name twice in one series.
 
 The rules ``SCRAPE`` tolerates (``Rule``; Prometheus' scraper enforces none of them, exemplar placement
-aside before 2.43), and what it does instead:
+aside before 2.43), and what it does instead (escaped-name is a reading of its own, see below):
 
 =======================  ==========================================  ==========================================
 rule                     ``STRICT`` error (example)                  ``SCRAPE``
@@ -49,6 +49,12 @@ family-unique            the name "a" is used by two metric          OpenMetrics
                                                                      its type or unit contradicts it, then a
                                                                      family of its own (two families of one
                                                                      name); overlapping names stay apart
+escaped-name             none: ``STRICT`` reads the samples as       OpenMetrics: a sample named after the
+                         families of their own, of type unknown      escaped name of the current family
+                         (and fails with family-unique when their    (declared by metadata lines, no sample
+                         names alternate, as a counter's _total      yet) plus a suffix of its type is the
+                         and _created do)                            family's, which takes that name (see
+                                                                     below)
 unit-type                an info metric cannot have a unit           the unit is kept
 series-grouping          samples of "a" with labels … are not        kept in line order
                          consecutive
@@ -90,6 +96,23 @@ Each rule is checked on every scrape under both strictnesses, by the same code: 
 ``SCRAPE`` records. A valid exposition costs the same under both (the fast paths are shared). Repeated
 series in one scrape are not a parse matter under ``SCRAPE`` (Prometheus keeps the first sample of a series
 and timestamp and counts the others as duplicates; the parser returns them all and the converter decides).
+
+One rule is not a tolerance but a reading of ``SCRAPE``'s own, applied only under ``SCRAPE``:
+**escaped-name**. prometheus_client (0.23 on; 0.26 in ``tests/testdata/real``), asked for OpenMetrics without
+``escaping=allow-utf-8`` (what Prometheus 2 and promotel send), answers ``escaping=underscores`` and declares
+``# TYPE vllm:x counter`` but writes the samples ``vllm_x_total``: it escapes sample names with the label-name
+characters, which have no ``:`` (prometheus/client_python issue 1177). Read literally, as ``STRICT`` and
+Prometheus read it (2.42 by name; 3 by ``scrape.isSeriesPartOfFamily``, a prefix match as written), the
+counter has no samples and ``vllm_x_total`` is an untyped family without metadata: counters, histograms, Infos
+and Enums lose their type, and the OTLP names and types would depend on the negotiated format. ``SCRAPE``
+reads the samples as the family's, and the family takes the escaped name (the samples' name, under which
+Prometheus stores them; the state label of such an Enum is escaped alike), so the answer reads as if its
+metadata had been escaped too; the leniency (counted once per family) names the first sample and the declared
+name. It is the one rule with which ``SCRAPE`` reports a leniency on a body ``STRICT`` accepts (escaped
+samples that do not alternate, one gauge series say, are valid OpenMetrics read literally) and returns other
+families than ``STRICT`` (the same samples, in the same order), and the one deliberate difference from the
+metadata Prometheus keeps (``tests/e2e/test_real_prometheus.py``). It runs when a sample's family is looked up
+(a new sample name after a metadata line), never on the fast path.
 """
 
 from promotel.exposition.parser import ExpositionParser, detect_format, parse_exposition

@@ -18,6 +18,14 @@ tokens. The family sequence depends on the strictness:
   contradicts it (another type where the earlier one had one, another unit), and stays a family of its
   own if it does (client_golang's gauge ``go_memstats_alloc_bytes`` and counter
   ``go_memstats_alloc_bytes_total``, both named ``go_memstats_alloc_bytes`` in OpenMetrics).
+
+  Before those, one reading of ``SCRAPE``'s own (``Rule.ESCAPED_NAME``): when the current family was
+  declared by metadata lines and has no sample yet, a sample named after the family's *escaped* name
+  (``rules.escaped_name``) with a suffix of its type belongs to it, and the family takes that name (the
+  one its samples and, in the same body, its label names are written with, and the one Prometheus
+  stores the samples under). prometheus_client 0.23+ answers OpenMetrics without ``escaping=allow-utf-8``
+  that way: ``# TYPE vllm:x counter`` then ``vllm_x_total``; read literally, as ``STRICT`` and
+  Prometheus do, the counter has no samples and its samples are untyped families of their own.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from promotel.exposition.rules import (
     FamilyRules,
     Rule,
     Strictness,
+    escaped_name,
+    escaped_name_text,
     family_unique_text,
     om_allowed,
 )
@@ -86,6 +96,7 @@ class OpenMetricsText:
         self._blocks: list[FamilyBuilder] = []
         self._latest: dict[str, FamilyBuilder] = {}
         self._owners: dict[str, FamilyBuilder] = {}
+        self._renamed = False                          # a family took its escaped name (ESCAPED_NAME)
 
     def start(self, lines: list[str]) -> None:
         """Checks and drops the final ``# EOF`` (and the newline after it)."""
@@ -127,7 +138,7 @@ class OpenMetricsText:
             raise ExpositionError(f'invalid metric name "{clip(name)}" in the {kw} line', lineno)
         value = parts[3]
         bad = self._enforcer.broken
-        if fam is None or fam.name != name:
+        if fam is None or (fam.name != name and fam.declared_name != name):
             if fam is not None:
                 self._end(fam)
             fam = self._fam = self._block(name)
@@ -176,7 +187,8 @@ class OpenMetricsText:
                 fam.type = prev.type
                 fam.help = prev.help
                 fam.unit = prev.unit
-                fam.allowed = prev.allowed
+                # A block that took its escaped name owns the escaped names; this one, the declared ones.
+                fam.allowed = prev.allowed if prev.name == name else om_allowed(name, prev.type, self._strictness)
             self._latest[name] = fam
             self._blocks.append(fam)
             self._register(fam)
@@ -195,16 +207,20 @@ class OpenMetricsText:
     def owner(self, name: str, lineno: int) -> list[Sample]:
         """The samples of the family a sample named ``name`` belongs to: the current family when it
         owns the name; under ``SCRAPE`` else the latest earlier family owning it; else a new family of
-        type unknown (under ``STRICT`` the current family is finished first)."""
+        type unknown (under ``STRICT`` the current family is finished first). Under ``SCRAPE``, first of
+        all, the current family when ``name`` is its escaped name with a suffix (``_takes_escaped``)."""
         fam = self._fam
         if fam is None or name not in fam.allowed:
-            earlier = self._owners.get(name) if self._scrape else None
-            if earlier is not None and name in earlier.allowed:
-                fam = earlier
+            if fam is not None and self._scrape and not fam.samples and self._takes_escaped(fam, name, lineno):
+                pass                            # the family goes by the escaped name now: ``name`` is its own
             else:
-                if fam is not None:
-                    self._end(fam)
-                fam = self._fam = self._block(name)
+                earlier = self._owners.get(name) if self._scrape else None
+                if earlier is not None and name in earlier.allowed:
+                    fam = earlier
+                else:
+                    if fam is not None:
+                        self._end(fam)
+                    fam = self._fam = self._block(name)
         if fam is not self._active:
             self.resolved.clear()           # the names the previous family owned
             if fam.samples or fam is not self._fam:
@@ -219,6 +235,29 @@ class OpenMetricsText:
         if fam.allowed[name] is PROM_ONLY:
             fam.foreign = True
         return fam.samples
+
+    def _takes_escaped(self, fam: FamilyBuilder, name: str, lineno: int) -> bool:
+        """``SCRAPE``, for a family without samples (so declared by metadata lines) and a sample name it does
+        not own: whether ``name`` is the family's escaped name (``escaped_name``) plus a suffix its type allows
+        (``om_allowed``). If so, ``Rule.ESCAPED_NAME`` is recorded at the sample's line and the family takes the
+        escaped name, so that every later sample spelt so is its own, as if the metadata had been escaped
+        too. A UNIT the escaped name does not end with (a unit with a colon) leaves the family as declared.
+        Runs only when a sample's family is looked up (``Rescrape`` calls ``owner`` on a new sample name),
+        never on the fast path."""
+        declared = fam.name
+        escaped = escaped_name(declared)
+        if escaped == declared or not name.startswith(escaped):
+            return False
+        allowed = om_allowed(escaped, fam.type, self._strictness)
+        if name not in allowed or (fam.unit and not escaped.endswith("_" + fam.unit)):
+            return False
+        self._enforcer.broken(Rule.ESCAPED_NAME, escaped_name_text(name, declared, escaped), lineno)
+        fam.name = escaped
+        fam.allowed = allowed
+        self._latest[escaped] = fam
+        self._register(fam)
+        self._renamed = True
+        return True
 
     def careful(self, line: str, lineno: int) -> Sample:
         """A sample line, tokenized: the common shape by one regular expression, the rest by the
@@ -331,7 +370,7 @@ class OpenMetricsText:
         """The blocks as families: a block that ``continues`` an earlier family of its name is taken
         into it (at the earlier one's place); one that contradicts it stays a family of its own."""
         blocks = self._blocks
-        if len(self._latest) == len(blocks):
+        if len(self._latest) == len(blocks) and not self._renamed:
             return blocks                   # every name once
         by_name: dict[str, list[FamilyBuilder]] = {}
         out: list[FamilyBuilder] = []

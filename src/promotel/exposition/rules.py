@@ -23,8 +23,10 @@ place a rule can be broken calls ``Enforcer.broken(rule, text, line)``. Under ``
 ``SCRAPE`` it records a ``Leniency`` (the rule, the line of its first use, the very text ``STRICT`` would
 have raised, and how many times the scrape used it) and the parse goes on with what Prometheus does with
 the data. Only the rules of ``Rule`` go through the enforcer; the lexical grammar, ``# EOF`` and the
-UNIT suffix raise under both (Prometheus' own parsers enforce them). The table of the rules and what
-``SCRAPE`` does with each is in the package docstring (``promotel.exposition``).
+UNIT suffix raise under both (Prometheus' own parsers enforce them). One rule is a reading of
+``SCRAPE``'s own rather than a check ``STRICT`` makes: ``Rule.ESCAPED_NAME`` (samples written with the
+escaped form of their family's name, see ``escaped_name``), which ``STRICT`` does not apply at all. The
+table of the rules and what ``SCRAPE`` does with each is in the package docstring (``promotel.exposition``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import bisect
 import enum
 import math
+import re
 from dataclasses import dataclass
 
 from promotel.errors import ExpositionError
@@ -40,7 +43,7 @@ from promotel.exposition.tokens import EMPTY_LABELS, clip, num, parse_value
 from promotel.model import Labels, MetricFamily, Sample
 
 __all__ = ["OM_SUFFIXES", "PROM_ONLY", "Enforcer", "FamilyBuilder", "FamilyRules", "Leniency", "Rule",
-           "Strictness", "family_unique_text", "om_allowed"]
+           "Strictness", "escaped_name", "escaped_name_text", "family_unique_text", "om_allowed"]
 
 _INF = math.inf
 
@@ -58,13 +61,36 @@ OM_SUFFIXES: dict[str, tuple[str, ...]] = {
 # family's metadata to such a sample (scrape.isSeriesPartOfFamily); only ``SCRAPE`` allows it.
 PROM_ONLY = "\x00"
 _PROM_ONLY_TYPES = frozenset({"counter", "histogram", "gaugehistogram", "info"})
-
+# What prometheus_client's "underscores" escaping replaces by "_" in a sample name: its label-name
+# character set, which has no ":" (its HELP/TYPE/UNIT names use the metric-name set, which keeps ":").
+_NOT_LEGACY_LABEL_CHAR = re.compile(r"[^a-zA-Z0-9_]")
 
 
 def family_unique_text(name: str) -> str:
     """What breaking ``Rule.FAMILY_UNIQUE`` on name ``name`` says."""
     return (f'the name "{name}" is used by two metric families; families must not repeat or overlap '
             "(samples of one family must be consecutive)")
+
+
+def escaped_name(name: str) -> str:
+    """``name`` as prometheus_client (0.23 and later) escapes a sample name for an exposition answered with
+    ``escaping=underscores`` (OpenMetrics asked for without ``escaping=allow-utf-8``): every character
+    outside ``[a-zA-Z0-9_]`` becomes ``_`` (and a leading digit, which a legacy metric name never has). Its
+    ``# HELP``/``# TYPE``/``# UNIT`` lines escape the same name with Prometheus' own "underscores" scheme,
+    which keeps ``:`` (legal in legacy names) and leaves a legacy-valid name as it is, so ``vllm:x`` is
+    declared ``vllm:x`` and its samples are written ``vllm_x_total`` (prometheus/client_python issue 1177).
+    A name in an OpenMetrics 1.0 metadata line is legacy-valid, so the two spellings differ exactly in its
+    colons. The other schemes (``dots``, ``values`` with its ``U__`` prefix) are only answered to an Accept
+    that asks for them, and promotel's never does."""
+    return _NOT_LEGACY_LABEL_CHAR.sub("_", name)
+
+
+def escaped_name_text(sample: str, declared: str, escaped: str) -> str:
+    """What ``Rule.ESCAPED_NAME`` says of the first sample ``sample`` of family ``declared`` written under the
+    escaped name ``escaped``."""
+    return (f'sample "{sample}" is named after "{escaped}", the escaped form of the family "{declared}" declared '
+            f'before it, and is read as that family\'s, named "{escaped}"; write the family\'s name the same way '
+            "in its metadata lines and its samples")
 
 
 def om_allowed(name: str, typ: str, strictness: Strictness) -> dict[str, str]:
@@ -101,6 +127,12 @@ class Rule(enum.StrEnum):
     FAMILY_UNIQUE = "family-unique"
     """OpenMetrics: a name used by two families (a family repeated or overlapping another, samples of a
     family after another family's, a sample name OpenMetrics does not give the family's type)."""
+    ESCAPED_NAME = "escaped-name"
+    """OpenMetrics: the first sample of a family declared by its metadata lines is named after the family's
+    escaped name (``escaped_name``) with a suffix of its type (``vllm_x_total`` under ``# TYPE vllm:x
+    counter``); ``SCRAPE`` reads such samples as the family's, which takes the escaped name. A reading of
+    ``SCRAPE``'s own: ``STRICT`` does not apply it (to ``STRICT`` the samples are families of their own, of
+    type unknown), and Prometheus neither (it keeps no metadata for them). Counted once per family."""
     UNIT_TYPE = "unit-type"
     """OpenMetrics: a UNIT on an info or stateset family."""
     SERIES_GROUPING = "series-grouping"
@@ -140,8 +172,9 @@ class Rule(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class Leniency:
     """One rule a ``SCRAPE`` parse tolerated: the rule, the line (1-based) of its first use in the
-    exposition, the text ``STRICT`` (``promotel lint``) reports there, and how many times the exposition
-    broke it (a family-level rule counts once per family, a line-level rule once per line)."""
+    exposition, the text ``STRICT`` (``promotel lint``) reports there (for ``Rule.ESCAPED_NAME``, which
+    ``STRICT`` does not apply, what ``SCRAPE`` read otherwise, in the same style), and how many times the
+    exposition broke it (a family-level rule counts once per family, a line-level rule once per line)."""
 
     rule: Rule
     line: int
@@ -164,7 +197,8 @@ class Enforcer:
         self._counts: dict[Rule, int] = {}
 
     def broken(self, rule: Rule, text: str, line: int) -> None:
-        """Rule ``rule`` is broken at ``line``; ``text`` is the error ``STRICT`` raises."""
+        """Rule ``rule`` is broken at ``line``; ``text`` is the error ``STRICT`` raises (for
+        ``Rule.ESCAPED_NAME``, which only ``SCRAPE`` applies, what ``SCRAPE`` read otherwise)."""
         if self.strict:
             raise ExpositionError(text, line)
         n = self._counts.get(rule, 0)
@@ -189,11 +223,14 @@ class FamilyBuilder:
     """A family being built. ``first_line`` is the line of its first sample (OpenMetrics keeps a
     family's samples on consecutive lines, so sample i is on line ``first_line + i``; under ``SCRAPE``
     a family continued after other lines records where in ``runs``); ``allowed`` maps the sample
-    names the family owns to their suffix (OpenMetrics)."""
+    names the family owns to their suffix (OpenMetrics). ``declared_name`` is the name its metadata
+    lines use: ``name`` too, unless ``SCRAPE`` read its samples under the escaped name
+    (``Rule.ESCAPED_NAME``), which the family then takes."""
 
     __slots__ = (
         "allowed",
         "declared",
+        "declared_name",
         "first_line",
         "foreign",
         "help",
@@ -209,6 +246,7 @@ class FamilyBuilder:
 
     def __init__(self, name: str, typ: str) -> None:
         self.name = name
+        self.declared_name = name
         self.type = typ
         self.help: str | None = None
         self.unit: str | None = None
