@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from support.bridge import start_bridge, stop_bridge
 from support.collector import free_port
 from support.sink import OTLPSink

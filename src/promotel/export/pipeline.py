@@ -97,6 +97,15 @@ def count_points(request: bytes) -> int:
     return n
 
 
+def _raise_if_cancelled() -> None:
+    """Re-raise a cancellation a sender swallowed. grpc.aio answers a cancelled call that failed at the same
+    moment with the call's error instead of ``CancelledError``; the task stays marked as cancelling, and a
+    worker that carried on would wait forever at its next idle wait (a shutdown that never ends)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _default_splitter() -> Splitter | None:
     """``promotel.export.encode.split_request`` when this version has it, else None (too large = permanent)."""
     from promotel.export import encode
@@ -219,6 +228,7 @@ class ExporterPipeline:
         except StorageError as exc:
             self._storage_fault(exc)
             return False
+        self.store.ensure_reserve()
         if self._delta_state is not None and self.store.db is not None:
             try:
                 # At start the state is read from disk; attached later (after a fault) memory is newer.
@@ -229,8 +239,10 @@ class ExporterPipeline:
         self._storage_ok()
         return True
 
-    def _storage_available(self, *, force: bool = False) -> bool:
-        """True when the state database may be written now: open, and no fault waiting for its retry time."""
+    def _storage_available(self, *, force: bool = False, new_data: bool = True) -> bool:
+        """True when the state database may be written now: open, and no fault waiting for its retry time.
+        After a full disk, new requests are written only once the space reserve could be allocated again
+        (``new_data``; deleting acknowledged rows needs no such room)."""
         store = self.store
         if store is None:
             return False
@@ -240,6 +252,14 @@ class ExporterPipeline:
             return False
         if store.db is None:
             return self._open_store(first=False)
+        # The freed reserve is for deleting and compacting: new data waits until the reserve can be taken again
+        # — once the backlog is delivered and compacted, or, while it is not, once there is room for the reserve
+        # and as much again (space freed by someone else).
+        if new_data and store.reserve_released and (
+                (store.count and store.free_bytes() < 2 * store.reserve_bytes) or not store.ensure_reserve()):
+            self._storage_retry_at = self._clock() + self._storage_backoff
+            self._storage_backoff = min(STORAGE_RETRY_MAX, self._storage_backoff * 2)
+            return False
         return True
 
     def _storage_fault(self, exc: StorageError) -> None:
@@ -252,11 +272,20 @@ class ExporterPipeline:
             log.error("Exporter %s cannot persist its queue: %s. Batches are kept in memory (up to queue_size=%d "
                       "batches) and sent from there; writing is retried.", self.name, exc, self.queue_size,
                       extra={"fields": {"exporter": self.name, "error.type": exc.kind}})
+        if exc.kind in ("disk_full", "io_error") and self.store is not None:
+            self.store.try_checkpoint()
+            freed = self.store.release_reserve()
+            if freed:
+                log.info("Exporter %s gave back its %d-byte space reserve (%s) so that what the backend "
+                         "acknowledges can be deleted, and the file compacted once its queue is delivered.",
+                         self.name, freed, self.store.reserve_path, extra={"fields": {"exporter": self.name}})
 
     def _storage_ok(self) -> None:
         if self.storage_error is not None:
             log.info("Exporter %s writes its state database again.", self.name,
                      extra={"fields": {"exporter": self.name}})
+            if self.store is not None:
+                self.store.ensure_reserve()
         self.storage_error = None
         self._storage_logged.clear()
         self._storage_backoff = STORAGE_RETRY_MIN
@@ -336,15 +365,22 @@ class ExporterPipeline:
                         extra={"fields": {"exporter": self.name, "reason": "spool_full"}})
 
     def _retry_acks(self, *, force: bool = False) -> None:
-        if not self._acked or self.store is None or not self._storage_available(force=force):
+        if not self._acked or self.store is None:
+            return
+        # With the reserve given back there is room to delete: do not wait for the backoff (it frees the disk).
+        if not self._storage_available(force=force or self.store.reserve_released, new_data=False):
             return
         try:
             self.store.delete(self._acked)
         except StorageError as exc:
             self._storage_fault(exc)
             return
+        # Deleting may work on a full disk (the reserve): only writing new requests ends a storage fault.
         self._acked.clear()
-        self._storage_ok()
+        if self.storage_error is not None and not self.store.count:
+            # The backlog is delivered (and the file compacted): try writing again now, not at the backoff's end.
+            self._storage_retry_at = 0.0
+            self._storage_backoff = STORAGE_RETRY_MIN
 
     def _commit_delta(self) -> None:
         """The delta state after a batch, when it is not written with the batch's requests."""
@@ -432,6 +468,7 @@ class ExporterPipeline:
         self._wake = asyncio.Event()
         try:
             while True:
+                _raise_if_cancelled()
                 try:
                     await self._step()
                 except PromotelError as exc:
@@ -462,8 +499,11 @@ class ExporterPipeline:
             if self._acked or self._backlog_rows():
                 # Something waits for the storage to work again: look again when its retry time comes.
                 delay = max(0.05, self._storage_retry_at - self._clock())
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that arrives as
+                # it times out or completes (the worker would then never stop).
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
             else:
@@ -570,6 +610,7 @@ class ExporterPipeline:
                 if probe:
                     probe = False
                     self._recovered()
+                _raise_if_cancelled()            # acknowledged first: a shutdown here re-sends nothing
         except asyncio.CancelledError:
             self._release(work)     # shutdown mid-batch: what was not answered stays queued
             raise
@@ -621,6 +662,7 @@ class ExporterPipeline:
             try:
                 outcome = await self.sender.send(e.body)
             except ExportError as exc:
+                _raise_if_cancelled()
                 self._count_failure(exc)
                 if exc.kind == "too_large":
                     return self._too_large(e, exc)

@@ -25,6 +25,13 @@ as ``<file>.corrupt-<UTC time>``, logged as an error that says what was lost, an
 Any other failure (a full disk, an I/O error) raises ``StorageError`` with SQLite's own message and a
 short ``kind``; the queue then keeps working from memory and tries again later (``ExporterPipeline``).
 
+A full disk would otherwise be a dead end: in WAL mode even deleting acknowledged rows and checkpointing
+need free space. So each store keeps ``<file>.reserve`` (``reserve_bytes``, allocated, not sparse) and gives
+it back on a full disk (``release_reserve``): the deletes of what the backend acknowledged go through,
+and once the queue is empty ``compact`` shrinks the file (``auto_vacuum=INCREMENTAL``) and truncates the
+WAL, so persisting resumes as soon as the backlog is delivered. The same compaction gives the space of a
+long outage's backlog back after it drained (``COMPACT_FREE_PAGES``).
+
 Adopting 0.1 state: on open, ``spool-<name>.db`` rows become queue rows (oldest first) and the rows of
 ``delta-<name>.db`` join the delta tables (their 0.1 keys are converted by ``DeltaState.attach``), in one
 transaction that also records the adoption in ``meta``; then the old files are renamed
@@ -191,6 +198,8 @@ class Spool:
 # ─── the exporter's state database ───────────────────────────────────────────────────────────
 
 STORE_FORMAT = "1"
+RESERVE_MAX = 2 * 1024 * 1024       # the space reserve (at most 1/16 of spool.max_bytes)
+COMPACT_FREE_PAGES = 8192           # an empty queue with more free pages than this (32 MiB) is compacted
 QUEUE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -279,6 +288,10 @@ class ExporterStore:
         self.path = store_path(state_dir, exporter)
         self.max_bytes = int(max_bytes)
         self._wall = wall
+        self.reserve_path = self.path + ".reserve"
+        self.reserve_bytes = min(RESERVE_MAX, self.max_bytes // 16)
+        self._compact_due = False         # after a storage fault: compact as soon as the queue is empty
+        self.reserve_released = False     # the reserve was given back on a full disk (and not allocated again)
         self.db: sqlite3.Connection | None = None
         self.count = 0              # rows in the queue
         self.total_bytes = 0        # their request bytes
@@ -333,6 +346,13 @@ class ExporterStore:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
             db.execute("PRAGMA journal_size_limit=67108864")    # the WAL shrinks back after a large replay
+            # Checkpoint at ~1 MiB of WAL instead of SQLite's 4 MiB: the same copying per byte written, and a WAL
+            # that stays small enough for a tight file-size limit (RLIMIT_FSIZE) or a nearly full disk.
+            db.execute("PRAGMA wal_autocheckpoint=256")
+            # Some builds (Debian's) overwrite every freed page by default: deleting an acknowledged request would
+            # write it again, as zeros, through the WAL — its whole size, on every acknowledgement, and on a full
+            # disk the space that deleting was supposed to free. FAST zeroes only pages written anyway.
+            db.execute("PRAGMA secure_delete=FAST")
             check = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
             if check != ["ok"]:
                 raise _Damaged(f"SQLite's integrity check failed: {'; '.join(check[:3])}")
@@ -381,6 +401,8 @@ class ExporterStore:
         try:
             db = sqlite3.connect(tmp, isolation_level=None)
             try:
+                # Set before the first table: freed pages can then be given back to the file system (compact).
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 db.executescript(QUEUE_SCHEMA + DELTA_SCHEMA)
                 db.execute("INSERT INTO meta VALUES ('format', ?)", (STORE_FORMAT,))
                 db.execute("PRAGMA journal_mode=WAL")
@@ -601,6 +623,86 @@ class ExporterStore:
         except sqlite3.Error as exc:
             raise self._error(exc, "deleting acknowledged requests from") from exc
         self.count, self.total_bytes = count, total
+        if not count:
+            self._compact_if_worth_it()
+
+    def _compact_if_worth_it(self) -> None:
+        db = self.db
+        if db is None:
+            return
+        try:
+            free = int(db.execute("PRAGMA freelist_count").fetchone()[0])
+        except sqlite3.Error:
+            return
+        if self._compact_due or free > COMPACT_FREE_PAGES:
+            try:
+                self.compact()
+            except StorageError as exc:
+                log.debug("Compacting the state database of exporter %s failed: %s", self.exporter, exc)
+
+    def compact(self) -> None:
+        """Empty queue: give the free pages back (incremental vacuum) and truncate the WAL."""
+        db = self._need_db()
+        try:
+            # Through sqlite3_exec: the sqlite3 module's execute() steps the pragma once, which frees one page.
+            db.executescript("PRAGMA incremental_vacuum;")
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "compacting") from exc
+        if not busy:
+            self._compact_due = False
+
+    def try_checkpoint(self) -> bool:
+        """Copy the WAL into the database file and truncate it (best effort, after a write failed): a WAL that
+        reached a file-size limit gets room again."""
+        if self.db is None:
+            return False
+        try:
+            busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            return False
+        return not busy
+
+    # ── the space reserve ────────────────────────────────────────────────────────────────────
+    def ensure_reserve(self) -> bool:
+        """Allocate the reserve file if it is missing (best effort: False when there is no room for it)."""
+        if not self.reserve_bytes or os.path.exists(self.reserve_path):
+            return True
+        try:
+            fd = os.open(self.reserve_path, os.O_CREAT | os.O_WRONLY, 0o600)
+        except OSError:
+            return False
+        try:
+            os.posix_fallocate(fd, 0, self.reserve_bytes)
+            self.reserve_released = False
+            return True
+        except OSError:
+            try:
+                os.remove(self.reserve_path)
+            except OSError:
+                pass
+            return False
+        finally:
+            os.close(fd)
+
+    def free_bytes(self) -> int:
+        """Free space for this process in the state directory (large when it cannot be told)."""
+        try:
+            st = os.statvfs(self.state_dir)
+        except OSError:
+            return 1 << 62
+        return int(st.f_bavail) * int(st.f_frsize)
+
+    def release_reserve(self) -> int:
+        """A full disk: give the reserve back so that deletes and compaction can run. The bytes freed."""
+        self._compact_due = True
+        try:
+            size = os.path.getsize(self.reserve_path)
+            os.remove(self.reserve_path)
+        except OSError:
+            return 0
+        self.reserve_released = True
+        return size
 
     @staticmethod
     def _delete_rows(db: sqlite3.Connection, ids: Collection[int], count: int, total: int) -> tuple[int, int]:
