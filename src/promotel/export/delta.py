@@ -120,11 +120,12 @@ class _Prev(NamedTuple):
 
 
 class _Target:
-    __slots__ = ("from_disk", "last_export_ns", "round", "series", "source", "source_round")
+    __slots__ = ("from_disk", "last_export_ns", "round", "series", "source", "source_round", "texts")
 
     def __init__(self, source: str, last_export_ns: int | None = None, round_: int = 0,
                  from_disk: bool = False) -> None:
         self.series: dict[SeriesKey, _Prev] = {}
+        self.texts: dict[SeriesKey, str] = {}    # series_text of persisted series (computed once, not per round)
         self.source = source
         self.last_export_ns = last_export_ns
         self.round = round_
@@ -283,6 +284,8 @@ class DeltaState:
                 converted.append((series_text(key), self.exporter, text_target, text))
             t = self._targets.get(text_target) or self._target(text_target, None, 0)
             t.series[key] = _Prev(start, time_ns, value, sum_, _unpack(bounds), _unpack(counts), rnd, True)
+            if not text.startswith("("):
+                t.texts[key] = text
         if converted:
             self._convert_01(db, path, converted)
         self._db = db
@@ -326,9 +329,15 @@ class DeltaState:
             db.executemany("DELETE FROM delta_targets WHERE exporter = ? AND target = ?", gone)
         upserts = []
         deletes = []
+        no_texts: dict[SeriesKey, str] = {}
         for (target, key), prev in self._dirty.items():
-            text = series_text(key)
+            t = self._targets.get(target)
+            texts = t.texts if t is not None else no_texts
+            text = texts.get(key)
+            if text is None:
+                text = texts[key] = series_text(key)
             if prev is None:
+                texts.pop(key, None)
                 deletes.append((exp, target, text))
             else:
                 upserts.append((exp, target, text, prev.start_ns, prev.time_ns, prev.value, prev.sum,
