@@ -199,7 +199,16 @@ class Bridge:
         # would add no throughput, only more malloc arenas each holding a round's high-water mark.
         self._cpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="promotel-cpu")
         memory = RoundMemory()
-        self.runners = [SourceRunner(s, config, self.submit, self.stats, self._cpu, memory) for s in sources]
+        try:
+            self.runners = [SourceRunner(s, config, self.submit, self.stats, self._cpu, memory) for s in sources]
+        except BaseException:
+            # An invalid source (a reload keeps the previous config): release the state databases just opened,
+            # which the previous config's exporters open again.
+            for p in self.pipelines:
+                if p.store is not None:
+                    p.store.close()
+            self._cpu.shutdown(wait=False)
+            raise
         self.stats.config_loaded = True
         self._tasks: list[asyncio.Task[None]] = []
 
