@@ -597,3 +597,34 @@ def test_no_state_dir_shutdown_counts_what_is_lost(caplog: pytest.LogCaptureFixt
         asyncio.run(p.aclose())
     assert p.status()["dropped"] == {"shutdown": 2}
     assert "configure a state_dir to keep them" in caplog.text
+
+
+# ─── shutdown ────────────────────────────────────────────────────────────────────────────────
+
+class SwallowingSender(ScriptedSender):
+    """Answers a cancelled call with an error instead of CancelledError, as grpc.aio does when the call failed
+    at the moment it was cancelled."""
+
+    async def send(self, request: bytes) -> SendOutcome:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise ExportError("answered UNAVAILABLE", retryable=True, kind="grpc_unavailable") from None
+        return SendOutcome()
+
+
+def test_a_cancellation_a_sender_swallows_still_stops_the_worker(tmp_path: Path) -> None:
+    p = make(SwallowingSender(), tmp_path, retry=Retry(initial_interval=0.01, max_interval=0.01, max_elapsed=600))
+    p._sleep = asyncio.sleep
+
+    async def go() -> None:
+        task = asyncio.create_task(p.run())
+        p.submit(make_batch())
+        await asyncio.sleep(0.05)                       # the worker is in send()
+        task.cancel()
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), timeout=5)
+        assert task.cancelled()
+
+    asyncio.run(go())
+    assert p.status()["persisted_requests"] == 1        # not answered: still queued on disk
+    asyncio.run(p.aclose())

@@ -50,6 +50,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 
+from promotel.config import HealthConfig
 from promotel.errors import ExportError, PromotelError, StateError
 from promotel.export.prepare import (
     BatchPreparer,
@@ -64,7 +65,8 @@ from promotel.model import TargetBatch, Temporality
 
 log = logging.getLogger("promotel.export")
 
-DEFAULT_UNREADY_AFTER = 120.0      # seconds; the config's ``health.unready_after`` default
+# Seconds; the config model's default (``health.unready_after``), for callers without a config.
+DEFAULT_UNREADY_AFTER: float = HealthConfig.model_fields["unready_after"].default
 MAX_SPLIT_DEPTH = 16               # a request answered "too large" is halved at most this many times
 STORAGE_RETRY_MIN = 1.0            # seconds before writing is tried again after a storage fault …
 STORAGE_RETRY_MAX = 30.0           # … doubling up to this

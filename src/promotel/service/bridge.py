@@ -245,10 +245,9 @@ class Bridge:
 
     @property
     def unready_after(self) -> float:
-        from promotel.export.pipeline import DEFAULT_UNREADY_AFTER
+        from promotel.config import HealthConfig
 
-        health = self.config.health
-        return health.unready_after if health is not None else DEFAULT_UNREADY_AFTER
+        return (self.config.health or HealthConfig()).unready_after
 
     def ready(self) -> tuple[bool, str]:
         """Ready when the config is loaded and no exporter dropped data within ``health.unready_after`` nor
