@@ -90,7 +90,8 @@ def main() -> None:
     ap.add_argument("--state-dir", help="where the state database goes with --durable (default: a new directory "
                                         "under the current one, removed afterwards)")
     ap.add_argument("--delta-own-file", action="store_true",
-                    help="with --durable --temporality delta: persist only the delta state, in its own file, as 0.1 did")
+                    help="with --durable --temporality delta: persist only the delta state, in its own file, "
+                         "as 0.1 did")
     args = ap.parse_args()
     memory: RoundMemory | None = None
     if args.gc == "service":

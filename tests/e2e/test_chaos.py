@@ -213,7 +213,8 @@ def check(target: SequenceTarget, kills: list[float], collectors: dict[str, Any]
         missing = set(served) - set(counts)
         duplicates = sum(n - 1 for n in counts.values() if n > 1)
         bound = len(kills) + c.downs + c.lost_answers
-        report.append(f"{name}: missing {[(n, f'killed {taken.get(n, 0) * 1000:.0f} ms after') for n in sorted(missing)]}, "
+        lost = [(n, f"killed {taken.get(n, 0) * 1000:.0f} ms after") for n in sorted(missing)]
+        report.append(f"{name}: missing {lost}, "
                       f"duplicates {duplicates} "
                       f"(bound {bound}: {len(kills)} kills + {c.downs} stops + {c.lost_answers} lost answers)")
         if not missing <= allowed:

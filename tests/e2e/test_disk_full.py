@@ -108,7 +108,8 @@ def start(config: Path, log: Path, limit: int | None) -> subprocess.Popen[bytes]
     return proc
 
 
-def wait(cond: Callable[[], bool], timeout: float, what: str, log: Path, detail: Callable[[], Any] = lambda: "") -> float:
+def wait(cond: Callable[[], bool], timeout: float, what: str, log: Path,
+         detail: Callable[[], Any] = lambda: "") -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if cond():

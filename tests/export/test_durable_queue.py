@@ -80,7 +80,8 @@ def down(_request: bytes) -> None:
     raise ExportError("connection refused", exporter="test", retryable=True, kind="connect")
 
 
-def make(sender: ScriptedSender, state: Path | None, *, ft: FakeTime | None = None, wall: Callable[[], float] | None = None,
+def make(sender: ScriptedSender, state: Path | None, *, ft: FakeTime | None = None,
+         wall: Callable[[], float] | None = None,
          split: Callable[[bytes], list[bytes]] | None = None, **kw: Any) -> ExporterPipeline:
     kw.setdefault("retry", Retry(initial_interval=1.0, max_interval=2.0, max_elapsed=3.0))
     ft = ft or FakeTime()
@@ -110,7 +111,8 @@ def rows(path: str, sql: str = "SELECT COUNT(*) FROM queue") -> Any:
         db.close()
 
 
-def counter_batch(target: str, value: float, t: int, resource: tuple[tuple[str, Any], ...] | None = None) -> TargetBatch:
+def counter_batch(target: str, value: float, t: int,
+                  resource: tuple[tuple[str, Any], ...] | None = None) -> TargetBatch:
     point = NumberPoint((("k", "a"),), value, start_ns=1, time_ns=t)
     metric = Metric("jobs", "", "1", Kind.SUM, (point,), monotonic=True, prom_type="counter")
     return TargetBatch(target, resource if resource is not None else (("service.name", target),), (metric,), t)
@@ -385,7 +387,8 @@ def test_one_damaged_file_does_not_stop_another_exporter(tmp_path: Path) -> None
         asyncio.run(p.aclose())
 
 
-def test_0_1_spool_and_delta_files_are_adopted_then_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_0_1_spool_and_delta_files_are_adopted_then_moved_aside(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
     from promotel.export.delta import DeltaState
 
     old = Spool(spool_path(str(tmp_path), "test"), 1 << 20)
@@ -415,7 +418,8 @@ def test_0_1_spool_and_delta_files_are_adopted_then_moved_aside(tmp_path: Path, 
 
     assert asyncio.run(go())
     assert sender.targets() == ["jobs", "old0", "old1", "old2"]      # fresh first, then alternating
-    deltas = [dp.as_double for raw in sender.accepted for rm in ms.ExportMetricsServiceRequest.FromString(raw).resource_metrics
+    deltas = [dp.as_double for raw in sender.accepted
+              for rm in ms.ExportMetricsServiceRequest.FromString(raw).resource_metrics
               for sm in rm.scope_metrics for m in sm.metrics if m.name == "jobs" for dp in m.sum.data_points]
     assert deltas == [4.0]
     asyncio.run(p.aclose())
@@ -496,7 +500,8 @@ def test_too_large_splits_and_retries_the_halves(tmp_path: Path, persisted: bool
     assert delivered_points(sender) == sorted(str(i) for i in range(40))        # every point, once
     assert all(len(r) <= whole // 5 for r in sender.accepted)
     st = p.status()
-    assert st["dropped"] == {} and st["sent_points"] == 40 and st["failed_requests"]["too_large"] >= 7  # type: ignore[index]
+    assert st["dropped"] == {} and st["sent_points"] == 40
+    assert st["failed_requests"]["too_large"] >= 7  # type: ignore[index]
     assert sum("too large" in r.getMessage() for r in caplog.records) == 1       # said once
     if persisted:
         assert st["persisted_requests"] == 0                                    # every part acknowledged
@@ -526,7 +531,8 @@ def test_a_single_point_still_too_large_is_dropped_counted_and_logged(tmp_path: 
     asyncio.run(p.aclose())
 
 
-def test_without_a_split_function_too_large_is_a_permanent_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_split_function_too_large_is_a_permanent_error(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import promotel.export.encode as encode
 
     monkeypatch.delattr(encode, "split_request", raising=False)
