@@ -393,9 +393,9 @@ class ExporterPipeline:
 
     # ── feeding ──────────────────────────────────────────────────────────────────────────────
     def submit(self, batch: TargetBatch) -> None:
-        """Queue one scrape's batch. Never blocks and never raises: with a persisted queue the batch is
-        prepared and written here, before anything is sent; the memory bound drops (counted) only what is
-        not on disk."""
+        """Queue one scrape's batch. Never waits for the backend and never raises: with a persisted queue the
+        batch is prepared and written here (one fsync), before anything is sent; the memory bound drops
+        (counted) only what is not on disk."""
         try:
             created = self._wall()
             if not self.durable:
