@@ -9,7 +9,17 @@ map with ``--mapping``, convert) and ``.batch`` (resource, ``up``, ``scrape_*``)
 bridge is warm); the median of each part is printed. Also reports the series store's memory per series
 (tracemalloc) and the RSS.
 
+``--durable`` adds what a state_dir costs, in the same run: the write-ahead queue's ``persist`` (the round's
+requests and, with ``--temporality delta``, the delta state after it, in ONE SQLite transaction committed with
+``synchronous=FULL`` — ``ExporterStore.put``, as ``ExporterPipeline.submit`` calls it) and ``ack`` (deleting the
+rows once the backend accepted them — ``ExporterStore.delete``), on a state database in a new directory under
+the current one (the local disk; ``--state-dir`` to choose), reported in ms and as a share of the round.
+
     .venv/bin/python bench/bench_round.py [--repeat 5] [--deployments 200] [--mapping baseten]
+    .venv/bin/python bench/bench_round.py --mapping baseten --durable [--temporality delta]
+
+``--temporality delta --delta-own-file`` measures instead what 0.1 wrote per round for a delta exporter: the delta
+state alone, in its own file (``DeltaState.commit``, ``synchronous=NORMAL``), to compare with.
 """
 
 from __future__ import annotations
@@ -17,8 +27,10 @@ from __future__ import annotations
 import argparse
 import http.server
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -31,7 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_baseten import generate
 
 from promotel.commands.map import MapSource, offline_exporter
+from promotel.export.delta import DeltaState
 from promotel.export.prepare import BatchPreparer
+from promotel.export.spool import ExporterStore
 from promotel.pipeline import TargetPipeline
 from promotel.series.store import SeriesStore
 from promotel.service.runtime import RoundMemory, tune_gc
@@ -70,6 +84,14 @@ def main() -> None:
     ap.add_argument("--gc", choices=("service", "default"), default="service",
                     help="the bridge's GC policy (promotel.service.tune_gc, as `promotel run` applies it) or "
                          "CPython's defaults; the reference parser runs under the same policy")
+    ap.add_argument("--temporality", choices=("cumulative", "delta"), default="cumulative")
+    ap.add_argument("--durable", action="store_true",
+                    help="also persist each round's requests (and delta state) as a state_dir does, then ack them")
+    ap.add_argument("--state-dir", help="where the state database goes with --durable (default: a new directory "
+                                        "under the current one, removed afterwards)")
+    ap.add_argument("--delta-own-file", action="store_true",
+                    help="with --durable --temporality delta: persist only the delta state, in its own file, "
+                         "as 0.1 did")
     args = ap.parse_args()
     memory: RoundMemory | None = None
     if args.gc == "service":
@@ -80,8 +102,22 @@ def main() -> None:
     bodies = [t.encode() for t in texts]
     server, url = serve(bodies)
     pipeline = TargetPipeline(MapSource(name="bench"), url=url, mapping=args.mapping, max_series=1_000_000)
-    preparer = BatchPreparer(offline_exporter("cumulative"))
-    stages: dict[str, list[float]] = {k: [] for k in ("get", "process", "prepare", "round")}
+    exporter = offline_exporter(args.temporality)
+    delta = DeltaState(exporter.name, None) if args.temporality == "delta" else None
+    store: ExporterStore | None = None
+    state_dir = None
+    own_file = bool(args.durable and args.delta_own_file and delta is not None)
+    if args.durable:
+        state_dir = args.state_dir or tempfile.mkdtemp(prefix="promotel-bench-state-", dir=".")
+        if own_file:
+            delta = DeltaState(exporter.name, state_dir)
+        else:
+            store = ExporterStore(state_dir, exporter.name, max_bytes=exporter.spool.max_bytes)
+            store.open()
+            if delta is not None and store.db is not None:
+                delta.attach(store.db, store.path)
+    preparer = BatchPreparer(exporter, delta=delta)
+    stages: dict[str, list[float]] = {k: [] for k in ("get", "process", "prepare", "round", "persist", "ack")}
     samples = points = 0
     with httpx.Client(timeout=30.0) as client:
         for k in range(args.repeat + 1):
@@ -99,6 +135,20 @@ def main() -> None:
             t2 = time.perf_counter()
             prepared = preparer.prepare(batch)
             t3 = time.perf_counter()
+            if own_file:
+                assert delta is not None
+                delta.commit()
+                if k:
+                    stages["persist"].append(time.perf_counter() - t3)
+                    stages["ack"].append(0.0)
+            if store is not None:
+                stored = store.put([(body, points, time.time()) for body, points in prepared.requests], delta=delta)
+                t4 = time.perf_counter()
+                store.delete([i for i in stored.ids if i is not None])
+                t5 = time.perf_counter()
+                if k:
+                    stages["persist"].append(t4 - t3)
+                    stages["ack"].append(t5 - t4)
             if k == 0:
                 samples = result.samples
                 points = sum(n for _, n in prepared.requests)
@@ -106,6 +156,12 @@ def main() -> None:
             for name, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
                 stages[name].append(dt)
     server.shutdown()
+    if store is not None:
+        store.close()
+    if own_file and delta is not None:
+        delta.close()
+    if state_dir is not None and not args.state_dir:
+        shutil.rmtree(state_dir, ignore_errors=True)
 
     ref = []
     for text in texts[1:]:
@@ -124,7 +180,7 @@ def main() -> None:
     per_series = (tracemalloc.get_traced_memory()[0] - before) / max(1, len(fresh))
     tracemalloc.stop()
 
-    med = {k: statistics.median(v) for k, v in stages.items()}
+    med = {k: statistics.median(v) for k, v in stages.items() if v}
     ref_med = statistics.median(ref)
     print("process = parse + map + convert (TargetPipeline); prepare = encode (BatchPreparer)")
     print(f"exposition: {samples} samples, {len(bodies[0]) / 1e6:.1f} MB, {points} OTLP points, {len(fresh)} series")
@@ -132,6 +188,16 @@ def main() -> None:
     for name in ("get", "process", "prepare"):
         print(f"  {name:<9} {med[name] * 1000:8.1f} ms   (min {min(stages[name]) * 1000:.1f})")
     print(f"  {'round':<9} {med['round'] * 1000:8.1f} ms   (median of {args.repeat})")
+    if args.durable:
+        size = sum(len(body) for body, _ in prepared.requests)
+        what = "0.1: the delta state alone, own file" if own_file else args.temporality
+        print(f"durability ({what}; {len(prepared.requests)} requests, {size / 1e6:.1f} MB per round, "
+              "state database on the local disk):")
+        for name in ("persist", "ack"):
+            print(f"  {name:<9} {med[name] * 1000:8.1f} ms   (min {min(stages[name]) * 1000:.1f}, "
+                  f"max {max(stages[name]) * 1000:.1f})")
+        added = med["persist"] + med["ack"]
+        print(f"  added     {added * 1000:8.1f} ms = {100 * added / med['round']:.1f} % of the round")
     print(f"prometheus_client text_string_to_metric_families alone: {ref_med * 1000:.1f} ms")
     print(f"ratio: promotel full round is {ref_med / med['round']:.1f}x faster than prometheus_client's parse")
     print(f"series store: {per_series:.0f} bytes per series; process max RSS "

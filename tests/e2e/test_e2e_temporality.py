@@ -271,13 +271,16 @@ def committed_exports(db: Path) -> dict[str, int]:
         return {}
     finally:
         conn.close()
-    return {str(t): int(ns) for t, ns in rows if ns is not None}
+    # The target column is the target's key: its source name and the target's identity (delta.target_key).
+    from promotel.export.delta import target_source
+
+    return {target_source(str(t))[0]: int(ns) for t, ns in rows if ns is not None}
 
 
 def kill_between_rounds(bridge: Bridge, delta_sink: OTLPSink, cumulative_sink: OTLPSink, db: Path,
                         keys: list[tuple[str, str, str]]) -> None:
     """SIGKILL between rounds: every target's latest round reached both sinks AND its delta state was committed
-    (ExporterPipeline._send_batch commits right after delivering), and no target's next round (1 s interval)
+    (with the round's requests, before they are sent), and no target's next round (1 s interval)
     has started yet. Anything else would be a kill mid-round, which no design can make exactly-once."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -331,7 +334,7 @@ def run_scenario(tmp_path: Path, target: ExpositionServer, sambanova: Any, delta
         sn_metric = "sambanova.router.request.duration"
         wait(lambda: len(latest_times(delta_sink, DELTA, sn_instance, sn_metric)) >= 2, 15,
              "simulator deltas", bridge.log)
-        db = tmp_path / "state" / "delta-delta.db"
+        db = tmp_path / "state" / "exporter-delta.db"
         kill_between_rounds(bridge, delta_sink, cumulative_sink, db,
                             [(instance, "wait_seconds", "jobs"), (sn_instance, sn_metric, "sn")])
         killed_at = time.time_ns()

@@ -22,6 +22,8 @@ from promotel.export.delta import (
     series_key,
     series_text,
     summaries_for_delta,
+    target_key,
+    target_source,
 )
 from promotel.mappings.assemble import assemble
 from promotel.model import (
@@ -448,3 +450,87 @@ def test_nan_counter_value_neither_breaks_the_state_file_nor_yields_nan_deltas(t
     (m2,) = again.to_delta(_counter_batch(10.0, T0 + 4 * S)).metrics
     assert m2.points[0].value == 2.0 and m2.points[0].start_ns == T0 + 3 * S
     again.close()
+
+
+# ─── the target's identity ───────────────────────────────────────────────────────────────────
+
+def host(name: str, port: int = 9100) -> tuple[tuple[str, Any], ...]:
+    """A target's Resource as ``promotel.pipeline.target_resource`` builds it from the scrape URL."""
+    return (("server.address", name), ("server.port", port), ("service.instance.id", f"{name}:{port}"),
+            ("service.name", "jobs"), ("url.scheme", "http"))
+
+
+def on(resource: tuple[tuple[str, Any], ...], t: int, value: float) -> TargetBatch:
+    return TargetBatch("jobs", resource, (counter(cp(A, value, S, t)),), t)
+
+
+def values_of(out: TargetBatch) -> list[float]:
+    return [p.value for m in out.metrics for p in m.points]  # type: ignore[union-attr]
+
+
+def test_a_source_whose_url_changes_starts_from_a_baseline_on_the_new_target(tmp_path: Path) -> None:
+    d = DeltaState("e", str(tmp_path))
+    assert values_of(d.to_delta(on(host("a"), 10 * S, 6.0))) == []              # baseline on host a
+    assert values_of(d.to_delta(on(host("a"), 20 * S, 7.0))) == [1.0]
+    # The source now scrapes another host (a SIGHUP changed its URL): its counter is 1000, not 7 + 993.
+    assert values_of(d.to_delta(on(host("b"), 30 * S, 1000.0))) == []          # a baseline, not 993
+    assert values_of(d.to_delta(on(host("b"), 40 * S, 1001.0))) == [1.0]
+    # The port alone is a different target too.
+    assert values_of(d.to_delta(on(host("b", 9200), 50 * S, 3.0))) == []
+    d.commit()
+    d.close()
+    import sqlite3
+
+    keys = {t for (t,) in sqlite3.connect(tmp_path / "delta-e.db").execute("SELECT target FROM delta_targets")}
+    assert keys == {target_key("jobs", host("a")), target_key("jobs", host("b")), target_key("jobs", host("b", 9200))}
+    assert json.loads(target_key("jobs", host("a"))) == [1, "jobs", [["server.address", "a"], ["server.port", 9100],
+                                                                      ["service.instance.id", "a:9100"],
+                                                                      ["url.scheme", "http"]]]
+    assert target_source(target_key("jobs", host("a"))) == ("jobs", True)
+    assert target_source("jobs") == ("jobs", False) and target_key("jobs", (("service.name", "x"),)) == "jobs"
+
+
+def test_a_target_no_longer_scraped_is_forgotten_after_its_source_moved_on() -> None:
+    d = DeltaState("e", None, expire_after_rounds=3)
+    d.to_delta(on(host("a"), 10 * S, 6.0))
+    for r in range(2, 6):
+        d.to_delta(on(host("b"), r * 10 * S, float(r)))
+        assert (target_key("jobs", host("a")) in d._targets) == (r <= 4)
+    # Coming back after that is a new target: a baseline.
+    assert values_of(d.to_delta(on(host("a"), 60 * S, 9.0))) == []
+
+
+def test_a_0_1_row_keyed_by_the_source_alone_is_taken_over_by_its_first_target(tmp_path: Path) -> None:
+    import sqlite3
+
+    legacy = DeltaState("e", str(tmp_path))
+    legacy.to_delta(on((), 10 * S, 6.0))                       # no identity: the key is the source's name
+    legacy.commit()
+    legacy.close()
+    d = DeltaState("e", str(tmp_path))
+    assert values_of(d.to_delta(on(host("a"), 20 * S, 9.0))) == [3.0]        # continued, not a baseline
+    assert values_of(d.to_delta(on(host("b"), 30 * S, 50.0))) == []          # a second target: a baseline
+    d.commit()
+    d.close()
+    keys = {t for (t,) in sqlite3.connect(tmp_path / "delta-e.db").execute("SELECT target FROM delta_series")}
+    assert keys == {target_key("jobs", host("a")), target_key("jobs", host("b"))}     # the old key is gone
+
+
+def test_changes_stay_pending_until_the_transaction_that_wrote_them_committed(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    d = DeltaState("e", None)
+    d.attach(db, str(tmp_path / "x.db"))
+    d.to_delta(on(host("a"), 10 * S, 6.0))
+    db.execute("BEGIN")
+    d.write_changes(db)
+    db.execute("ROLLBACK")                                     # the caller's transaction failed
+    assert d.has_changes
+    db.execute("BEGIN")
+    d.write_changes(db)
+    db.execute("COMMIT")
+    d.changes_saved()
+    assert not d.has_changes
+    assert db.execute("SELECT value FROM delta_series").fetchall() == [(6.0,)]
+    db.close()

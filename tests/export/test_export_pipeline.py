@@ -235,22 +235,29 @@ def test_full_queue_drops_oldest_without_spool(caplog: pytest.LogCaptureFixture)
             p.submit(make_batch(f"b{i}", counters=2))
     st = p.status()
     assert st["queue_length"] == 2 and st["dropped"] == {"queue_full": 4}
-    assert [b.target for b in p._queue] == ["b2", "b3"]
+    assert [g.target for g in p._fresh] == ["b2", "b3"]
     assert sum("queue of exporter test is full" in r.getMessage() for r in caplog.records) == 2
     asyncio.run(p.aclose())
 
 
 def test_full_queue_moves_oldest_to_spool(tmp_path: Path) -> None:
+    # With a state_dir every batch is on disk from submit on: a full memory queue only leaves the oldest
+    # batches on disk (read back when their turn comes), nothing is dropped.
     p = pipeline("http://127.0.0.1:1", queue_size=2, state_dir=tmp_path)
     for i in range(4):
         p.submit(make_batch(f"b{i}"))
     st = p.status()
-    assert st["queue_length"] == 2 and st["spool_requests"] == 2 and st["dropped"] == {}
+    assert st["queue_length"] == 2 and st["spool_requests"] == 4 and st["dropped"] == {}
+    assert st["memory_requests"] == 2
     asyncio.run(p.aclose())
-    # aclose keeps what was still queued: all four batches are on disk now.
-    from promotel.export.spool import Spool, spool_path
+    # All four batches are on disk.
+    import sqlite3
 
-    assert len(Spool(spool_path(str(tmp_path), "test"), 1 << 20)) == 4
+    from promotel.export.spool import store_path
+
+    db = sqlite3.connect(store_path(str(tmp_path), "test"))
+    assert db.execute("SELECT COUNT(*) FROM queue").fetchone()[0] == 4
+    db.close()
 
 
 def test_flush_with_backend_down_returns_false_and_keeps_data(tmp_path: Path) -> None:

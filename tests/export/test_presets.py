@@ -174,7 +174,8 @@ def test_a_config_without_retry_and_spool_sections_gets_the_models_defaults_at_t
         assert (p.initial_interval, p.max_interval, p.max_elapsed) == \
             (retry.initial_interval, retry.max_interval, retry.max_elapsed) == (1.0, 30.0, 300.0)
         assert p.queue_size == ExporterConfig.model_fields["queue_size"].default == 64
-        assert p.spool is not None and p.spool.max_bytes == spool.max_bytes == 256 * 1024 * 1024
+        assert p.store is not None and p.store.max_bytes == spool.max_bytes == 256 * 1024 * 1024
+        assert p.durable                                 # a state_dir and the spool enabled: the write-ahead queue
     finally:
         asyncio.run(p.aclose())
 

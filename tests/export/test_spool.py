@@ -20,7 +20,7 @@ from support.paths import TESTS as TESTS_DIR
 from promotel.errors import StateError
 from promotel.export.pipeline import ExporterPipeline
 from promotel.export.presets import resolve_exporter
-from promotel.export.spool import Spool, spool_path
+from promotel.export.spool import Spool, spool_path, store_path
 
 
 def test_fifo_peek_ack_and_totals(tmp_path: Path) -> None:
@@ -142,8 +142,8 @@ def test_sigkill_while_spooling_loses_nothing_and_replays_exactly_once(tmp_path:
         proc.send_signal(signal.SIGKILL)         # mid-flight: no chance to flush or close anything
         proc.wait(timeout=10)
     assert acknowledged >= 25, "the child did not spool in time"
-    db = spool_path(state, "victim")
-    on_disk = sqlite3.connect(db).execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+    db = store_path(state, "victim")
+    on_disk = sqlite3.connect(db).execute("SELECT COUNT(*) FROM queue").fetchone()[0]
     assert on_disk >= acknowledged                # everything reported as spooled survived the kill
 
     with HttpReceiver() as rx:
@@ -165,4 +165,4 @@ def test_sigkill_while_spooling_loses_nothing_and_replays_exactly_once(tmp_path:
     assert len(names) == on_disk                  # every spooled request …
     assert len(set(names)) == len(names)          # … exactly once …
     assert names == [f"b{i}" for i in range(on_disk)]   # … oldest first, none missing
-    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM requests").fetchone()[0] == 0
+    assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM queue").fetchone()[0] == 0

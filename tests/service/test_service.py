@@ -238,7 +238,7 @@ self_telemetry: {{enabled: false}}
         status_text = json.dumps(status)
     finally:
         assert stop_bridge(proc) == 0
-    spool_files = list(state.glob("spool-*"))
+    spool_files = list(state.glob("exporter-down.db*"))      # the exporter's state database (and its WAL)
     assert spool_files
     assert target.hits >= 2
     for f in state.iterdir():

@@ -522,6 +522,9 @@ def _listen(value: str) -> str:
 
 class HealthConfig(_Model):
     listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8888"
+    # /readyz turns 503 while an exporter dropped data within this window, or when every attempt of an
+    # exporter failed for longer than it (in the spirit of the Collector health check's recovery_duration).
+    unready_after: Duration = 120.0
 
 
 class SelfTelemetryConfig(_Model):

@@ -1,10 +1,12 @@
-"""The export stage: per exporter, temporality → encode → send (OTLP/gRPC or OTLP/HTTP) with retries and a spool.
+"""The export stage: per exporter, temporality → encode → a write-ahead queue → send (OTLP/gRPC or OTLP/HTTP).
 
     presets      a backend preset (datadog, honeycomb, grafana-cloud, newrelic, otlp) → ResolvedExporter
     prepare      BatchPreparer: summaries policy → cumulative→delta (delta) → OTLP encoding (encode)
     sender       the Sender protocol and make_sender; http_sender and grpc_sender implement it, sharing outcome
-    pipeline     ExporterPipeline: the bounded queue, retries with backoff, spool replay, counters
-    spool        the SQLite spool that keeps requests across backend outages and restarts
+    pipeline     ExporterPipeline: the queue (on disk before the first send with a state_dir), retries with
+                 backoff, replay, storage faults, 413 splitting, readiness and counters
+    spool        ExporterStore, the per-exporter SQLite state database (the queue and the delta state, one
+                 transaction per batch); Spool, 0.1's spool file
     probe        ``promotel check``: one empty request per exporter
 """
 
@@ -16,7 +18,7 @@ from promotel.export.pipeline import ExporterPipeline
 from promotel.export.presets import ResolvedExporter, preset_problems, resolve_exporter
 from promotel.export.probe import ProbeResult, probe_exporter
 from promotel.export.sender import Sender, SendOutcome, make_sender
-from promotel.export.spool import Spool
+from promotel.export.spool import ExporterStore, Spool, StorageError
 
 
 def build_pipelines(config: Config) -> list[ExporterPipeline]:
@@ -35,11 +37,13 @@ def build_pipelines(config: Config) -> list[ExporterPipeline]:
 
 __all__ = [
     "ExporterPipeline",
+    "ExporterStore",
     "ProbeResult",
     "ResolvedExporter",
     "SendOutcome",
     "Sender",
     "Spool",
+    "StorageError",
     "build_pipelines",
     "make_sender",
     "preset_problems",

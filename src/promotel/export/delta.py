@@ -3,9 +3,20 @@
 State kept here, one ``DeltaState`` per delta exporter: per (target, series identity) the previous
 cumulative point — start time, time, value (or count and sum, bounds and bucket counts) and the round it
 was last seen — plus per target the time of its previous export and a round counter. It lives in
-memory and, when a path is given, in SQLite (WAL mode): ``commit()`` writes what changed since the last
-commit in one transaction, after the exporter delivered (or spooled) the round. A bridge killed and
-restarted reloads it and continues exactly: no lost interval, no double count.
+memory and, with a state directory, in SQLite (WAL mode). Two ways to persist it:
+
+* its own file (``DeltaState(exporter, path)``, ``commit()`` writes what changed since the last commit in
+  one transaction), as 0.1 did and ``promotel map`` and the tests still do;
+* the exporter's state database (``attach``), which the export queue writes with ``write_changes`` in the
+  same transaction as the requests of the batch that advanced the state, so that after a crash the
+  persisted requests and the persisted state always agree: no lost interval, no double count.
+
+A target is the **full identity of who was scraped**: the source's name and the target's resource
+identity (``TARGET_IDENTITY``: ``service.instance.id``, ``server.address``, ``server.port``,
+``url.scheme`` of the batch's Resource — derived from the scrape URL, present in every batch of the
+target, failed scrapes included). A source whose URL changes (a SIGHUP) is a new target and starts from a
+baseline; it never computes a delta between two hosts' counters. Targets of a source that are no longer
+scraped are deleted once the source has gone ``expire_after_rounds`` rounds without them.
 
 Rules (conversion.md, "Cumulative → delta"):
 
@@ -21,9 +32,19 @@ Rules (conversion.md, "Cumulative → delta"):
   expiry), so a series that returns after a gap or a failed scrape continues from it (lower → reset).
 * Series not seen for ``expire_after_rounds`` rounds of their target are deleted (bounded state).
 
-State file (SQLite): ``delta_targets`` holds per (exporter, target) the previous export's time and the
-round counter; ``delta_series`` one row per (exporter, target, series) with the previous point. The
-``series`` column is the series identity as JSON text, format 1::
+State tables (SQLite): ``delta_targets`` holds per (exporter, target) the previous export's time and the
+round counter; ``delta_series`` one row per (exporter, target, series) with the previous point.
+
+The ``target`` column is the target key: the source name alone when the batch carries no target identity
+(``promotel map`` on files; and every row 0.1 wrote), else JSON text, format 1::
+
+    [1, source name, [[attribute key, value], ...]]     e.g. [1,"jobs",[["server.address","h"],["server.port",80]]]
+
+with the ``TARGET_IDENTITY`` attributes the Resource has, sorted by key. A row keyed by the source name
+alone that was read from disk (a 0.1 state file) is taken over by the first target of that source seen
+after the upgrade (0.1 had one target per source and kept no identity), so an upgrade loses no interval.
+
+The ``series`` column is the series identity as JSON text, format 1::
 
     [1, metric name, kind, scope name, scope version, [[attribute key, value], ...]]
 
@@ -67,7 +88,7 @@ from promotel.model import (
 
 log = logging.getLogger("promotel.export.delta")
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS delta_series (
     exporter TEXT NOT NULL, target TEXT NOT NULL, series TEXT NOT NULL,
     start_ns INTEGER NOT NULL, time_ns INTEGER NOT NULL, value REAL NOT NULL, sum REAL,
@@ -77,6 +98,12 @@ CREATE TABLE IF NOT EXISTS delta_targets (
     exporter TEXT NOT NULL, target TEXT NOT NULL, last_export_ns INTEGER, round INTEGER NOT NULL,
     PRIMARY KEY (exporter, target)) WITHOUT ROWID;
 """
+_SCHEMA = SCHEMA          # the name 0.1 used
+
+# The Resource attributes that identify a scraped target: promotel.pipeline.target_resource derives them
+# from the scrape URL (the configured resource attributes may override them, in every batch alike).
+TARGET_IDENTITY = ("server.address", "server.port", "service.instance.id", "url.scheme")
+TARGET_FORMAT = 1                    # the ``target`` column's JSON format (see the module docstring)
 
 SeriesKey = tuple[str, Kind, str, str, Attributes]     # (metric name, kind, scope name, scope version, attributes)
 
@@ -93,12 +120,17 @@ class _Prev(NamedTuple):
 
 
 class _Target:
-    __slots__ = ("last_export_ns", "round", "series")
+    __slots__ = ("from_disk", "last_export_ns", "round", "series", "source", "source_round", "texts")
 
-    def __init__(self, last_export_ns: int | None = None, round_: int = 0) -> None:
+    def __init__(self, source: str, last_export_ns: int | None = None, round_: int = 0,
+                 from_disk: bool = False) -> None:
         self.series: dict[SeriesKey, _Prev] = {}
+        self.texts: dict[SeriesKey, str] = {}    # series_text of persisted series (computed once, not per round)
+        self.source = source
         self.last_export_ns = last_export_ns
         self.round = round_
+        self.from_disk = from_disk    # loaded and not used since: a 0.1 row may be taken over
+        self.source_round = 0         # the source's round counter when this target was last seen
 
 
 def _pack(values: tuple[float, ...]) -> bytes:
@@ -149,7 +181,7 @@ def _series_key_01(text: str) -> SeriesKey:
 def _checked_key(name: Any, kind: Any, scope_name: Any, scope_version: Any, attrs: Any) -> SeriesKey:
     if not (isinstance(name, str) and isinstance(scope_name, str) and isinstance(scope_version, str)
             and isinstance(attrs, (list, tuple))):
-        raise ValueError("series key fields of the wrong type")  # noqa: TRY004 - bad text, one error type
+        raise ValueError("series key fields of the wrong type")  # bad text: one error type (not TypeError)
     pairs = []
     for pair in attrs:
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)
@@ -166,53 +198,103 @@ def state_file(state_path: str, exporter: str) -> str:
         return os.path.join(state_path, f"delta-{safe}.db")
     return state_path
 
+def target_key(source: str, resource: Attributes) -> str:
+    """The ``target`` column for a batch of ``source`` with this Resource (see the module docstring)."""
+    identity = [(k, v) for k, v in resource if k in TARGET_IDENTITY]
+    if not identity:
+        return source
+    return _to_json((TARGET_FORMAT, source, identity))
+
+
+def target_source(text: str) -> tuple[str, bool]:
+    """``(source name, has identity)`` of a ``target`` column: JSON format 1, else a bare source name."""
+    if text.startswith("["):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return text, False
+        if isinstance(data, list) and len(data) == 3 and data[0] == TARGET_FORMAT and isinstance(data[1], str) \
+                and isinstance(data[2], list) and data[2]:
+            return data[1], True
+    return text, False
+
 
 class DeltaState:
     """The cumulative→delta state of one exporter (see the module docstring). ``state_path`` None →
-    memory only; a directory → ``delta-<exporter>.db`` inside it; else the SQLite file itself."""
+    memory only (or the exporter's database, see ``attach``); a directory → ``delta-<exporter>.db`` inside
+    it; else the SQLite file itself."""
 
     def __init__(self, exporter: str, state_path: str | None, *, expire_after_rounds: int = 10) -> None:
         self.exporter = exporter
         self.expire_after_rounds = max(1, expire_after_rounds)
         self._targets: dict[str, _Target] = {}
+        self._by_source: dict[str, set[str]] = {}                       # source → its target keys
+        self._source_rounds: dict[str, int] = {}
         self._dirty: dict[tuple[str, SeriesKey], _Prev | None] = {}     # None: delete the row
         self._dirty_targets: set[str] = set()
+        self._deleted_targets: set[str] = set()                         # delete every row of these targets
         self._db: sqlite3.Connection | None = None
+        self._own_db = False
         self.path = state_file(state_path, exporter) if state_path else None
         if self.path is not None:
-            self._open(self.path)
+            try:
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise StateError(f"The delta state database {self.path} of exporter {self.exporter} cannot be "
+                                 f"used ({exc}). Check that the state directory is writable; if the file is corrupt, "
+                                 f"move it away (the next round becomes a new baseline).") from exc
+            self._own_db = True
+            try:
+                self.attach(db, self.path)
+            except StateError:
+                db.close()
+                raise
 
     # ── persistence ──────────────────────────────────────────────────────────────────────────
-    def _open(self, path: str) -> None:
+    def attach(self, db: sqlite3.Connection, path: str, *, load: bool = True) -> None:
+        """Load the state kept in ``db`` (an open connection in autocommit mode, e.g. the exporter's state
+        database) and use it from now on: ``commit()`` writes there. ``load=False`` keeps the state in memory
+        as it is (a database attached while running: what it holds is older). Raises ``StateError`` when
+        it cannot be read."""
+        if not load:
+            self._db, self.path = db, path
+            return
         try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            for target, last, rnd in db.execute(
-                    "SELECT target, last_export_ns, round FROM delta_targets WHERE exporter = ?", (self.exporter,)):
-                self._targets[target] = _Target(last, rnd)
+            db.executescript(SCHEMA)
+            targets = db.execute("SELECT target, last_export_ns, round FROM delta_targets WHERE exporter = ?",
+                                 (self.exporter,)).fetchall()
             rows = db.execute("SELECT target, series, start_ns, time_ns, value, sum, bounds, counts, round "
                               "FROM delta_series WHERE exporter = ?", (self.exporter,)).fetchall()
         except sqlite3.Error as exc:
             raise StateError(f"The delta state database {path} of exporter {self.exporter} cannot be used "
                              f"({exc}). Check that the state directory is writable; if the file is corrupt, "
                              f"move it away (the next round becomes a new baseline).") from exc
+        self.path = path
+        for text, last, rnd in targets:
+            self._target(text, last, rnd)
         converted: list[tuple[str, str, str, str]] = []     # 0.1 rows: (new text, exporter, target, old text)
-        for target, text, start, time_ns, value, sum_, bounds, counts, rnd in rows:
+        for text_target, text, start, time_ns, value, sum_, bounds, counts, rnd in rows:
             try:
                 key = series_key(text)
             except ValueError:
                 continue                 # unreadable row: that series becomes a new baseline
             if text.startswith("("):
-                converted.append((series_text(key), self.exporter, target, text))
-            t = self._targets.get(target)
-            if t is None:
-                t = self._targets[target] = _Target()
+                converted.append((series_text(key), self.exporter, text_target, text))
+            t = self._targets.get(text_target) or self._target(text_target, None, 0)
             t.series[key] = _Prev(start, time_ns, value, sum_, _unpack(bounds), _unpack(counts), rnd, True)
+            if not text.startswith("("):
+                t.texts[key] = text
         if converted:
             self._convert_01(db, path, converted)
         self._db = db
+
+    def _target(self, text: str, last_export_ns: int | None, round_: int) -> _Target:
+        source, identified = target_source(text)
+        t = self._targets[text] = _Target(source, last_export_ns, round_, from_disk=not identified)
+        self._by_source.setdefault(source, set()).add(text)
+        return t
 
     def _convert_01(self, db: sqlite3.Connection, path: str, rows: list[tuple[str, str, str, str]]) -> None:
         """Rewrite 0.1 ``repr`` series keys in format 1, in one transaction (the values stay as they are)."""
@@ -223,7 +305,8 @@ class DeltaState:
                                "WHERE exporter = ? AND target = ? AND series = ?", rows)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StateError(f"Could not convert the delta state {path} of exporter {self.exporter} from the 0.1 "
@@ -231,19 +314,30 @@ class DeltaState:
         log.info("Converted the delta state of exporter %s (%d series) from the 0.1 format.", self.exporter,
                  len(rows), extra={"fields": {"exporter": self.exporter}})
 
-    def commit(self) -> None:
-        """Persist everything changed since the last commit, in one transaction."""
-        db = self._db
-        if db is None or (not self._dirty and not self._dirty_targets):
-            self._dirty.clear()
-            self._dirty_targets.clear()
-            return
+    @property
+    def has_changes(self) -> bool:
+        return bool(self._dirty or self._dirty_targets or self._deleted_targets)
+
+    def write_changes(self, db: sqlite3.Connection) -> None:
+        """Write everything changed since the last save into ``db``, inside the caller's open transaction.
+        The caller calls ``changes_saved`` once that transaction committed (and not otherwise: the changes
+        then stay pending and go out with the next transaction). Raises ``sqlite3.Error``."""
         exp = self.exporter
+        if self._deleted_targets:
+            gone = [(exp, t) for t in self._deleted_targets]
+            db.executemany("DELETE FROM delta_series WHERE exporter = ? AND target = ?", gone)
+            db.executemany("DELETE FROM delta_targets WHERE exporter = ? AND target = ?", gone)
         upserts = []
         deletes = []
+        no_texts: dict[SeriesKey, str] = {}
         for (target, key), prev in self._dirty.items():
-            text = series_text(key)
+            t = self._targets.get(target)
+            texts = t.texts if t is not None else no_texts
+            text = texts.get(key)
+            if text is None:
+                text = texts[key] = series_text(key)
             if prev is None:
+                texts.pop(key, None)
                 deletes.append((exp, target, text))
             else:
                 upserts.append((exp, target, text, prev.start_ns, prev.time_ns, prev.value, prev.sum,
@@ -254,34 +348,93 @@ class DeltaState:
             t = self._targets.get(name)
             if t is not None:
                 targets.append((exp, name, t.last_export_ns, t.round))
+        db.executemany("DELETE FROM delta_series WHERE exporter = ? AND target = ? AND series = ?", deletes)
+        db.executemany("INSERT OR REPLACE INTO delta_series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", upserts)
+        db.executemany("INSERT OR REPLACE INTO delta_targets VALUES (?, ?, ?, ?)", targets)
+
+    def changes_saved(self) -> None:
+        """The transaction that ``write_changes`` wrote into committed."""
+        self._dirty.clear()
+        self._dirty_targets.clear()
+        self._deleted_targets.clear()
+
+    def commit(self) -> None:
+        """Persist everything changed since the last commit, in one transaction (no-op in memory)."""
+        db = self._db
+        if db is None or not self.has_changes:
+            self.changes_saved()
+            return
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("DELETE FROM delta_series WHERE exporter = ? AND target = ? AND series = ?", deletes)
-                db.executemany("INSERT OR REPLACE INTO delta_series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", upserts)
-                db.executemany("INSERT OR REPLACE INTO delta_targets VALUES (?, ?, ?, ?)", targets)
+                self.write_changes(db)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (a full disk during COMMIT): a second
+                # ROLLBACK would fail with "no transaction is active" and hide the real error.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StateError(f"Could not save the delta state of exporter {self.exporter} to {self.path} ({exc}). "
                              f"Check free disk space and permissions of the state directory.") from exc
-        self._dirty.clear()
-        self._dirty_targets.clear()
+        self.changes_saved()
 
     def close(self) -> None:
-        if self._db is not None:
+        if self._db is not None and self._own_db:
             self._db.close()
-            self._db = None
+        self._db = None
 
     # ── conversion ───────────────────────────────────────────────────────────────────────────
+    def _target_for(self, batch: TargetBatch) -> tuple[str, _Target]:
+        """The target of a batch (see the module docstring), created, or taken over from a 0.1 row."""
+        source = batch.target
+        tname = target_key(source, batch.resource)
+        target = self._targets.get(tname)
+        if target is not None:
+            return tname, target
+        legacy = self._targets.get(source) if tname != source else None
+        if legacy is not None and legacy.from_disk:
+            # A 0.1 row (keyed by the source alone): its target is this one, the first seen since.
+            del self._targets[source]
+            self._by_source[source].discard(source)
+            self._deleted_targets.add(source)
+            self._dirty_targets.discard(source)
+            for key, prev in legacy.series.items():
+                self._dirty[(tname, key)] = prev
+            self._dirty = {k: v for k, v in self._dirty.items() if k[0] != source}
+            self._dirty_targets.add(tname)
+            legacy.from_disk = False
+            self._targets[tname] = legacy
+            self._by_source[source].add(tname)
+            log.info("The delta state of source %s written without a target identity (0.1) now belongs to its "
+                     "target %s.", source, tname, extra={"fields": {"exporter": self.exporter, "source": source}})
+            return tname, legacy
+        target = self._targets[tname] = _Target(source)
+        self._by_source.setdefault(source, set()).add(tname)
+        return tname, target
+
+    def _expire_targets(self, source: str, current: str, source_round: int) -> None:
+        """Delete the other targets of ``source`` not seen for ``expire_after_rounds`` of its rounds (a URL
+        that changed: the old target is not scraped any more)."""
+        keys = self._by_source.get(source)
+        if keys is None or len(keys) < 2:
+            return
+        for tname in [k for k in keys if k != current]:
+            t = self._targets[tname]
+            if source_round - t.source_round > self.expire_after_rounds:
+                del self._targets[tname]
+                keys.discard(tname)
+                self._deleted_targets.add(tname)
+                self._dirty_targets.discard(tname)
+                self._dirty = {k: v for k, v in self._dirty.items() if k[0] != tname}
+
     def to_delta(self, batch: TargetBatch) -> TargetBatch:
         """Monotonic Sums and Histograms of one target's batch as DELTA (see the module docstring)."""
-        tname = batch.target
-        target = self._targets.get(tname)
-        if target is None:
-            target = self._targets[tname] = _Target()
+        tname, target = self._target_for(batch)
+        source_round = self._source_rounds[batch.target] = self._source_rounds.get(batch.target, 0) + 1
+        target.source_round = source_round
+        target.from_disk = False
         target.round += 1
         rnd = target.round
         last_export = target.last_export_ns
@@ -332,6 +485,7 @@ class DeltaState:
         self._dirty_targets.add(tname)
         if len(series) > live:
             self._expire(tname, target)
+        self._expire_targets(batch.target, tname, source_round)
         return batch._replace(metrics=tuple(out))
 
     def _expire(self, tname: str, target: _Target) -> None:
@@ -430,4 +584,5 @@ def summaries_for_delta(batch: TargetBatch, policy: str) -> TargetBatch:
     return batch._replace(metrics=tuple(out))
 
 
-__all__ = ["SERIES_FORMAT", "SUMMARY_POLICIES", "DeltaState", "series_key", "series_text", "summaries_for_delta"]
+__all__ = ["SCHEMA", "SERIES_FORMAT", "SUMMARY_POLICIES", "TARGET_IDENTITY", "DeltaState", "series_key", "series_text",
+           "summaries_for_delta", "target_key", "target_source"]

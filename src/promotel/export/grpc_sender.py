@@ -114,8 +114,14 @@ class GrpcSender:
         # The send limit sits well above the request limit: splitting is the encoder's job, and a
         # single oversize point must reach the server (and its verdict), not die in the client.
         limit = max(2 * self.resolved.max_request_bytes, 64 * 1024 * 1024)
+        # gRPC's own reconnect backoff (up to 120 s by default) would keep failing calls long after the collector
+        # is back: it follows the exporter's retry settings instead, so a probe finds a recovered collector.
+        retry = self.resolved.retry
         options: list[tuple[str, Any]] = [("grpc.max_send_message_length", limit),
-                                          ("grpc.max_receive_message_length", 16 * 1024 * 1024)]
+                                          ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                                          ("grpc.initial_reconnect_backoff_ms", int(retry.initial_interval * 1000)),
+                                          ("grpc.min_reconnect_backoff_ms", int(retry.initial_interval * 1000)),
+                                          ("grpc.max_reconnect_backoff_ms", int(retry.max_interval * 1000))]
         from promotel import __version__
 
         options.append(("grpc.primary_user_agent", f"promotel/{__version__}"))

@@ -75,6 +75,7 @@ class BatchPreparer:
         return Prepared(tuple(zip(result.requests, result.request_points, strict=True)), result.dropped_attributes)
 
     def commit(self) -> None:
-        """The prepared batches were delivered or spooled: make the delta state durable."""
+        """The prepared batches were delivered (or dropped): make the delta state durable. The export queue with a
+        state_dir writes the delta state in the same transaction as the batch's requests instead."""
         if self.delta is not None:
             self.delta.commit()

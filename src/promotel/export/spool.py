@@ -1,19 +1,43 @@
-"""The on-disk spool of one exporter: requests the backend did not take yet, oldest first.
+"""The on-disk state of one exporter: its write-ahead queue and its delta state, in one SQLite database.
 
-State: one SQLite file, ``<state_dir>/spool-<exporter>.db``, one row per serialized
-``ExportMetricsServiceRequest`` (uncompressed) with its point count. Nothing else is kept.
+``ExporterStore`` — ``<state_dir>/exporter-<name>.db``, what ``promotel run`` uses:
 
-Durability decision: WAL journal with ``synchronous=FULL``. In WAL mode ``NORMAL`` already survives
-a killed process (a committed transaction sits in the WAL file), but may lose the last commits on
-power loss or an OS crash; ``FULL`` fsyncs the WAL on every commit, so a ``put`` that returned is on
-disk whatever happens next. The spool is written only while a backend is down, so one fsync per
-request costs nothing that matters.
+* ``queue``: one row per serialized ``ExportMetricsServiceRequest`` (uncompressed) that the backend has not
+  acknowledged yet, with its point count, size and the time it was queued. A batch's requests are written
+  *before the first attempt to send them* and a row is deleted only once the backend accepted the request
+  (or refused it for good): a ``kill -9`` at any moment loses nothing that was handed to the queue, and
+  re-sends at most what was in flight (at-least-once, as OTLP allows).
+* ``delta_series`` / ``delta_targets``: the exporter's cumulative→delta state (``promotel.export.delta``).
+  ``put`` writes a batch's requests and the delta state after that batch in ONE transaction, so after a
+  crash the two always agree: a persisted request's interval is never counted again, and an interval whose
+  requests were not persisted is not lost either (the state on disk is from before it, so the next delta
+  covers it).
+* ``meta``: the format version and which 0.1 files were adopted.
 
-Delivery is at-least-once: a row is deleted (``ack``) only after the backend accepted it. A crash
-between the backend's answer and the ``ack`` re-sends that one request after restart.
+Durability decision: WAL journal. Queue writes commit with ``synchronous=FULL`` (the WAL is fsynced: a
+``put`` that returned survives power loss, not only a killed process); acknowledgements (deletes) commit with
+``synchronous=NORMAL`` (in WAL mode a killed process loses nothing committed; a power loss may lose the
+last deletes, which only re-sends those requests). A new database is built under a temporary name and
+renamed into place, so a file that exists is either complete or damaged — a 0-byte file is damaged.
 
-Size cap: ``max_bytes`` of request bytes. When a new request does not fit, the OLDEST rows are
-dropped to make room (the newest data is worth most); every drop is counted and logged.
+Faults. A file that cannot be opened or read (not a database, corrupt, empty, not openable) is moved aside
+as ``<file>.corrupt-<UTC time>``, logged as an error that says what was lost, and replaced by a fresh one.
+Any other failure (a full disk, an I/O error) raises ``StorageError`` with SQLite's own message and a
+short ``kind``; the queue then keeps working from memory and tries again later (``ExporterPipeline``).
+
+A full disk would otherwise be a dead end: in WAL mode even deleting acknowledged rows and checkpointing
+need free space. So each store keeps ``<file>.reserve`` (``reserve_bytes``, allocated, not sparse) and gives
+it back on a full disk (``release_reserve``): the deletes of what the backend acknowledged go through,
+and once the queue is empty ``compact`` shrinks the file (``auto_vacuum=INCREMENTAL``) and truncates the
+WAL, so persisting resumes as soon as the backlog is delivered. The same compaction gives the space of a
+long outage's backlog back after it drained (``COMPACT_FREE_PAGES``).
+
+Adopting 0.1 state: on open, ``spool-<name>.db`` rows become queue rows (oldest first) and the rows of
+``delta-<name>.db`` join the delta tables (their 0.1 keys are converted by ``DeltaState.attach``), in one
+transaction that also records the adoption in ``meta``; then the old files are renamed
+``<file>.adopted-<UTC time>`` (logged). A crash between the two renames them on the next start.
+
+``Spool`` — the 0.1 spool (``spool-<name>.db``), kept for its Python API: a bounded FIFO of requests.
 """
 
 from __future__ import annotations
@@ -21,10 +45,16 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import sqlite3
-from typing import NamedTuple
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from promotel.errors import StateError
+
+if TYPE_CHECKING:
+    from promotel.export.delta import DeltaState
 
 log = logging.getLogger("promotel.export.spool")
 
@@ -111,7 +141,10 @@ class Spool:
                                  (sqlite3.Binary(request), int(points), size))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk during COMMIT): a second ROLLBACK would
+                # fail with "no transaction is active" and hide the real error.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 self._reload_totals()
                 raise
         except sqlite3.Error as exc:
@@ -160,4 +193,603 @@ class Spool:
         self._count, self._bytes = int(row[0]), int(row[1])
 
 
-__all__ = ["Dropped", "Spool", "SpoolItem", "spool_path"]
+
+
+# ─── the exporter's state database ───────────────────────────────────────────────────────────
+
+STORE_FORMAT = "1"
+RESERVE_MAX = 2 * 1024 * 1024       # the space reserve (at most 1/16 of spool.max_bytes)
+COMPACT_FREE_PAGES = 8192           # an empty queue with more free pages than this (32 MiB) is compacted
+QUEUE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    body    BLOB    NOT NULL,
+    points  INTEGER NOT NULL,
+    size    INTEGER NOT NULL,
+    created REAL    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+# SQLite's primary result codes (https://www.sqlite.org/rescode.html) → the short kind logged and counted.
+_KINDS = {3: "permission", 8: "read_only", 10: "io_error", 11: "corrupt", 13: "disk_full", 14: "cannot_open",
+          23: "permission", 26: "corrupt"}
+_DAMAGED = {11, 26}           # SQLITE_CORRUPT, SQLITE_NOTADB: the file itself is bad
+
+
+class StorageError(StateError):
+    """The exporter's state database failed. ``kind``: ``disk_full``, ``io_error``, ``corrupt``,
+    ``read_only``, ``cannot_open``, ``permission``, ``cannot_move`` or ``error``."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
+def _utc_stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def _safe(exporter: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", exporter) or "exporter"
+
+
+def store_path(state_dir: str, exporter: str) -> str:
+    """``<state_dir>/exporter-<exporter>.db``, the exporter name reduced to a safe file name."""
+    return os.path.join(state_dir, f"exporter-{_safe(exporter)}.db")
+
+
+def _primary(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
+def _free_space(directory: str) -> str:
+    try:
+        return f"; {shutil.disk_usage(directory).free} bytes free in {directory}"
+    except OSError:
+        return ""
+
+
+class _Damaged(Exception):
+    """Internal: the file is bad (``reason`` says how); it is moved aside."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class QueueRow(NamedTuple):
+    id: int
+    request: bytes
+    points: int
+    created: float            # unix time it was queued
+
+
+class Stored(NamedTuple):
+    """What ``put`` did: the row id of each request (None: larger than the whole queue, not stored) and
+    the rows deleted to make room, as ``(id, points)``, oldest first."""
+
+    ids: tuple[int | None, ...]
+    evicted: tuple[tuple[int, int], ...]
+
+
+class ExporterStore:
+    """The state database of one exporter (see the module docstring). Used from one thread (the event loop).
+
+    ``open()`` may fail with ``StorageError`` (then ``db`` is None and the caller retries later); every
+    other method raises ``StorageError`` on failure and leaves the database as it was before the call.
+    """
+
+    def __init__(self, state_dir: str, exporter: str, *, max_bytes: int,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.state_dir = state_dir
+        self.exporter = exporter
+        self.path = store_path(state_dir, exporter)
+        self.max_bytes = int(max_bytes)
+        self._wall = wall
+        self.reserve_path = self.path + ".reserve"
+        self.reserve_bytes = min(RESERVE_MAX, self.max_bytes // 16)
+        self._compact_due = False         # after a storage fault: compact as soon as the queue is empty
+        self.reserve_released = False     # the reserve was given back on a full disk (and not allocated again)
+        self.db: sqlite3.Connection | None = None
+        self.count = 0              # rows in the queue
+        self.total_bytes = 0        # their request bytes
+        self._fields = {"exporter": exporter}
+
+    # ── opening ──────────────────────────────────────────────────────────────────────────────
+    def open(self) -> None:
+        """Open (creating, repairing by moving aside, adopting 0.1 files as needed). Raises ``StateError``
+        when the state directory itself cannot be created (a configuration problem), ``StorageError``
+        for a fault that may pass (a full disk, an I/O error)."""
+        if self.db is not None:
+            return
+        try:
+            os.makedirs(self.state_dir, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the state directory {self.state_dir}: {exc.strerror}; "
+                             "check state_dir and its permissions.") from exc
+        try:
+            db = self._open_checked()
+        except _Damaged as bad:
+            self._move_aside(bad.reason)
+            try:
+                db = self._open_checked()
+            except _Damaged as again:      # a fresh file that is damaged: the storage itself is failing
+                raise StorageError(f"the new state database {self.path} of exporter {self.exporter!r} is "
+                                   f"unusable too ({again.reason})", "io_error") from None
+        self.db = db
+        try:
+            self._reload_totals()
+            self._adopt_01()
+        except StorageError:
+            self.close()
+            raise
+        if self.count:
+            log.info("Exporter %s has %d requests (%d bytes) not acknowledged by its backend from before; they "
+                     "are sent again, oldest first.", self.exporter, self.count, self.total_bytes,
+                     extra={"fields": self._fields})
+
+    def _open_checked(self) -> sqlite3.Connection:
+        path = self.path
+        if os.path.lexists(path):
+            if os.path.isfile(path) and os.path.getsize(path) == 0:
+                raise _Damaged("it is empty (0 bytes): truncated or never completely written")
+        else:
+            self._create()
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._open_error(exc) from exc
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA journal_size_limit=67108864")    # the WAL shrinks back after a large replay
+            # Checkpoint at ~1 MiB of WAL instead of SQLite's 4 MiB: the same copying per byte written, and a WAL
+            # that stays small enough for a tight file-size limit (RLIMIT_FSIZE) or a nearly full disk.
+            db.execute("PRAGMA wal_autocheckpoint=256")
+            # Some builds (Debian's) overwrite every freed page by default: deleting an acknowledged request would
+            # write it again, as zeros, through the WAL — its whole size, on every acknowledgement, and on a full
+            # disk the space that deleting was supposed to free. FAST zeroes only pages written anyway.
+            db.execute("PRAGMA secure_delete=FAST")
+            check = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+            if check != ["ok"]:
+                raise _Damaged(f"SQLite's integrity check failed: {'; '.join(check[:3])}")
+            if str(mode).lower() != "wal":
+                raise StorageError(f"the state database {path} of exporter {self.exporter!r} cannot use WAL "
+                                   f"journaling (journal_mode is {mode})", "error")
+            try:
+                fmt = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+            except sqlite3.OperationalError:
+                fmt = None
+            if fmt is None:
+                raise _Damaged("it is not a promotel state database (no format marker)")
+            if fmt[0] != STORE_FORMAT:
+                raise StorageError(f"the state database {path} of exporter {self.exporter!r} has format {fmt[0]}, "
+                                   f"this version reads format {STORE_FORMAT}; use the promotel version that "
+                                   "wrote it, or move the file away", "error")
+            db.executescript(QUEUE_SCHEMA)
+        except sqlite3.Error as exc:
+            db.close()
+            raise self._open_error(exc) from exc
+        except (_Damaged, StorageError):
+            db.close()
+            raise
+        return db
+
+    def _open_error(self, exc: sqlite3.Error) -> _Damaged | StorageError:
+        primary = _primary(exc)
+        if primary in _DAMAGED:
+            return _Damaged(f"SQLite cannot read it: {exc}")
+        if primary == 14 and os.path.lexists(self.path):         # SQLITE_CANTOPEN on a file that is there
+            return _Damaged(f"SQLite cannot open it: {exc}")
+        return self._error(exc, "opening")
+
+    def _create(self) -> None:
+        """A new database: built as ``<file>.new`` and renamed into place, so it never exists half-made."""
+        tmp = self.path + ".new"
+        for leftover in (tmp, tmp + "-journal", tmp + "-wal", tmp + "-shm"):
+            try:
+                os.remove(leftover)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageError(f"cannot remove {leftover}: {exc.strerror}", "cannot_open") from exc
+        from promotel.export.delta import SCHEMA as DELTA_SCHEMA
+
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                # Set before the first table: freed pages can then be given back to the file system (compact).
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                db.executescript(QUEUE_SCHEMA + DELTA_SCHEMA)
+                db.execute("INSERT INTO meta VALUES ('format', ?)", (STORE_FORMAT,))
+                db.execute("PRAGMA journal_mode=WAL")
+            finally:
+                db.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            self._fsync_dir()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "creating") from exc
+        except OSError as exc:
+            raise StorageError(f"creating the state database {self.path} of exporter {self.exporter!r} failed: "
+                               f"{exc.strerror or exc}{_free_space(self.state_dir)}", "io_error") from exc
+
+    def _fsync_dir(self) -> None:
+        try:
+            fd = os.open(self.state_dir, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def _aside(self, path: str, tag: str, stamp: str) -> str | None:
+        """Rename ``path`` and its ``-wal``/``-shm`` companions to ``<path>.<tag>-<stamp>``; the new name,
+        or None when there was nothing to move. Raises ``StorageError`` (``cannot_move``)."""
+        moved = None
+        for suffix in ("", "-wal", "-shm"):
+            src = path + suffix
+            if not os.path.lexists(src):
+                continue
+            dst = f"{path}.{tag}-{stamp}{suffix}"
+            try:
+                os.replace(src, dst)
+            except OSError as exc:
+                raise StorageError(f"cannot move {src} aside to {dst}: {exc.strerror or exc}; move or delete it "
+                                   "by hand", "cannot_move") from exc
+            if not suffix:
+                moved = dst
+        return moved
+
+    def _move_aside(self, reason: str) -> None:
+        size = os.path.getsize(self.path) if os.path.isfile(self.path) else 0
+        moved = self._aside(self.path, "corrupt", _utc_stamp())
+        log.error("The state database of exporter %s (%s, %d bytes) cannot be used: %s. It was moved to %s and a "
+                  "new one was created. Lost with it: the requests it held that the backend had not acknowledged "
+                  "(their number cannot be read) and, for a delta exporter, the previous values (each series "
+                  "starts again from a baseline, so one interval is missing).", self.exporter, self.path, size,
+                  reason, moved, extra={"fields": {**self._fields, "reason": "state_corrupt"}})
+
+    # ── 0.1 files ────────────────────────────────────────────────────────────────────────────
+    def _adopt_01(self) -> None:
+        assert self.db is not None
+        safe = _safe(self.exporter)
+        for table, name in (("requests", f"spool-{safe}.db"), ("delta_series", f"delta-{safe}.db")):
+            old = os.path.join(self.state_dir, name)
+            if not os.path.isfile(old):
+                continue
+            done = self.db.execute("SELECT value FROM meta WHERE key = ?", (f"adopted:{name}",)).fetchone()
+            if done is None:
+                try:
+                    what = self._import_01(old, name, table)
+                except sqlite3.Error as exc:
+                    if _primary(exc) in _DAMAGED or os.path.getsize(old) == 0:
+                        moved = self._aside(old, "corrupt", _utc_stamp())
+                        log.error("The 0.1 state file %s of exporter %s cannot be read (%s); it was moved to %s. "
+                                  "Whatever it held is lost.", old, self.exporter, exc, moved,
+                                  extra={"fields": {**self._fields, "reason": "state_corrupt"}})
+                        continue
+                    raise self._error(exc, f"adopting the 0.1 file {old} into") from exc
+            else:
+                what = "already adopted"
+            moved = self._aside(old, "adopted", _utc_stamp())
+            log.info("Exporter %s adopted its 0.1 state file %s (%s) into %s; the old file was moved to %s.",
+                     self.exporter, old, what, self.path, moved, extra={"fields": self._fields})
+
+    def _import_01(self, old: str, name: str, table: str) -> str:
+        db = self.db
+        assert db is not None
+        db.execute("ATTACH DATABASE ? AS old", (old,))
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM old.sqlite_master WHERE type = 'table'")}
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if table == "requests":
+                    n = 0
+                    if "requests" in tables:
+                        n = db.execute("INSERT INTO main.queue (body, points, size, created) "
+                                       "SELECT body, points, size, ? FROM old.requests ORDER BY id",
+                                       (self._wall(),)).rowcount
+                    what = f"{n} requests"
+                else:
+                    n = 0
+                    if "delta_series" in tables:
+                        n = db.execute("INSERT OR IGNORE INTO main.delta_series SELECT * FROM old.delta_series "
+                                       "WHERE exporter = ?", (self.exporter,)).rowcount
+                    if "delta_targets" in tables:
+                        db.execute("INSERT OR IGNORE INTO main.delta_targets SELECT * FROM old.delta_targets "
+                                   "WHERE exporter = ?", (self.exporter,))
+                    what = f"delta state of {n} series"
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"adopted:{name}", self._stamp_now()))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        finally:
+            db.execute("DETACH DATABASE old")
+        self._reload_totals()
+        return what
+
+    def _stamp_now(self) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._wall()))
+
+    # ── the queue ────────────────────────────────────────────────────────────────────────────
+    def put(self, requests: Sequence[tuple[bytes, int, float]], *, delta: DeltaState | None = None,
+            delete: Collection[int] = ()) -> Stored:
+        """Store requests ``(body, points, queued at)`` and the delta state's pending changes in ONE
+        transaction (``synchronous=FULL``: durable when this returns). ``delete``: acknowledged rows whose
+        deletion failed earlier, deleted in the same transaction. When the queue would exceed ``max_bytes``,
+        its oldest rows are deleted to make room (returned in ``evicted``; the caller counts them); a
+        request larger than ``max_bytes`` is not stored (its id is None)."""
+        db = self._need_db()
+        sizes = [len(body) for body, _, _ in requests]
+        fits = [size <= self.max_bytes for size in sizes]
+        incoming = sum(size for size, ok in zip(sizes, fits) if ok)
+        evicted: list[tuple[int, int]] = []
+        ids: list[int | None] = []
+        count, total = self.count, self.total_bytes
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if delete:
+                    count, total = self._delete_rows(db, delete, count, total)
+                if incoming > self.max_bytes:      # the batch alone is larger than the queue: not stored
+                    fits = [False] * len(fits)
+                    incoming = 0
+                while total + incoming > self.max_bytes and count:
+                    row = db.execute("SELECT id, points, size FROM queue ORDER BY id LIMIT 1").fetchone()
+                    db.execute("DELETE FROM queue WHERE id = ?", (row[0],))
+                    evicted.append((int(row[0]), int(row[1])))
+                    count -= 1
+                    total -= int(row[2])
+                for (body, points, created), size, ok in zip(requests, sizes, fits):
+                    if not ok:
+                        ids.append(None)
+                        continue
+                    cur = db.execute("INSERT INTO queue (body, points, size, created) VALUES (?, ?, ?, ?)",
+                                     (body, int(points), size, float(created)))
+                    ids.append(int(cur.lastrowid or 0))
+                    count += 1
+                    total += size
+                if delta is not None:
+                    delta.write_changes(db)
+                db.execute("COMMIT")
+            except BaseException:
+                # SQLite may have rolled back by itself (a full disk during COMMIT): a second ROLLBACK would
+                # fail with "no transaction is active" and hide the real error.
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._error(exc, "writing to") from exc
+        self.count, self.total_bytes = count, total
+        if delta is not None:
+            delta.changes_saved()
+        return Stored(tuple(ids), tuple(evicted))
+
+    def replace(self, row_id: int, parts: Sequence[tuple[bytes, int, float]]) -> list[int]:
+        """Replace one request by the parts it was split into, in one transaction; their new ids."""
+        db = self._need_db()
+        ids: list[int] = []
+        count, total = self.count, self.total_bytes
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                count, total = self._delete_rows(db, (row_id,), count, total)
+                for body, points, created in parts:
+                    cur = db.execute("INSERT INTO queue (body, points, size, created) VALUES (?, ?, ?, ?)",
+                                     (body, int(points), len(body), float(created)))
+                    ids.append(int(cur.lastrowid or 0))
+                    count += 1
+                    total += len(body)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._error(exc, "writing to") from exc
+        self.count, self.total_bytes = count, total
+        return ids
+
+    def delete(self, ids: Collection[int]) -> None:
+        """Acknowledged requests: delete them (``synchronous=NORMAL``, see the module docstring)."""
+        db = self._need_db()
+        count, total = self.count, self.total_bytes
+        try:
+            db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    count, total = self._delete_rows(db, ids, count, total)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            finally:
+                db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "deleting acknowledged requests from") from exc
+        self.count, self.total_bytes = count, total
+        if not count:
+            self._compact_if_worth_it()
+
+    def _compact_if_worth_it(self) -> None:
+        db = self.db
+        if db is None:
+            return
+        try:
+            free = int(db.execute("PRAGMA freelist_count").fetchone()[0])
+        except sqlite3.Error:
+            return
+        if self._compact_due or free > COMPACT_FREE_PAGES:
+            try:
+                self.compact()
+            except StorageError as exc:
+                log.debug("Compacting the state database of exporter %s failed: %s", self.exporter, exc)
+
+    def compact(self) -> None:
+        """Empty queue: give the free pages back (incremental vacuum) and truncate the WAL."""
+        db = self._need_db()
+        try:
+            # Through sqlite3_exec: the sqlite3 module's execute() steps the pragma once, which frees one page.
+            db.executescript("PRAGMA incremental_vacuum;")
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "compacting") from exc
+        if not busy:
+            self._compact_due = False
+
+    def try_checkpoint(self) -> bool:
+        """Copy the WAL into the database file and truncate it (best effort, after a write failed): a WAL that
+        reached a file-size limit gets room again."""
+        if self.db is None:
+            return False
+        try:
+            busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            return False
+        return not busy
+
+    # ── the space reserve ────────────────────────────────────────────────────────────────────
+    def ensure_reserve(self) -> bool:
+        """Allocate the reserve file if it is missing (best effort: False when there is no room for it)."""
+        if not self.reserve_bytes or os.path.exists(self.reserve_path):
+            return True
+        try:
+            fd = os.open(self.reserve_path, os.O_CREAT | os.O_WRONLY, 0o600)
+        except OSError:
+            return False
+        try:
+            os.posix_fallocate(fd, 0, self.reserve_bytes)
+            self.reserve_released = False
+            return True
+        except OSError:
+            try:
+                os.remove(self.reserve_path)
+            except OSError:
+                pass
+            return False
+        finally:
+            os.close(fd)
+
+    def free_bytes(self) -> int:
+        """Free space for this process in the state directory (large when it cannot be told)."""
+        try:
+            st = os.statvfs(self.state_dir)
+        except OSError:
+            return 1 << 62
+        return int(st.f_bavail) * int(st.f_frsize)
+
+    def release_reserve(self) -> int:
+        """A full disk: give the reserve back so that deletes and compaction can run. The bytes freed."""
+        self._compact_due = True
+        try:
+            size = os.path.getsize(self.reserve_path)
+            os.remove(self.reserve_path)
+        except OSError:
+            return 0
+        self.reserve_released = True
+        return size
+
+    @staticmethod
+    def _delete_rows(db: sqlite3.Connection, ids: Collection[int], count: int, total: int) -> tuple[int, int]:
+        for row_id in ids:
+            row = db.execute("DELETE FROM queue WHERE id = ? RETURNING size", (row_id,)).fetchone()
+            if row is not None:
+                count -= 1
+                total -= int(row[0])
+        return count, total
+
+    def oldest(self, exclude: Collection[int] = ()) -> QueueRow | None:
+        """The oldest request whose id is not in ``exclude`` (those in memory or in flight), left in place."""
+        db = self._need_db()
+        after = -1
+        try:
+            while True:
+                ids = [int(r[0]) for r in db.execute("SELECT id FROM queue WHERE id > ? ORDER BY id LIMIT 256",
+                                                      (after,)).fetchall()]
+                if not ids:
+                    return None
+                found = next((i for i in ids if i not in exclude), None)
+                if found is not None:
+                    row = db.execute("SELECT body, points, created FROM queue WHERE id = ?", (found,)).fetchone()
+                    return QueueRow(found, bytes(row[0]), int(row[1]), float(row[2]))
+                after = ids[-1]
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reading") from exc
+
+    def oldest_created(self) -> float | None:
+        """When the oldest request still in the queue was queued (unix time)."""
+        if self.db is None or not self.count:
+            return None
+        try:
+            row = self.db.execute("SELECT created FROM queue ORDER BY id LIMIT 1").fetchone()
+        except sqlite3.Error:
+            return None
+        return None if row is None else float(row[0])
+
+    def commit_delta(self, delta: DeltaState) -> None:
+        """The delta state's pending changes alone, in one transaction (an exporter whose queue is not
+        persisted: ``spool.enabled: false``)."""
+        db = self._need_db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                delta.write_changes(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._error(exc, "writing the delta state to") from exc
+        delta.changes_saved()
+
+    def close(self) -> None:
+        if self.db is not None:
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+            self.db = None
+
+    # ── helpers ──────────────────────────────────────────────────────────────────────────────
+    def _need_db(self) -> sqlite3.Connection:
+        if self.db is None:
+            raise StorageError(f"the state database {self.path} of exporter {self.exporter!r} is not open",
+                               "cannot_open")
+        return self.db
+
+    def _reload_totals(self) -> None:
+        db = self._need_db()
+        try:
+            row = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM queue").fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reading") from exc
+        self.count, self.total_bytes = int(row[0]), int(row[1])
+
+    def _error(self, exc: sqlite3.Error, what: str) -> StorageError:
+        """SQLite's own message and error name, with the free space when the disk may be the cause."""
+        primary = _primary(exc)
+        kind = _KINDS.get(primary, "error") if primary is not None else "error"
+        name = getattr(exc, "sqlite_errorname", None)
+        extra = _free_space(self.state_dir) if kind in ("disk_full", "io_error") else ""
+        return StorageError(f"{what} the state database {self.path} of exporter {self.exporter!r} failed: "
+                            f"{exc}{f' ({name})' if name else ''}{extra}", kind)
+
+
+__all__ = ["Dropped", "ExporterStore", "QueueRow", "Spool", "SpoolItem", "StorageError", "Stored", "spool_path",
+           "store_path"]

@@ -5,12 +5,19 @@
         → TargetBatch ──submit──▶ every ExporterPipeline (own queue and task each)
 
 State lives in two places only, both owned by objects created here: the per-target ``SeriesStore``
-(start times, resets, staleness) inside each ``SourceRunner``, and the per-exporter queue, spool and
-delta state inside each ``ExporterPipeline``. ``BridgeStats`` is a read-only view of both for
-``/status`` and the bridge's own telemetry.
+(start times, resets, staleness) inside each ``SourceRunner``, and the per-exporter queue (with a
+state_dir: the write-ahead queue on disk, ``<state_dir>/exporter-<name>.db``) and delta state inside each
+``ExporterPipeline``. ``BridgeStats`` is a read-only view of both for ``/status`` and the bridge's own
+telemetry.
+
+A scrape's batch is handed to every exporter by ``submit`` as soon as it is converted; with a state_dir
+each exporter writes it to disk there, before anything is sent. Without one, queued data and the delta
+state live in memory only, and ``serve`` says so once at start, naming the exporters concerned.
 
 Signals: SIGTERM/SIGINT stop scraping, flush what is queued within ``GRACE_S``, exit 0; SIGHUP reloads
-the config (an invalid new config is logged and the old one keeps running).
+the config (an invalid new config is logged and the old one keeps running). SIGXFSZ (a file-size limit
+reached while writing the state database) is ignored: the write fails with an error the queue handles as
+a storage fault instead of the process being killed.
 """
 
 from __future__ import annotations
@@ -192,7 +199,16 @@ class Bridge:
         # would add no throughput, only more malloc arenas each holding a round's high-water mark.
         self._cpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="promotel-cpu")
         memory = RoundMemory()
-        self.runners = [SourceRunner(s, config, self.submit, self.stats, self._cpu, memory) for s in sources]
+        try:
+            self.runners = [SourceRunner(s, config, self.submit, self.stats, self._cpu, memory) for s in sources]
+        except BaseException:
+            # An invalid source (a reload keeps the previous config): release the state databases just opened,
+            # which the previous config's exporters open again.
+            for p in self.pipelines:
+                if p.store is not None:
+                    p.store.close()
+            self._cpu.shutdown(wait=False)
+            raise
         self.stats.config_loaded = True
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -224,16 +240,27 @@ class Bridge:
                        "samples": st.samples, "series": st.series, "error": st.error}
                 for name, st in self.stats.targets.items()
             },
-            "exporters": {p.name: p.status() for p in self.pipelines},
+            "exporters": {p.name: p.status(self.unready_after) for p in self.pipelines},
         }
 
+    @property
+    def unready_after(self) -> float:
+        from promotel.config import HealthConfig
+
+        return (self.config.health or HealthConfig()).unready_after
+
     def ready(self) -> tuple[bool, str]:
+        """Ready when the config is loaded and no exporter dropped data within ``health.unready_after`` nor
+        failed every attempt for longer than that; else the reasons of every exporter that is not."""
         if not self.stats.config_loaded:
             return False, "config not loaded"
+        reasons = []
         for p in self.pipelines:
-            ok, why = p.ready()
+            ok, why = p.ready(self.unready_after)
             if not ok:
-                return False, f"exporter {p.name}: {why}"
+                reasons.append(f"exporter {p.name}: {why}")
+        if reasons:
+            return False, "; ".join(reasons)
         return True, "ready"
 
     async def start_exporters(self) -> None:
@@ -302,6 +329,8 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
     loop.add_signal_handler(signal.SIGTERM, stop_all.set)
     loop.add_signal_handler(signal.SIGINT, stop_all.set)
     loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    _warn_volatile(config)
 
     health = None
     telemetry = None
@@ -351,8 +380,8 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
             if stop_all.is_set():
                 log.info("Stopping: delivering what is queued (up to %.0f s).", GRACE_S)
                 if not await bridge.flush(GRACE_S):
-                    log.warning("Some batches were not delivered within the grace period; "
-                                "they stay in the spool when a state_dir is configured.")
+                    log.warning("Some batches were not delivered within the grace period; with a state_dir "
+                                "they stay on disk and are sent after the next start.")
                 await bridge.aclose()
                 return 0
             assert new_config is not None      # the wait above ends with a new config unless stopping
@@ -378,6 +407,21 @@ async def serve(config_path: str | None, *, shard_spec: str | None = None, allow
             health.stop()
         if telemetry is not None:
             telemetry.shutdown()
+
+
+def _warn_volatile(config: Config) -> None:
+    """Say once, at start, which exporters keep their queue (and delta state) in memory only."""
+    if config.state_dir:
+        volatile = [e.name for e in config.exporters if not e.spool.enabled]
+        if volatile:
+            log.warning("Exporters %s have spool.enabled: false: a restart loses what their queue holds (their "
+                        "delta state is kept in state_dir).", ", ".join(volatile),
+                        extra={"fields": {"exporters": volatile}})
+        return
+    names = [e.name for e in config.exporters]
+    log.warning("No state_dir: exporters %s keep their queue and delta state in memory only; a restart (or a crash) "
+                "loses the batches not yet delivered, and delta exporters start again from a baseline. Set "
+                "state_dir to keep them on disk.", ", ".join(names), extra={"fields": {"exporters": names}})
 
 
 def _warn_not_reloaded(old: Config, new: Config, health_at: str | None) -> None:

@@ -1,10 +1,14 @@
 """Health endpoints for orchestrators and operators (``health.listen`` in the config).
 
     GET /healthz  200 while the process is alive (liveness: restart only a wedged process)
-    GET /readyz   200 when the config is loaded and every exporter is reachable or spooling
-                  within its limits, else 503 with the reason (readiness)
+    GET /readyz   200 when the config is loaded and no exporter is losing data: 503 with the reasons
+                  while an exporter dropped data within ``health.unready_after`` (default 2 minutes), or
+                  when every attempt of an exporter failed for longer than that; ready again once it
+                  recovers (readiness)
     GET /status   JSON: per target the last scrape (time, duration, samples, series, error) and per
-                  exporter the queue, spool, last success and last error
+                  exporter its state, readiness and reason, the queue in memory, the persisted requests
+                  and bytes, the age of the oldest unacknowledged request, drops by reason, the state
+                  database's health, last success and last error
 
 The server runs in its own thread (stdlib ``ThreadingHTTPServer``) so a busy event loop never fails
 a liveness probe. Readiness and status are computed *on* the event loop (``run_coroutine_threadsafe``)
