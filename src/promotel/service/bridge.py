@@ -92,6 +92,10 @@ class SourceRunner:
             processed = out.pop()
             samples = processed.samples
             self._stats.count(self.name, "dropped_points", sum(processed.dropped.values()))
+            for reason, n in processed.dropped.items():              # and by reason (logged by the pipeline)
+                self._stats.count(self.name, f"dropped_points.{reason}", n)
+            for rule, n in processed.leniencies.items():             # format rules tolerated, as lint names them
+                self._stats.count(self.name, f"leniencies.{rule}", n)
             batch = self.pipeline.batch(processed, time.perf_counter() - t0, now_ns)
             ok = True
         except Exception as exc:  # noqa: BLE001 - see below
