@@ -97,6 +97,7 @@ sources:
 exporters:
   - {{name: collector, endpoint: "{endpoint}"}}
 self_telemetry: {{interval: 1s}}
+state_dir: "{tmp_path / 'state'}"                  # as the quick start has it (no "memory only" warning)
 """)
     cfg.chmod(0o600)
     log_path = tmp_path / "out.log"
