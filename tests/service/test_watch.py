@@ -213,6 +213,9 @@ def test_status_and_metrics_of_a_running_bridge(running: tuple[str, Path, Path],
     assert sample_value(fams, "promotel_exporter_sent_requests", "promotel_exporter_sent_requests_total",
                         exporter="sink") >= 1
     assert sample_value(fams, "promotel_exporter_ready", "promotel_exporter_ready", exporter="sink") == 1
+    # Counters by reason exist at 0 before anything is dropped, so rate() and alerts have a series.
+    assert sample_value(fams, "promotel_exporter_dropped_points", "promotel_exporter_dropped_points_total",
+                        exporter="sink", reason="queue_full") == 0
     assert sum(s.value for s in fams["promotel_source_scrape_errors"].samples
                if s.labels["source"] == "dead") >= 1
     # promotel lint, the bridge's own strict check, accepts it as a file too.

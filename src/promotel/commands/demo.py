@@ -83,8 +83,7 @@ class SinkView:
         """The table for the live view: fixed column widths, so a redraw never moves a column."""
         from rich.table import Table
 
-        table = Table(title=self.title(title), caption=VALUE_LEGEND, title_justify="left", caption_justify="left",
-                      pad_edge=False)
+        table = Table(title=self.title(title), caption=VALUE_LEGEND, title_justify="left", caption_justify="left")
         for header, width, least, justify in (("service", 15, 8, "left"), ("metric", 42, 20, "left"),
                                               ("unit", 13, 6, "left"), ("instrument", 13, 10, "left"),
                                               ("series", 6, 6, "right"), ("value", 30, 12, "left")):

@@ -148,12 +148,12 @@ def render_frame(base: str, status: Mapping[str, object] | None, error: str | No
     if error:
         title.append(f"\n{error}", style="bold red")
 
-    sources = Table(title="sources", title_justify="left", expand=False, pad_edge=False)
+    sources = Table(title="sources", title_justify="left", expand=False)
     # (header, width, minimum width): on a narrow terminal the free-text columns give way first.
-    for header, width, least, justify in (("source", 20, 8, "left"), ("up", 4, 4, "center"),
+    for header, width, least, justify in (("source", 16, 8, "left"), ("up", 4, 4, "center"),
                                           ("last scrape", 11, 8, "right"), ("next", 9, 6, "right"),
                                           ("duration", 9, 6, "right"), ("samples", 7, 6, "right"),
-                                          ("series", 7, 6, "right"), ("error", 40, 5, "left")):
+                                          ("series", 7, 6, "right"), ("error", 36, 5, "left")):
         sources.add_column(header, width=width, min_width=least, justify=justify,  # type: ignore[arg-type]
                            no_wrap=True, overflow="ellipsis")
     targets = status.get("targets")
@@ -167,12 +167,12 @@ def render_frame(base: str, status: Mapping[str, object] | None, error: str | No
                         _seconds(t.get("duration_s")), _count(t.get("samples")), _count(t.get("series")),
                         str(t.get("error") or ""))
 
-    exporters = Table(title="exporters", title_justify="left", expand=False, pad_edge=False)
-    for header, width, least, justify in (("exporter", 20, 8, "left"), ("state", 17, 8, "left"),
+    exporters = Table(title="exporters", title_justify="left", expand=False)
+    for header, width, least, justify in (("exporter", 16, 8, "left"), ("state", 17, 8, "left"),
                                           ("ready", 5, 5, "center"), ("queue", 5, 5, "right"),
-                                          ("persisted", 16, 9, "right"), ("sent req", 8, 6, "right"),
-                                          ("sent points", 11, 7, "right"), ("failed", 18, 6, "left"),
-                                          ("dropped", 18, 7, "left"), ("last success", 12, 8, "right")):
+                                          ("persisted", 14, 9, "right"), ("sent req", 8, 6, "right"),
+                                          ("sent points", 11, 7, "right"), ("failed", 14, 6, "left"),
+                                          ("dropped", 14, 7, "left"), ("last success", 12, 8, "right")):
         exporters.add_column(header, width=width, min_width=least, justify=justify,  # type: ignore[arg-type]
                              no_wrap=True, overflow="ellipsis")
     exps = status.get("exporters")

@@ -35,6 +35,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # The states ``ExporterPipeline.status()`` reports; all are exposed so a state change is a value change.
 EXPORTER_STATES = ("ok", "replaying spool", "down, spooling", "failing, dropping")
+# The drop reasons of ``ExporterPipeline``, exposed at 0 from the start so that ``rate()`` and alerts on
+# them have a series before the first drop (a reason not listed here still appears once it happens).
+DROP_REASONS = ("encode_error", "permanent_error", "queue_full", "retries_exhausted", "shutdown", "spool_full",
+                "too_large")
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -140,7 +144,8 @@ def _families(status: Mapping[str, object]) -> list[_Family]:
         fams.setdefault("promotel_exporter_dropped_points_total",
                         _Family("promotel_exporter_dropped_points_total", "counter",
                                 "Data points dropped without delivery, by reason."))
-        for reason, n in _items(e.get("dropped")):
+        dropped = dict(e.get("dropped") or {}) if isinstance(e.get("dropped"), Mapping) else {}
+        for reason, n in sorted({**dict.fromkeys(DROP_REASONS, 0), **dropped}.items()):
             add("promotel_exporter_dropped_points_total", "counter", "", (*lab, ("reason", reason)), n)
         add("promotel_exporter_last_success_timestamp_seconds", "gauge",
             "Unix time of the exporter's last accepted request.", lab, e.get("last_success"))
