@@ -324,3 +324,21 @@ def test_run_once_prints_one_line_per_source_and_exporter(sink: OTLPSink, target
     # The failed scrape is delivered too (its up 0 and scrape figures): one request per source.
     assert re.fullmatch(r"exporter sink: sent 2 requests, \d+ points; failed none; dropped none; persisted 0",
                         lines[2]), lines
+
+
+def test_top_finds_the_listener_in_the_config_or_says_what_to_add(tmp_path: Path) -> None:
+    from promotel.commands.top import DEFAULT_URL, listener_url
+
+    cfg = tmp_path / "promotel.yaml"
+    cfg.write_text(config_text("http://127.0.0.1:9/metrics", free_port(), free_port(), None, dead=False)
+                   + 'health: {listen: "0.0.0.0:9188"}\n')
+    cfg.chmod(0o600)
+    # A wildcard listen address is reached on loopback.
+    assert listener_url(None, str(cfg)) == "http://127.0.0.1:9188"
+    assert listener_url("http://10.0.0.5:8888/", str(cfg)) == "http://10.0.0.5:8888"
+    assert listener_url(None, None) == DEFAULT_URL
+    cfg.write_text(config_text("http://127.0.0.1:9/metrics", free_port(), free_port(), None, dead=False))
+    done = subprocess.run([*PROMOTEL, "top", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no 'health' section" in done.stderr and "--url" in done.stderr
