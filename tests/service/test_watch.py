@@ -342,3 +342,40 @@ def test_top_finds_the_listener_in_the_config_or_says_what_to_add(tmp_path: Path
                           check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "no 'health' section" in done.stderr and "--url" in done.stderr
+
+
+def test_top_frames_keep_their_columns_whatever_the_values() -> None:
+    import io
+
+    from rich.console import Console
+
+    from promotel.commands.top import render_frame
+
+    def frame(status: dict[str, Any] | None, error: str | None = None) -> list[str]:
+        out = io.StringIO()
+        Console(file=out, width=160, color_system=None).print(render_frame("http://127.0.0.1:8888", status, error))
+        return out.getvalue().splitlines()
+
+    quiet = {"now_at": "2026-01-01T00:00:10.000Z",
+             "targets": {"a": {"up": 1, "last_scrape_at": "2026-01-01T00:00:09.000Z", "duration_s": 0.01,
+                               "samples": 3, "series": 3, "error": None}},
+             "exporters": {"e": {"state": "ok", "ready": True, "queue_length": 0, "persisted_requests": 0,
+                                 "persisted_bytes": 0, "sent_requests": 1, "sent_points": 3, "failed_requests": {},
+                                 "dropped": {}, "last_success_at": "2026-01-01T00:00:09.500Z"}}}
+    busy = {"now_at": "2026-01-01T05:00:10.000Z",
+            "targets": {"a": {"up": 0, "last_scrape_at": "2026-01-01T00:00:09.000Z", "duration_s": 12.5,
+                              "samples": 123456789, "series": 98765, "error": "x" * 300}},
+            "exporters": {"e": {"state": "failing, dropping", "ready": False, "queue_length": 64,
+                                "persisted_requests": 10**7, "persisted_bytes": 5 * 2**30, "sent_requests": 10**9,
+                                "sent_points": 10**12, "failed_requests": {"grpc_unavailable": 10**6, "http_503": 7},
+                                "dropped": {"queue_full": 10**8}, "last_success_at": None}}}
+    a, b = frame(quiet), frame(busy)
+    assert len(a) == len(b)
+    # Same borders at the same places: only the cells' text differs.
+    for x, y in zip(a[1:], b[1:]):
+        assert [i for i, c in enumerate(x) if c in "┃│┏┓┗┛┡┩┳╇┴┬└┘"] == [i for i, c in enumerate(y) if c in "┃│┏┓┗┛┡┩┳╇┴┬└┘"]
+    assert any("DOWN" in ln and "5h00m ago" in ln for ln in b) and any("NO" in ln for ln in b)
+    # A listener that went away: the frame says so and keeps its tables' headers.
+    gone = frame(None, "cannot read http://127.0.0.1:8888/status: ConnectError")
+    assert "cannot read http://127.0.0.1:8888/status" in "\n".join(gone)
+    assert any("source" in ln and "samples" in ln for ln in gone)
