@@ -67,8 +67,7 @@ def test_demo_with_an_invalid_otlp_endpoint_says_so_without_traceback() -> None:
 
 
 def test_demo_live_view_is_redrawn_in_place_on_a_terminal() -> None:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
+    assert shutil.which("tmux") is not None, "tmux is missing: `make test` installs it (Debian package tmux)"
     socket = f"promotel-demo-{os.getpid()}"
 
     def tmux(*args: str) -> str:
