@@ -21,6 +21,7 @@ from promotel.export.delta import (
     DeltaState,
     series_key,
     series_text,
+    stored_series,
     summaries_for_delta,
     target_key,
     target_source,
@@ -229,10 +230,14 @@ def test_a_state_file_written_by_0_1_loads_the_same_and_is_converted(tmp_path: P
         assert key[:4] == ("c", Kind.SUM, "", "") and typed(key[4]) == typed(attrs)
         assert (prev.start_ns, prev.time_ns, prev.value, prev.round, prev.restored) == (S, 10 * S, 5.0, 1, True)
         assert (state._targets["t"].last_export_ns, state._targets["t"].round) == (10 * S, 1)
-    # The row now holds the format-1 text, the very row this version writes for that series.
-    rows = sqlite3.connect(old_file).execute("SELECT series FROM delta_series").fetchall()
-    native_rows = sqlite3.connect(native_dir / "delta-e.db").execute("SELECT series FROM delta_series").fetchall()
+    # The key row now holds the format-1 text, the very row this version writes for that series, and the
+    # 0.1 row is gone (converted to the packed format).
+    rows = sqlite3.connect(old_file).execute("SELECT series FROM delta_keys").fetchall()
+    native_rows = sqlite3.connect(native_dir / "delta-e.db").execute("SELECT series FROM delta_keys").fetchall()
     assert rows == native_rows == [(series_text(("c", Kind.SUM, "", "", attrs)),)]
+    assert sqlite3.connect(old_file).execute("SELECT * FROM delta_series").fetchall() == []
+    assert [r[1:] for r in stored_series(sqlite3.connect(old_file), "e")] == \
+        [r[1:] for r in stored_series(sqlite3.connect(native_dir / "delta-e.db"), "e")]
     # And it continues exactly: the next round is the increase since the 0.1 value, contiguous.
     for state in (old, reloaded_native):
         (m,) = state.to_delta(batch(20 * S, counter(cp(attrs, 8.0, S, 20 * S)))).metrics
@@ -512,7 +517,7 @@ def test_a_0_1_row_keyed_by_the_source_alone_is_taken_over_by_its_first_target(t
     assert values_of(d.to_delta(on(host("b"), 30 * S, 50.0))) == []          # a second target: a baseline
     d.commit()
     d.close()
-    keys = {t for (t,) in sqlite3.connect(tmp_path / "delta-e.db").execute("SELECT target FROM delta_series")}
+    keys = {r.target for r in stored_series(sqlite3.connect(tmp_path / "delta-e.db"), "e")}
     assert keys == {target_key("jobs", host("a")), target_key("jobs", host("b"))}     # the old key is gone
 
 
@@ -532,5 +537,5 @@ def test_changes_stay_pending_until_the_transaction_that_wrote_them_committed(tm
     db.execute("COMMIT")
     d.changes_saved()
     assert not d.has_changes
-    assert db.execute("SELECT value FROM delta_series").fetchall() == [(6.0,)]
+    assert [r.value for r in stored_series(db, "e")] == [6.0]
     db.close()
