@@ -6,7 +6,7 @@ was last seen — plus per target the time of its previous export and a round co
 memory and, with a state directory, in SQLite (WAL mode). Two ways to persist it:
 
 * its own file (``DeltaState(exporter, path)``, ``commit()`` writes what changed since the last commit in
-  one transaction), as 0.1 did and ``promotel map`` and the tests still do;
+  one transaction), as 0.1 did and ``promotel map`` and the tests still do (same tables);
 * the exporter's state database (``attach``), which the export queue writes with ``write_changes`` in the
   same transaction as the requests of the batch that advanced the state, so that after a crash the
   persisted requests and the persisted state always agree: no lost interval, no double count.
@@ -32,8 +32,23 @@ Rules (conversion.md, "Cumulative → delta"):
   expiry), so a series that returns after a gap or a failed scrape continues from it (lower → reset).
 * Series not seen for ``expire_after_rounds`` rounds of their target are deleted (bounded state).
 
-State tables (SQLite): ``delta_targets`` holds per (exporter, target) the previous export's time and the
-round counter; ``delta_series`` one row per (exporter, target, series) with the previous point.
+State tables (SQLite), written per round for the targets seen in it (issue #13: the per-round cost is one
+row per target, not one per series):
+
+* ``delta_targets``: per (exporter, target) the previous export's time and the round counter;
+* ``delta_keys``: per (exporter, target, id) the series' key text (below). Append-only: a row is written once,
+  when its series is new, and deleted when the series expires (an expired series that returns gets a new id);
+* ``delta_values``: per (exporter, target) ONE value row holding every series' previous point, replaced as a
+  whole in the same transaction as the key rows (so a row never names an id whose key is not committed).
+  Format 1, little-endian: a header ``<4sqqqq`` (``b"PTD1"``, series n, bound sets m, bounds floats B, bucket
+  counts C), then arrays of n int64 ids, n int64 start times, n int64 times, n float64 values (Sum value or
+  Histogram count), n float64 sums (0 when absent), n bytes "has a sum", n int64 rounds, n int64 bound-set
+  indexes, n int64 bucket-count lengths, m int64 bound-set lengths, B float64 bounds, C float64 bucket counts
+  (in series order). Bound set 0 is the empty one (a Sum); histograms share the sets they share in memory.
+  A row that cannot be read is logged and its target starts again from a baseline (nothing is raised).
+* ``delta_series``: one row per series with the previous point — the format of 0.1 and of the versions before
+  the packed one. Rows found there are loaded once, written in the packed format and deleted, in one
+  transaction, when the state is opened (a series the packed tables hold as well keeps that newer value).
 
 The ``target`` column is the target key: the source name alone when the batch carries no target identity
 (``promotel map`` on files; and every row 0.1 wrote), else JSON text, format 1::
@@ -44,7 +59,8 @@ with the ``TARGET_IDENTITY`` attributes the Resource has, sorted by key. A row k
 alone that was read from disk (a 0.1 state file) is taken over by the first target of that source seen
 after the upgrade (0.1 had one target per source and kept no identity), so an upgrade loses no interval.
 
-The ``series`` column is the series identity as JSON text, format 1::
+The ``series`` column (of ``delta_keys``, and of ``delta_series`` before) is the series identity as JSON
+text, format 1::
 
     [1, metric name, kind, scope name, scope version, [[attribute key, value], ...]]
 
@@ -58,8 +74,8 @@ Python's shortest round-trip ``repr`` so it reads back bit for bit (non-finite f
 
 0.1 wrote the ``series`` column as Python ``repr((name, kind value, scope name, scope version,
 attributes))`` (always starting with ``(``). Such rows are read once with ``ast.literal_eval``, a parser
-of literals only, and rewritten in format 1 when the file is opened; a row neither format can read is
-left alone and its series becomes a new baseline.
+of literals only, and rewritten in format 1 (and the packed tables) when the file is opened; a row neither
+format can read is dropped with the others and its series becomes a new baseline.
 """
 
 from __future__ import annotations
