@@ -699,13 +699,18 @@ def test_per_series_rows_of_the_previous_version_are_converted_once(tmp_path: Pa
 def test_a_damaged_value_row_is_a_new_baseline_and_is_rewritten(tmp_path: Path,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     import sqlite3
+    import struct
+    import zlib
 
     d = DeltaState("e", str(tmp_path))
     d.to_delta(batch(10 * S, counter(cp(A, 1.0, S, 10 * S))))
     d.commit()
     d.close()
     good = _table(sqlite3.connect(tmp_path / "delta-e.db"), "SELECT data FROM delta_values")[0][0]
-    for damaged in (b"", b"XXXX" + good[4:], good[:-1], good + b"\0"):
+    raw = zlib.decompress(good)              # stored compressed; a row of the bare format-1 bytes is read too
+    assert raw[:4] == b"PTD1"
+    for damaged in (b"", b"XXXX" + good[4:], good[:-1], good + b"\0", raw[:-1], raw + b"\0", b"XXXX" + raw[4:],
+                    zlib.compress(raw[:-8], 1), raw[:8] + struct.pack("<q", -1) + raw[16:]):
         db = sqlite3.connect(tmp_path / "delta-e.db")
         with db:
             db.execute("UPDATE delta_values SET data = ?", (damaged,))
@@ -722,6 +727,25 @@ def test_a_damaged_value_row_is_a_new_baseline_and_is_rewritten(tmp_path: Path,
         assert [(r.value, r.time_ns) for r in stored_series(db, "e")] == [(2.0, 20 * S)]
         assert len(_table(db, "SELECT * FROM delta_keys")) == 1
         db.close()
+
+
+def test_a_value_row_stored_uncompressed_is_read_the_same(tmp_path: Path) -> None:
+    import sqlite3
+    import zlib
+
+    d = DeltaState("e", str(tmp_path))
+    d.to_delta(_mixed(10 * S, 1.0))
+    d.commit()
+    before = dict(d._targets["t"].series)
+    d.close()
+    db = sqlite3.connect(tmp_path / "delta-e.db")
+    with db:
+        db.execute("UPDATE delta_values SET data = ?", (zlib.decompress(db.execute("SELECT data FROM delta_values")
+                                                                        .fetchone()[0]),))
+    db.close()
+    again = DeltaState("e", str(tmp_path))
+    assert again._targets["t"].series == {k: p._replace(restored=True) for k, p in before.items()}
+    again.close()
 
 
 def test_a_database_attached_while_running_gets_what_memory_holds(tmp_path: Path) -> None:
