@@ -91,7 +91,7 @@ import re
 import sqlite3
 import struct
 import zlib
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from itertools import accumulate, chain
 from typing import Any, NamedTuple
 
@@ -198,8 +198,17 @@ def _arr(code: str, values: Sequence[Any]) -> bytes:
     return struct.pack(f"<{len(values)}{code}", *values)
 
 
+_CHUNK = 8192                        # series per piece of the bucket counts (each piece well under 1 MiB)
+
+
 def _pack_series(series: Collection[_Prev]) -> bytes:
     """The value row of a target's series (format 1)."""
+    return b"".join(_packed_parts(series))
+
+
+def _packed_parts(series: Collection[_Prev]) -> Iterator[bytes]:
+    """The value row of a target's series (format 1) in pieces: no buffer of the size of the row is made
+    (buffers over 1 MiB are mmapped and page-faulted in afresh each time, ``promotel.service.runtime``)."""
     columns = list(zip(*series))
     if not columns:
         columns = [()] * len(_Prev._fields)
@@ -213,20 +222,21 @@ def _pack_series(series: Collection[_Prev]) -> bytes:
             w = known[id(b)] = table.setdefault(b, len(table))
         which.append(w)
     ncounts = list(map(len, counts))
-    parts = [
-        _HEADER.pack(VALUES_MAGIC, len(series), len(table), sum(map(len, table)), sum(ncounts)),
-        _arr("q", ids), _arr("q", starts), _arr("q", times), _arr("d", values),
-        _arr("d", [0.0 if v is None else v for v in sums]), bytes([v is not None for v in sums]),
-        _arr("q", rounds), _arr("q", which), _arr("q", ncounts),
-        _arr("q", list(map(len, table))), _arr("d", list(chain.from_iterable(table))),
-        _arr("d", list(chain.from_iterable(counts))),
-    ]
-    return b"".join(parts)
+    yield _HEADER.pack(VALUES_MAGIC, len(series), len(table), sum(map(len, table)), sum(ncounts))
+    yield from (_arr("q", ids), _arr("q", starts), _arr("q", times), _arr("d", values),
+                _arr("d", [0.0 if v is None else v for v in sums]), bytes([v is not None for v in sums]),
+                _arr("q", rounds), _arr("q", which), _arr("q", ncounts),
+                _arr("q", list(map(len, table))), _arr("d", list(chain.from_iterable(table))))
+    for i in range(0, len(counts), _CHUNK):
+        yield _arr("d", list(chain.from_iterable(counts[i:i + _CHUNK])))
 
 
 def _encode_values(series: Collection[_Prev]) -> bytes:
     """The stored value row: the format-1 bytes, zlib-compressed at level 1 (see the module docstring)."""
-    return zlib.compress(_pack_series(series), 1)
+    stream = zlib.compressobj(1)
+    out = [stream.compress(part) for part in _packed_parts(series)]
+    out.append(stream.flush())
+    return b"".join(out)
 
 
 def _unpack_series(data: bytes) -> list[_Prev]:
