@@ -18,8 +18,9 @@ the current one (the local disk; ``--state-dir`` to choose), reported in ms and 
     .venv/bin/python bench/bench_round.py [--repeat 5] [--deployments 200] [--mapping baseten]
     .venv/bin/python bench/bench_round.py --mapping baseten --durable [--temporality delta]
 
-``--temporality delta --delta-own-file`` measures instead what 0.1 wrote per round for a delta exporter: the delta
-state alone, in its own file (``DeltaState.commit``, ``synchronous=NORMAL``), to compare with.
+``--temporality delta --delta-own-file`` measures instead the delta state alone, in its own file, as 0.1 kept it
+(``DeltaState.commit``, ``synchronous=NORMAL``; written in this version's format: the key text of new series and one
+packed value row per target, where 0.1 wrote one row per series), to compare with.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def main() -> None:
                                         "under the current one, removed afterwards)")
     ap.add_argument("--delta-own-file", action="store_true",
                     help="with --durable --temporality delta: persist only the delta state, in its own file, "
-                         "as 0.1 did")
+                         "as 0.1 kept it")
     args = ap.parse_args()
     memory: RoundMemory | None = None
     if args.gc == "service":
@@ -190,7 +191,7 @@ def main() -> None:
     print(f"  {'round':<9} {med['round'] * 1000:8.1f} ms   (median of {args.repeat})")
     if args.durable:
         size = sum(len(body) for body, _ in prepared.requests)
-        what = "0.1: the delta state alone, own file" if own_file else args.temporality
+        what = "the delta state alone, own file" if own_file else args.temporality
         print(f"durability ({what}; {len(prepared.requests)} requests, {size / 1e6:.1f} MB per round, "
               "state database on the local disk):")
         for name in ("persist", "ack"):

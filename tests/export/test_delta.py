@@ -18,9 +18,11 @@ from support.families import fam
 
 from promotel.errors import ConfigError, StateError
 from promotel.export.delta import (
+    SCHEMA,
     DeltaState,
     series_key,
     series_text,
+    stored_series,
     summaries_for_delta,
     target_key,
     target_source,
@@ -229,10 +231,14 @@ def test_a_state_file_written_by_0_1_loads_the_same_and_is_converted(tmp_path: P
         assert key[:4] == ("c", Kind.SUM, "", "") and typed(key[4]) == typed(attrs)
         assert (prev.start_ns, prev.time_ns, prev.value, prev.round, prev.restored) == (S, 10 * S, 5.0, 1, True)
         assert (state._targets["t"].last_export_ns, state._targets["t"].round) == (10 * S, 1)
-    # The row now holds the format-1 text, the very row this version writes for that series.
-    rows = sqlite3.connect(old_file).execute("SELECT series FROM delta_series").fetchall()
-    native_rows = sqlite3.connect(native_dir / "delta-e.db").execute("SELECT series FROM delta_series").fetchall()
+    # The key row now holds the format-1 text, the very row this version writes for that series, and the
+    # 0.1 row is gone (converted to the packed format).
+    rows = sqlite3.connect(old_file).execute("SELECT series FROM delta_keys").fetchall()
+    native_rows = sqlite3.connect(native_dir / "delta-e.db").execute("SELECT series FROM delta_keys").fetchall()
     assert rows == native_rows == [(series_text(("c", Kind.SUM, "", "", attrs)),)]
+    assert sqlite3.connect(old_file).execute("SELECT * FROM delta_series").fetchall() == []
+    assert [r[1:] for r in stored_series(sqlite3.connect(old_file), "e")] == \
+        [r[1:] for r in stored_series(sqlite3.connect(native_dir / "delta-e.db"), "e")]
     # And it continues exactly: the next round is the increase since the 0.1 value, contiguous.
     for state in (old, reloaded_native):
         (m,) = state.to_delta(batch(20 * S, counter(cp(attrs, 8.0, S, 20 * S)))).metrics
@@ -512,7 +518,7 @@ def test_a_0_1_row_keyed_by_the_source_alone_is_taken_over_by_its_first_target(t
     assert values_of(d.to_delta(on(host("b"), 30 * S, 50.0))) == []          # a second target: a baseline
     d.commit()
     d.close()
-    keys = {t for (t,) in sqlite3.connect(tmp_path / "delta-e.db").execute("SELECT target FROM delta_series")}
+    keys = {r.target for r in stored_series(sqlite3.connect(tmp_path / "delta-e.db"), "e")}
     assert keys == {target_key("jobs", host("a")), target_key("jobs", host("b"))}     # the old key is gone
 
 
@@ -532,5 +538,233 @@ def test_changes_stay_pending_until_the_transaction_that_wrote_them_committed(tm
     db.execute("COMMIT")
     d.changes_saved()
     assert not d.has_changes
-    assert db.execute("SELECT value FROM delta_series").fetchall() == [(6.0,)]
+    assert [r.value for r in stored_series(db, "e")] == [6.0]
     db.close()
+
+
+# ── the packed format (issue #13): key text once per series, one value row per target ─────────────────
+
+def _hist(attrs: Any, bounds: tuple[float, ...], counts: tuple[float, ...], sum_: float | None, t: int) -> HistogramPoint:
+    return HistogramPoint(attrs, bounds, counts, sum(counts), sum_, start_ns=S, time_ns=t)
+
+
+def _mixed(t: int, k: float) -> TargetBatch:
+    """Counters and histograms (two bound sets, a histogram without sum, a non-finite sum), values growing with k."""
+    shared = (0.5, 1.0, math.inf)
+    return batch(t, counter(cp(A, 5.0 * k, S, t), cp(B, 2.0 ** 52 + k, S, t, created_ns=S)),
+                 Metric("h", "", "s", Kind.HISTOGRAM, (
+                     _hist(A, shared, (k, 2 * k, 3 * k), 1.5 * k, t),
+                     _hist(B, shared, (k, k, k), None, t),
+                     _hist((("k", "c"),), (10.0,), (k, 4 * k), math.inf, t),
+                     _hist((("k", "d"),), (), (7 * k,), -0.0, t))))
+
+
+def _table(db: Any, sql: str) -> list[Any]:
+    return list(db.execute(sql).fetchall())
+
+
+def test_the_packed_state_reloads_every_field_exactly(tmp_path: Path) -> None:
+    import sqlite3
+
+    d = DeltaState("e", str(tmp_path))
+    d.to_delta(_mixed(10 * S, 1.0))
+    d.to_delta(_mixed(20 * S, 2.0))
+    d.commit()
+    before = dict(d._targets["t"].series)
+    d.close()
+    db = sqlite3.connect(tmp_path / "delta-e.db")
+    # One key row per series, one value row per target, no per-series value rows.
+    assert len(_table(db, "SELECT * FROM delta_keys")) == len(before) == 6
+    assert _table(db, "SELECT exporter, target FROM delta_values") == [("e", "t")]
+    assert _table(db, "SELECT * FROM delta_series") == []
+    db.close()
+    again = DeltaState("e", str(tmp_path))
+    after = again._targets["t"].series
+    assert after.keys() == before.keys()
+    for key, prev in before.items():
+        got = after[key]
+        assert got == prev._replace(restored=True), key
+        assert [math.copysign(1, x) for x in (got.sum or 0.0,)] == [math.copysign(1, x) for x in (prev.sum or 0.0,)]
+    assert (again._targets["t"].last_export_ns, again._targets["t"].round) == (20 * S, 2)
+    # ... and continues exactly: the next round is the increase since round 2, contiguous.
+    out = again.to_delta(_mixed(30 * S, 3.0))
+    (c, h) = out.metrics
+    assert [(p.value, p.start_ns) for p in c.points] == [(5.0, 20 * S), (1.0, 20 * S)]  # type: ignore[union-attr]
+    assert [(p.counts, p.start_ns) for p in h.points] == [  # type: ignore[union-attr]
+        ((1.0, 2.0, 3.0), 20 * S), ((1.0, 1.0, 1.0), 20 * S), ((1.0, 4.0), 20 * S), ((7.0,), 20 * S)]
+    assert [p.sum for p in h.points][:2] == [1.5, None]  # type: ignore[union-attr]
+    again.close()
+
+
+def test_a_key_text_is_written_once_and_expired_series_leave_both_tables(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "x.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    statements: list[str] = []
+    db.set_trace_callback(statements.append)
+    d = DeltaState("e", None, expire_after_rounds=2)
+    d.attach(db, str(path))
+
+    def key_writes(b: TargetBatch) -> int:
+        statements.clear()
+        d.to_delta(b)
+        d.commit()
+        return sum("INTO delta_keys" in s for s in statements)
+
+    assert key_writes(batch(10 * S, counter(cp(A, 1.0, S, 10 * S), cp(B, 1.0, S, 10 * S)))) == 2
+    assert key_writes(batch(20 * S, counter(cp(A, 2.0, S, 20 * S), cp(B, 2.0, S, 20 * S)))) == 0
+    assert key_writes(batch(30 * S, counter(cp(A, 3.0, S, 30 * S)))) == 0        # B not seen: kept for now
+    assert key_writes(batch(40 * S, counter(cp(A, 4.0, S, 40 * S)))) == 0
+    assert key_writes(batch(50 * S, counter(cp(A, 5.0, S, 50 * S)))) == 0        # B expired
+    texts = [t for (t,) in _table(db, "SELECT series FROM delta_keys")]
+    assert texts == [series_text(("c", Kind.SUM, "", "", A))]
+    assert [(r.series, r.value) for r in stored_series(db, "e")] == [(texts[0], 5.0)]
+    # B returns: a new series (a baseline), with a new id and its key written again.
+    assert key_writes(batch(60 * S, counter(cp(A, 6.0, S, 60 * S), cp(B, 9.0, S, 60 * S)))) == 1
+    ids = _table(db, "SELECT id FROM delta_keys ORDER BY id")
+    assert ids == [(0,), (2,)]
+    db.close()
+
+
+def test_new_keys_stay_pending_until_their_transaction_committed(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    d = DeltaState("e", None)
+    d.attach(db, str(tmp_path / "x.db"))
+    d.to_delta(batch(10 * S, counter(cp(A, 1.0, S, 10 * S))))
+    db.execute("BEGIN")
+    d.write_changes(db)
+    db.execute("ROLLBACK")
+    d.to_delta(batch(20 * S, counter(cp(A, 2.0, S, 20 * S))))           # no new key this round
+    db.execute("BEGIN")
+    d.write_changes(db)
+    db.execute("COMMIT")
+    d.changes_saved()
+    assert [(r.series, r.value) for r in stored_series(db, "e")] == [(series_text(("c", Kind.SUM, "", "", A)), 2.0)]
+    db.close()
+
+
+def _write_format_1_rows(path: Path) -> None:
+    """Rows as the previous version wrote them: one ``delta_series`` row per series, the key as format-1 text."""
+    import sqlite3
+    import struct
+
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA)
+    hist_key = series_text(("h", Kind.HISTOGRAM, "", "", A))
+    with db:
+        db.execute("INSERT INTO delta_series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   ("e", "t", series_text(("c", Kind.SUM, "", "", A)), S, 10 * S, 5.0, None, None, None, 1))
+        db.execute("INSERT INTO delta_series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   ("e", "t", hist_key, S, 10 * S, 6.0, 3.5, struct.pack("<1d", 1.0), struct.pack("<2d", 2.0, 4.0), 1))
+        db.execute("INSERT INTO delta_series VALUES ('e', 't', 'garbage', 1, 2, 3.0, NULL, NULL, NULL, 1)")
+        db.execute("INSERT INTO delta_series VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",       # another exporter's
+                   ("other", "t", hist_key, S, 10 * S, 1.0, 1.0, None, None, 1))
+        db.execute("INSERT INTO delta_targets VALUES ('e', 't', ?, 1)", (10 * S,))
+    db.close()
+
+
+def test_per_series_rows_of_the_previous_version_are_converted_once(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import sqlite3
+
+    _write_format_1_rows(tmp_path / "delta-e.db")
+    with caplog.at_level("INFO", logger="promotel.export.delta"):
+        d = DeltaState("e", str(tmp_path))
+    assert "from one row per series to one packed row per target" in caplog.text
+    db = sqlite3.connect(tmp_path / "delta-e.db")
+    assert _table(db, "SELECT exporter FROM delta_series") == [("other",)]      # only this exporter's rows go
+    assert [(r.series[:12], r.value, r.sum, r.bounds, r.counts, r.round) for r in stored_series(db, "e")] == [
+        ('[1,"c","sum"', 5.0, None, (), (), 1), ('[1,"h","hist', 6.0, 3.5, (1.0,), (2.0, 4.0), 1)]
+    db.close()
+    # It continues exactly from the converted values.
+    out = d.to_delta(batch(20 * S, counter(cp(A, 8.0, S, 20 * S)),
+                           Metric("h", "", "s", Kind.HISTOGRAM, (hp(9.0, (3.0, 6.0), 5.0, S, 20 * S),))))
+    (c, h) = out.metrics
+    assert [(p.value, p.start_ns) for p in c.points] == [(3.0, 10 * S)]  # type: ignore[union-attr]
+    assert [(p.counts, p.count, p.sum, p.start_ns) for p in h.points] == [  # type: ignore[union-attr]
+        ((1.0, 2.0), 3.0, 1.5, 10 * S)]
+    d.commit()
+    d.close()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="promotel.export.delta"):
+        again = DeltaState("e", str(tmp_path))
+    assert "Converted" not in caplog.text
+    assert {k[0]: p.value for k, p in again._targets["t"].series.items()} == {"c": 8.0, "h": 9.0}
+    again.close()
+
+
+def test_a_damaged_value_row_is_a_new_baseline_and_is_rewritten(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    import sqlite3
+    import struct
+    import zlib
+
+    d = DeltaState("e", str(tmp_path))
+    d.to_delta(batch(10 * S, counter(cp(A, 1.0, S, 10 * S))))
+    d.commit()
+    d.close()
+    good = _table(sqlite3.connect(tmp_path / "delta-e.db"), "SELECT data FROM delta_values")[0][0]
+    raw = zlib.decompress(good)              # stored compressed; a row of the bare format-1 bytes is read too
+    assert raw[:4] == b"PTD1"
+    for damaged in (b"", b"XXXX" + good[4:], good[:-1], good + b"\0", raw[:-1], raw + b"\0", b"XXXX" + raw[4:],
+                    zlib.compress(raw[:-8], 1), raw[:8] + struct.pack("<q", -1) + raw[16:]):
+        db = sqlite3.connect(tmp_path / "delta-e.db")
+        with db:
+            db.execute("UPDATE delta_values SET data = ?", (damaged,))
+        db.close()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="promotel.export.delta"):
+            d = DeltaState("e", str(tmp_path))
+        assert "cannot be read" in caplog.text and "baseline" in caplog.text
+        assert d._targets["t"].series == {}
+        assert d.to_delta(batch(20 * S, counter(cp(A, 2.0, S, 20 * S)))).metrics == ()      # a baseline
+        d.commit()
+        d.close()
+        db = sqlite3.connect(tmp_path / "delta-e.db")
+        assert [(r.value, r.time_ns) for r in stored_series(db, "e")] == [(2.0, 20 * S)]
+        assert len(_table(db, "SELECT * FROM delta_keys")) == 1
+        db.close()
+
+
+def test_a_value_row_stored_uncompressed_is_read_the_same(tmp_path: Path) -> None:
+    import sqlite3
+    import zlib
+
+    d = DeltaState("e", str(tmp_path))
+    d.to_delta(_mixed(10 * S, 1.0))
+    d.commit()
+    before = dict(d._targets["t"].series)
+    d.close()
+    db = sqlite3.connect(tmp_path / "delta-e.db")
+    with db:
+        db.execute("UPDATE delta_values SET data = ?", (zlib.decompress(db.execute("SELECT data FROM delta_values")
+                                                                        .fetchone()[0]),))
+    db.close()
+    again = DeltaState("e", str(tmp_path))
+    assert again._targets["t"].series == {k: p._replace(restored=True) for k, p in before.items()}
+    again.close()
+
+
+def test_a_database_attached_while_running_gets_what_memory_holds(tmp_path: Path) -> None:
+    import sqlite3
+
+    stale = DeltaState("e", str(tmp_path))           # what the database holds: older, other series
+    stale.to_delta(batch(10 * S, counter(cp(B, 1.0, S, 10 * S))))
+    stale.to_delta(on(host("a"), 10 * S, 1.0))
+    stale.commit()
+    stale.close()
+    d = DeltaState("e", None)
+    d.to_delta(batch(20 * S, counter(cp(A, 4.0, S, 20 * S), cp(B, 7.0, S, 20 * S))))
+    d.to_delta(batch(30 * S, counter(cp(A, 5.0, S, 30 * S), cp(B, 8.0, S, 30 * S))))
+    db = sqlite3.connect(tmp_path / "delta-e.db", isolation_level=None)
+    d.attach(db, str(tmp_path / "delta-e.db"), load=False)
+    d.commit()
+    db.close()
+    again = DeltaState("e", str(tmp_path))
+    assert list(again._targets) == ["t"]
+    assert {k[4]: (p.value, p.time_ns) for k, p in again._targets["t"].series.items()} == {
+        A: (5.0, 30 * S), B: (8.0, 30 * S)}
+    again.close()

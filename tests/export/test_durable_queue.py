@@ -20,7 +20,7 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
 
 from promotel.errors import ExportError
-from promotel.export.delta import target_key
+from promotel.export.delta import stored_series, target_key
 from promotel.export.outcome import SendOutcome
 from promotel.export.pipeline import ExporterPipeline
 from promotel.export.presets import resolve_exporter
@@ -111,6 +111,15 @@ def rows(path: str, sql: str = "SELECT COUNT(*) FROM queue") -> Any:
         db.close()
 
 
+def delta_rows(path: str, exporter: str = "test") -> Any:
+    """The delta state's series in the state database (one value row per target, decoded)."""
+    db = sqlite3.connect(path)
+    try:
+        return stored_series(db, exporter)
+    finally:
+        db.close()
+
+
 def counter_batch(target: str, value: float, t: int,
                   resource: tuple[tuple[str, Any], ...] | None = None) -> TargetBatch:
     point = NumberPoint((("k", "a"),), value, start_ns=1, time_ns=t)
@@ -132,7 +141,7 @@ def test_a_batch_is_on_disk_with_its_delta_state_before_the_first_send_attempt(t
     assert sender.attempts == []
     assert rows(path) == [(1,)]
     key = target_key("jobs", (("service.name", "jobs"),))
-    assert rows(path, "SELECT target, value, time_ns FROM delta_series") == [(key, 7.0, 20)]
+    assert [(r.target, r.value, r.time_ns) for r in delta_rows(path)] == [(key, 7.0, 20)]
     assert p.status()["persisted_requests"] == 1 and p.status()["spool_requests"] == 1
 
     async def go() -> bool:
@@ -292,7 +301,7 @@ def test_a_full_disk_never_blocks_delivery_and_logs_the_real_error_once(tmp_path
         assert "writes its state database again" in caplog.text
     assert rows(store_path(str(tmp_path), "test")) == [(1,)]      # the acknowledged first row is deleted now
     # The delta state on disk is the one after the last batch.
-    assert rows(store_path(str(tmp_path), "test"), "SELECT value FROM delta_series") == [(6.0,)]
+    assert [r.value for r in delta_rows(store_path(str(tmp_path), "test"))] == [6.0]
     asyncio.run(p.aclose())
 
 

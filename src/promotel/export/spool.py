@@ -7,7 +7,8 @@
   *before the first attempt to send them* and a row is deleted only once the backend accepted the request
   (or refused it for good): a ``kill -9`` at any moment loses nothing that was handed to the queue, and
   re-sends at most what was in flight (at-least-once, as OTLP allows).
-* ``delta_series`` / ``delta_targets``: the exporter's cumulative→delta state (``promotel.export.delta``).
+* ``delta_targets`` / ``delta_keys`` / ``delta_values`` (and 0.1's ``delta_series``, converted on load): the
+  exporter's cumulative→delta state (``promotel.export.delta``).
   ``put`` writes a batch's requests and the delta state after that batch in ONE transaction, so after a
   crash the two always agree: a persisted request's interval is never counted again, and an interval whose
   requests were not persisted is not lost either (the state on disk is from before it, so the next delta
@@ -369,7 +370,10 @@ class ExporterStore:
                 raise StorageError(f"the state database {path} of exporter {self.exporter!r} has format {fmt[0]}, "
                                    f"this version reads format {STORE_FORMAT}; use the promotel version that "
                                    "wrote it, or move the file away", "error")
-            db.executescript(QUEUE_SCHEMA)
+            from promotel.export.delta import SCHEMA as DELTA_SCHEMA
+
+            # Tables added since the file was made (the delta state's packed format) are created here.
+            db.executescript(QUEUE_SCHEMA + DELTA_SCHEMA)
         except sqlite3.Error as exc:
             db.close()
             raise self._open_error(exc) from exc
@@ -506,6 +510,13 @@ class ExporterStore:
                     if "delta_series" in tables:
                         n = db.execute("INSERT OR IGNORE INTO main.delta_series SELECT * FROM old.delta_series "
                                        "WHERE exporter = ?", (self.exporter,)).rowcount
+                    # A delta file written by ``DeltaState(exporter, path)`` of this version: the packed format.
+                    if "delta_keys" in tables:
+                        n += db.execute("INSERT OR IGNORE INTO main.delta_keys SELECT * FROM old.delta_keys "
+                                        "WHERE exporter = ?", (self.exporter,)).rowcount
+                    if "delta_values" in tables:
+                        db.execute("INSERT OR IGNORE INTO main.delta_values SELECT * FROM old.delta_values "
+                                   "WHERE exporter = ?", (self.exporter,))
                     if "delta_targets" in tables:
                         db.execute("INSERT OR IGNORE INTO main.delta_targets SELECT * FROM old.delta_targets "
                                    "WHERE exporter = ?", (self.exporter,))
