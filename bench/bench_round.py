@@ -42,7 +42,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gen_baseten import generate
-
 from promotel.commands.map import MapSource, offline_exporter
 from promotel.export.delta import DeltaState
 from promotel.export.prepare import BatchPreparer

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.families import fam
 
 from promotel.errors import ConfigError, StateError
 from promotel.export.delta import (
@@ -37,6 +36,7 @@ from promotel.model import (
     TargetBatch,
     Temporality,
 )
+from support.families import fam
 
 S = 1_000_000_000
 A = (("k", "a"),)
@@ -153,7 +153,7 @@ def test_targets_are_separate_and_state_is_bounded(tmp_path: Path) -> None:
 def test_unusable_database_raises_state_error(tmp_path: Path) -> None:
     bad = tmp_path / "corrupt.db"
     bad.write_bytes(b"this is not a sqlite database" * 100)
-    with pytest.raises(StateError, match="corrupt.db"):
+    with pytest.raises(StateError, match=r"corrupt\.db"):
         DeltaState("e", str(bad))
     with pytest.raises(StateError, match="state directory"):
         DeltaState("e", str(tmp_path / "missing-dir" / "x.db"))

@@ -12,12 +12,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
-from support.families import fam
-from support.reference_encoder import build_request, count_points
 
 import promotel
-from promotel.export import wire
 from promotel.errors import ExportError
+from promotel.export import wire
 from promotel.export.encode import encode_requests, split_request
 from promotel.export.otlp_json import to_otlp_json
 from promotel.mappings.assemble import assemble
@@ -32,6 +30,8 @@ from promotel.model import (
     TargetBatch,
     Temporality,
 )
+from support.families import fam
+from support.reference_encoder import build_request, count_points
 
 S = 1_000_000_000
 TRACE = "0123456789abcdef0123456789abcdef"

@@ -11,6 +11,10 @@ from typing import Any
 
 import grpc
 import pytest
+
+from promotel.export.pipeline import ExporterPipeline
+from promotel.export.presets import resolve_exporter
+from promotel.model import TargetBatch
 from support.fake_intakes import (
     GrpcReceiver,
     HttpReceiver,
@@ -20,10 +24,6 @@ from support.fake_intakes import (
     make_batch,
     partial_success,
 )
-
-from promotel.export.pipeline import ExporterPipeline
-from promotel.export.presets import resolve_exporter
-from promotel.model import TargetBatch
 
 
 class FakeTime:
@@ -364,9 +364,9 @@ def test_preparer_pairs_each_split_request_with_the_points_it_holds() -> None:
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
         ExportMetricsServiceRequest,
     )
-    from support.reference_encoder import count_points
 
     from promotel.export.prepare import BatchPreparer
+    from support.reference_encoder import count_points
 
     resolved = resolve_exporter(exporter_config(endpoint="http://127.0.0.1:1", protocol="http/protobuf",
                                                 max_request_bytes=2_000), env={})

@@ -12,6 +12,12 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
+
+from promotel.errors import ConfigError, ExportError
+from promotel.export.grpc_sender import GrpcSender
+from promotel.export.http_sender import HttpSender, parse_retry_after
+from promotel.export.presets import ResolvedExporter, resolve_exporter
+from promotel.export.sender import make_sender
 from support.fake_intakes import (
     GrpcReceiver,
     HttpReceiver,
@@ -23,12 +29,6 @@ from support.fake_intakes import (
     status_body,
 )
 from support.forward_proxy import ForwardProxy
-
-from promotel.errors import ConfigError, ExportError
-from promotel.export.grpc_sender import GrpcSender
-from promotel.export.http_sender import HttpSender, parse_retry_after
-from promotel.export.presets import ResolvedExporter, resolve_exporter
-from promotel.export.sender import make_sender
 
 REQUEST = encode_one(make_batch(counters=3))
 BIG_REQUEST = encode_one(make_batch(counters=400, attrs=5))
@@ -313,7 +313,7 @@ def test_http_undecodable_response_body_is_an_export_error() -> None:
         sender = http_sender(url)
         try:
             await sender.send(b"")
-        except BaseException as exc:  # noqa: BLE001 - the test inspects what escaped
+        except BaseException as exc:
             return exc
         finally:
             await sender.aclose()

@@ -8,6 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from promotel.config import ExporterConfig, RetryConfig, SpoolConfig, load_config_text
+from promotel.errors import ConfigError
+from promotel.export import build_pipelines
+from promotel.export.pipeline import ExporterPipeline
+from promotel.export.presets import preset_problems, resolve_exporter
+from promotel.model import TargetBatch, Temporality
 from support.fake_intakes import (
     CUMULATIVE,
     DELTA,
@@ -21,13 +28,6 @@ from support.fake_intakes import (
     newrelic_intake,
     request_points,
 )
-
-from promotel.config import ExporterConfig, RetryConfig, SpoolConfig, load_config_text
-from promotel.errors import ConfigError
-from promotel.export import build_pipelines
-from promotel.export.pipeline import ExporterPipeline
-from promotel.export.presets import preset_problems, resolve_exporter
-from promotel.model import TargetBatch, Temporality
 
 
 def resolve(**kw: Any) -> Any:

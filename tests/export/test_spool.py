@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-from support.fake_intakes import HttpReceiver, Retry, exporter_config
-from support.paths import TESTS as TESTS_DIR
 
 from promotel.errors import StateError
 from promotel.export.pipeline import ExporterPipeline
 from promotel.export.presets import resolve_exporter
 from promotel.export.spool import Spool, spool_path, store_path
+from support.fake_intakes import HttpReceiver, Retry, exporter_config
+from support.paths import TESTS as TESTS_DIR
 
 
 def test_fifo_peek_ack_and_totals(tmp_path: Path) -> None:
