@@ -20,7 +20,7 @@ def parsers() -> list[tuple[str, argparse.ArgumentParser]]:
 
 def test_every_command_is_covered() -> None:
     assert [name for name, _ in parsers()] == ["promotel", "promotel run", "promotel check", "promotel lint",
-                                                "promotel map", "promotel mappings", "promotel simulate",
+                                                "promotel map", "promotel targets", "promotel mappings", "promotel simulate",
                                                 "promotel demo"]
 
 

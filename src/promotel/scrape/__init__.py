@@ -3,6 +3,7 @@ targets this replica owns when the bridge is sharded (``shard``)."""
 
 from promotel.scrape.client import (
     ACCEPT,
+    BudgetSkipped,
     RateBudget,
     Scraper,
     ScrapeResult,
@@ -11,4 +12,5 @@ from promotel.scrape.client import (
     parse_retry_after,
 )
 
-__all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "build_ssl_context", "parse_retry_after"]
+__all__ = ["ACCEPT", "BudgetSkipped", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "build_ssl_context",
+           "parse_retry_after"]

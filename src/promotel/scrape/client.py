@@ -74,7 +74,7 @@ from promotel.httpcommon import (
 from promotel.httpcommon import ssl_context as build_ssl_context
 from promotel.mappings import RequestBudget, ScrapePolicy, mapping_scrape_policy
 
-__all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "build_ssl_context",
+__all__ = ["ACCEPT", "BudgetSkipped", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "build_ssl_context",
            "parse_retry_after"]
 
 log = logging.getLogger("promotel.scrape")
@@ -143,6 +143,11 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
+class BudgetSkipped(ScrapeError):
+    """A scrape not made, to stay within the vendor's request budget (kind ``rate_limited``). Nothing was
+    asked of the target, so nothing is known about it: the service sends no batch for it (no ``up`` = 0)."""
+
+
 class Scraper:
     """Scrapes one source. Not safe for concurrent ``scrape()`` calls on one instance (one at a time).
 
@@ -153,6 +158,11 @@ class Scraper:
     def __init__(self, source: SourceConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  clock: Callable[[], float] = time.monotonic, policy: ScrapePolicy | None = None,
                  env: Mapping[str, str] | None = None) -> None:
+        if source.url is None:      # a source with discovery is scraped per target (its own SourceConfig each)
+            raise ScrapeError(f"source {source.name} has no url: its targets come from discovery, and each "
+                              "discovered target is scraped with the source's settings and the target's url "
+                              "(promotel.discovery.sourcetargets)", kind="config")
+        self.url: str = source.url
         self.source = source
         self.policy = policy if policy is not None else mapping_scrape_policy(source.mapping)
         self._clock = clock
@@ -166,7 +176,7 @@ class Scraper:
         for secret in self._proxies.secrets():
             register_secret(secret)         # from the environment too: masked in every log line
         self._secrets = self._secret_values() + list(self._proxies.secrets())
-        url = httpx.URL(source.url)
+        url = httpx.URL(self.url)
         self._has_credentials = source.auth is not None or bool(source.headers) or bool(url.password)
         self._budget: RateBudget | None = None
         if self.policy.budget is not None:
@@ -212,7 +222,7 @@ class Scraper:
                 if s:
                     values.append(reveal(s))
         values += [reveal(v) for v in self.source.headers.values() if v]
-        password = urllib.parse.urlsplit(self.source.url).password
+        password = urllib.parse.urlsplit(self.url).password
         if password:
             values.append(password)
         return values
@@ -257,9 +267,10 @@ class Scraper:
         for client in self._clients.values():
             await client.aclose()
 
-    def _error(self, message: str, kind: str, retry_after: float | None = None) -> ScrapeError:
+    def _error(self, message: str, kind: str, retry_after: float | None = None, *,
+               cls: type[ScrapeError] = ScrapeError) -> ScrapeError:
         clean = redact_all(redact(message, self._secrets))
-        err = ScrapeError(clean, kind=kind, retry_after=retry_after)
+        err = cls(clean, kind=kind, retry_after=retry_after)
         err.target = self.source.name
         return err
 
@@ -275,7 +286,8 @@ class Scraper:
                 assert declared is not None    # self._budget exists only for a declared budget
                 raise self._error(f"skipped to stay within {self.policy.vendor or self.source.mapping}'s budget "
                                   f"of {declared.describe()} (another source uses the same {self._credential()}); "
-                                  f"the next request is allowed in {retry:.0f}s", "rate_limited", retry)
+                                  f"the next request is allowed in {retry:.0f}s", "rate_limited", retry,
+                                  cls=BudgetSkipped)
             if wait > 0:
                 await asyncio.sleep(wait)
         start = time.perf_counter()
@@ -283,12 +295,12 @@ class Scraper:
             async with asyncio.timeout(self.source.timeout):
                 return await self._fetch(start)
         except TimeoutError as exc:
-            raise self._error(f"no complete answer from {safe_url(self.source.url)} within the timeout of "
+            raise self._error(f"no complete answer from {safe_url(self.url)} within the timeout of "
                               f"{self.source.timeout:g}s; raise 'timeout' (below the interval) or check the "
                               "target's load", "timeout") from exc
 
     async def _fetch(self, start: float) -> ScrapeResult:
-        url = httpx.URL(self.source.url)
+        url = httpx.URL(self.url)
         headers = dict(self._headers)
         for _hop in range(MAX_REDIRECTS + 1):
             client, proxy = self._client_for(url)
@@ -313,7 +325,7 @@ class Scraper:
             content_type, problem = self._parser_content_type(answered, url)
             return ScrapeResult(body, content_type, time.perf_counter() - start, response.status_code,
                                 safe_url(url), problem)
-        raise self._error(f"more than {MAX_REDIRECTS} redirects starting at {safe_url(self.source.url)}; point "
+        raise self._error(f"more than {MAX_REDIRECTS} redirects starting at {safe_url(self.url)}; point "
                           "'url' at the final address", "redirect")
 
     def _redirect_target(self, response: httpx.Response, url: httpx.URL) -> httpx.URL:
