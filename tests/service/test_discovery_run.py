@@ -149,3 +149,74 @@ state_dir: "{tmp_path / 'state'}"
             assert pods <= {"pa", "pb"} and pods
         finally:
             assert stop_bridge(proc) == 0
+
+
+def _config(url: str, extra: str = "") -> Any:
+    from promotel.config import load_config_text
+
+    return load_config_text(f"""
+sources: [{{name: jobs, url: "{url}", interval: 1s, timeout: 0.8s{extra}}}]
+exporters: [{{name: x, endpoint: "http://127.0.0.1:9"}}]
+""", env={})
+
+
+def test_a_scrape_skipped_for_the_budget_sends_no_batch(servers: tuple[ExpositionServer, ExpositionServer]) -> None:
+    import asyncio
+
+    from promotel.scrape import BudgetSkipped
+    from promotel.service import BridgeStats, SourceRunner
+
+    cfg = _config(servers[0].url)
+    batches: list[Any] = []
+    stats = BridgeStats()
+    runner = SourceRunner(cfg.sources[0], cfg, batches.append, stats)
+
+    async def skipped() -> Any:
+        raise BudgetSkipped("skipped to stay within Acme's budget", kind="rate_limited")
+
+    runner.scraper.scrape = skipped  # type: ignore[method-assign]
+
+    async def once() -> bool:
+        try:
+            return await runner.scrape_once()
+        finally:
+            await runner.aclose()
+
+    assert asyncio.run(once()) is False
+    assert batches == []                                      # no up = 0, no staleness markers
+    assert stats.counters == {("jobs", "scrapes_skipped.budget"): 1}
+    assert stats.targets["jobs"].error == "skipped to stay within Acme's budget"
+
+
+def test_a_reload_keeps_an_unchanged_targets_state_and_schedule(
+        servers: tuple[ExpositionServer, ExpositionServer]) -> None:
+    import asyncio
+
+    from promotel.service.bridge import Bridge
+
+    a = servers[0]
+
+    async def scenario() -> None:
+        old = Bridge(_config(a.url))
+        (before,) = old.runners
+        before.next_at = time.monotonic() + 30.0
+        await old.aclose()
+        same = Bridge(_config(a.url))
+        same.adopt(old)
+        (after,) = same.runners
+        assert after.pipeline is before.pipeline and after.next_at == before.next_at
+        # The adopted schedule holds: no scrape at once after the reload.
+        stop = asyncio.Event()
+        task = asyncio.create_task(same.run(stop))
+        await asyncio.sleep(1.5)
+        stop.set()
+        await task
+        await same.aclose()
+        assert a.hits == 0
+        changed = Bridge(_config(a.url, ", honor_labels: true"))
+        changed.adopt(same)
+        (fresh,) = changed.runners
+        assert fresh.pipeline is not before.pipeline and fresh.next_at is None
+        await changed.aclose()
+
+    asyncio.run(scenario())

@@ -15,27 +15,33 @@ import json
 import sys
 from typing import TextIO
 
-from promotel.config import Config
+from promotel.config import Config, SourceConfig
 from promotel.discovery.sourcetargets import ScrapeTarget, source_discoverers, source_targets
 from promotel.discovery.targets import DiscoveryManager
 from promotel.errors import ConfigError, PromotelError
 
-__all__ = ["cli_targets", "discover"]
+__all__ = ["cli_targets", "discover", "discover_source"]
+
+
+async def discover_source(source: SourceConfig) -> tuple[list[ScrapeTarget], list[str]]:
+    """The targets of one source after one discovery refresh, and the problems discovery reported."""
+    manager = DiscoveryManager(source_discoverers(source), job=source.name)
+    try:
+        groups = await manager.refresh_once()
+    finally:
+        await manager.aclose()
+    problems = [f"{st.name}: {p}" for st in manager.status() for p in st.problems]
+    return source_targets(source, groups), problems
 
 
 async def discover(config: Config) -> tuple[list[ScrapeTarget], list[str]]:
     """Every target of every source (in config order), and the problems discovery reported."""
     targets: list[ScrapeTarget] = []
     problems: list[str] = []
-    managers = [DiscoveryManager(source_discoverers(s), job=s.name) for s in config.sources]
-    try:
-        results = await asyncio.gather(*(m.refresh_once() for m in managers))
-    finally:
-        for m in managers:
-            await m.aclose()
-    for source, manager, groups in zip(config.sources, managers, results):
-        targets += source_targets(source, groups)
-        problems += [f"source {source.name}: {st.name}: {p}" for st in manager.status() for p in st.problems]
+    for source, (found, trouble) in zip(config.sources,
+                                        await asyncio.gather(*(discover_source(s) for s in config.sources))):
+        targets += found
+        problems += [f"source {source.name}: {p}" for p in trouble]
     return targets, problems
 
 

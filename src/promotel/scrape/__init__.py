@@ -8,9 +8,10 @@ from promotel.scrape.client import (
     Scraper,
     ScrapeResult,
     accept_header,
+    budget_overcommits,
     build_ssl_context,
     parse_retry_after,
 )
 
-__all__ = ["ACCEPT", "BudgetSkipped", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "build_ssl_context",
+__all__ = ["ACCEPT", "BudgetSkipped", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "budget_overcommits", "build_ssl_context",
            "parse_retry_after"]

@@ -52,7 +52,7 @@ import ssl
 import time
 import urllib.parse
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import httpx
@@ -60,7 +60,7 @@ import httpx
 from promotel import __version__
 from promotel.config import SourceConfig
 from promotel.config.secrets import redact, redact_all, register_secret, reveal
-from promotel.errors import ScrapeError
+from promotel.errors import MappingError, ScrapeError
 from promotel.httpcommon import (
     DEFAULT_SCRAPE_PROTOCOLS,
     SCRAPE_PROTOCOL_MEDIA_TYPES,
@@ -74,8 +74,8 @@ from promotel.httpcommon import (
 from promotel.httpcommon import ssl_context as build_ssl_context
 from promotel.mappings import RequestBudget, ScrapePolicy, mapping_scrape_policy
 
-__all__ = ["ACCEPT", "BudgetSkipped", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "build_ssl_context",
-           "parse_retry_after"]
+__all__ = ["ACCEPT", "BudgetSkipped", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "budget_overcommits",
+           "build_ssl_context", "parse_retry_after"]
 
 log = logging.getLogger("promotel.scrape")
 
@@ -141,6 +141,50 @@ def _budget_for(host: str, key: str, declared: RequestBudget) -> RateBudget:
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
+
+
+def budget_overcommits(sources: Sequence[SourceConfig]) -> list[str]:
+    """One sentence per shared request budget that the configured ``url:`` sources exceed together.
+
+    Sources share a budget as the scraper does (one host:port, one credential, the budget their mapping
+    declares). Each needs ``window / interval`` requests per window; beyond the budget the scraper skips
+    scrapes (no data for those rounds). Targets found by discovery are not known offline and not counted."""
+    groups: dict[tuple[str, str, int, float], list[SourceConfig]] = {}
+    budgets: dict[tuple[str, str, int, float], tuple[RequestBudget, str]] = {}
+    for source in sources:
+        if source.url is None:
+            continue
+        try:
+            policy = mapping_scrape_policy(source.mapping)
+        except MappingError:
+            continue
+        if policy.budget is None:
+            continue
+        url = httpx.URL(source.url)
+        host = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        auth = source.auth
+        secrets = [reveal(s) for s in ((auth.api_key, auth.bearer_token, auth.basic.password if auth.basic else None)
+                                       if auth is not None else ()) if s]
+        secrets += [reveal(v) for v in source.headers.values() if v] + ([url.password] if url.password else [])
+        key = (host.lower(), hashlib.sha256((secrets[0] if secrets else "").encode()).hexdigest()[:16],
+               policy.budget.requests, policy.budget.window)
+        groups.setdefault(key, []).append(source)
+        budgets[key] = (policy.budget, policy.vendor or source.mapping)
+    out: list[str] = []
+    for key, members in groups.items():
+        budget, vendor = budgets[key]
+        needed = sum(budget.window / float(s.interval) for s in members)
+        if needed > budget.requests + 1e-9:
+            names = ", ".join(s.name for s in members)
+            slowest = budget.window * len(members) / budget.requests
+            out.append(f"sources {names} share {vendor}'s budget of {budget.describe()} on {key[0]} (the same "
+                       f"credential) and together need {needed:.3g} requests per {budget.window:g} s: some scrapes "
+                       f"will be skipped; give each an interval of at least {slowest:g}s"
+                       if len(members) > 1 else
+                       f"source {names} needs {needed:.3g} requests per {budget.window:g} s, more than {vendor}'s "
+                       f"budget of {budget.describe()}: some scrapes will be skipped; use an interval of at least "
+                       f"{slowest:g}s")
+    return out
 
 
 class BudgetSkipped(ScrapeError):
