@@ -36,6 +36,8 @@ __all__ = ["DROP_REASON", "SeriesRelabeler"]
 DROP_REASON: Final = "metric_relabel_drop"
 _IDENTITY = ("job", "instance")
 _MAX_CACHE = 200_000
+# Not a result (a cache miss): compared by identity.
+_MISSING: Final[tuple[str, Labels]] = ("", Labels())
 
 
 class SeriesRelabeler:
@@ -65,32 +67,34 @@ class SeriesRelabeler:
         dropped = 0
         example = ""
         cache = self._cache
+        new_sample = tuple.__new__      # Sample(...) without NamedTuple's keyword handling: this is the hot loop
         for family in families:
             kept: list[Sample] = []
             changed = False
             for sample in family.samples:
-                key = (sample.name, sample.labels.flat)
-                if key in cache:
-                    result = cache[key]
-                else:
+                name = sample[0]
+                key = (name, sample[1].flat)
+                result = cache.get(key, _MISSING)
+                if result is _MISSING:
                     if len(cache) >= _MAX_CACHE:
                         cache.clear()
-                    result = cache[key] = self._series(sample.name, sample.labels)
+                    result = cache[key] = self._series(name, sample[1])
                 if result is None:
                     dropped += 1
                     example = example or family.name
                     changed = True
                     continue
-                name, labels = result
-                if name == sample.name:
-                    if labels is not sample.labels:
-                        sample = sample._replace(labels=labels)
+                new_name, labels = result
+                if new_name == name:
+                    if labels is not sample[1]:
+                        sample = new_sample(Sample, (name, labels, sample[2], sample[3], sample[4]))
                         changed = True
                     kept.append(sample)
                     continue
                 changed = True
-                target = _family_of(family, sample.name, name)
-                moved.setdefault(target.name, []).append(sample._replace(name=name, labels=labels))
+                target = _family_of(family, name, new_name)
+                moved.setdefault(target.name, []).append(
+                    new_sample(Sample, (new_name, labels, sample[2], sample[3], sample[4])))
                 moved_meta.setdefault(target.name, target)
             if not changed:
                 out.append(family)
