@@ -214,3 +214,22 @@ def test_promotel_targets_reports_a_failing_discoverer(tmp_path: Path, capsys: p
     captured = capsys.readouterr()
     assert json.loads(captured.out) == []
     assert "source fleet: file_sd_configs[0]" in captured.err
+
+
+def test_map_with_a_configured_source_applies_its_metric_relabel_configs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "scrape.prom").write_text(BODY)
+    config = tmp_path / "c.yaml"
+    config.write_text("""sources:
+  - name: fleet
+    static_configs: [{targets: ["h:1"]}]
+    metric_relabel_configs:
+      - {source_labels: [__name__], regex: 'go_.*', action: drop}
+      - {source_labels: [__name__], regex: 'lat_(.*)', target_label: __name__, replacement: 'latency_$1'}
+""" + EXPORTERS)
+    config.chmod(0o600)
+    assert main(["map", "-c", str(config), "--source", "fleet", str(tmp_path / "scrape.prom")]) == 0
+    request = json.loads(capsys.readouterr().out.splitlines()[0])
+    names = {m["name"] for rm in request["resourceMetrics"] for sm in rm["scopeMetrics"] for m in sm["metrics"]}
+    assert {"latency", "http_requests_total", "up"} <= names, names
+    assert not any(n.startswith("go_") or n.startswith("lat_") or n == "lat" for n in names)

@@ -4,7 +4,9 @@ the discovery file (staleness markers for the gone one), and the Target Allocato
 from __future__ import annotations
 
 import json
+import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,12 @@ def servers() -> Iterator[tuple[ExpositionServer, ExpositionServer]]:
     b.stop()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _address(server: ExpositionServer) -> str:
     return f"127.0.0.1:{server.port}"
 
@@ -52,6 +60,7 @@ def test_file_discovery_during_a_run_adds_and_removes_targets(tmp_path: Path, si
                                                               servers: tuple[ExpositionServer, ExpositionServer]
                                                               ) -> None:
     a, b = servers
+    health_port = _free_port()
     sd = tmp_path / "sd.json"
     sd.write_text(json.dumps([{"targets": [_address(a)], "labels": {"env": "prod"}}]))
     cfg = tmp_path / "c.yaml"
@@ -67,6 +76,7 @@ exporters:
   - {{name: sink, endpoint: "http://127.0.0.1:{sink.grpc_port}"}}
 self_telemetry: {{enabled: false}}
 state_dir: "{tmp_path / 'state'}"
+health: {{listen: "127.0.0.1:{health_port}"}}
 """)
     cfg.chmod(0o600)
     log_path = tmp_path / "out.log"
@@ -80,6 +90,18 @@ state_dir: "{tmp_path / 'state'}"
         # B appears.
         sd.write_text(json.dumps([{"targets": [_address(a), _address(b)], "labels": {"env": "prod"}}]))
         assert sink.wait_for(lambda s: bool(_points(s, "b_total", _address(b))), 20), log_path.read_text()
+        # /status lists both targets, as promotel targets does, each with its last scrape.
+        deadline = time.monotonic() + 10
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/status", timeout=5) as resp:
+                fleet = json.load(resp)["sources"]["fleet"]
+            if all("last_scrape" in t for t in fleet["targets"]) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert sorted(t["labels"]["instance"] for t in fleet["targets"]) == sorted([_address(a), _address(b)])
+        assert all(t["state"] == "active" and t["last_scrape"]["error"] is None for t in fleet["targets"])
+        assert fleet["targets"][0]["discovered_labels"]["__meta_filepath"] == str(sd)
+        assert fleet["discovery"][0]["name"] == "file_sd_configs[0]" and fleet["discovery"][0]["problems"] == []
         # B disappears: its series get staleness markers, and it is not scraped any more.
         sd.write_text(json.dumps([{"targets": [_address(a)], "labels": {"env": "prod"}}]))
 
@@ -218,5 +240,40 @@ def test_a_reload_keeps_an_unchanged_targets_state_and_schedule(
         (fresh,) = changed.runners
         assert fresh.pipeline is not before.pipeline and fresh.next_at is None
         await changed.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_changed_baseten_source_keeps_the_budget_of_its_key_across_a_reload() -> None:
+    import asyncio
+
+    from promotel.config import load_config_text
+    from promotel.service.bridge import Bridge
+
+    def config(interval: str) -> Any:
+        return load_config_text(f"""
+sources:
+  - {{name: a, mapping: baseten, url: "https://baseten.example/metrics", interval: {interval},
+      auth: {{api_key: "${{K}}"}}}}
+  - {{name: b, mapping: baseten, url: "https://baseten.example/metrics?x=1", interval: 60s,
+      auth: {{api_key: "${{K}}"}}}}
+exporters: [{{name: x, endpoint: "http://127.0.0.1:9"}}]
+""", env={"K": "one-key"})
+
+    async def scenario() -> None:
+        old = Bridge(config("60s"))
+        a, b = old.runners
+        # One budget for every source on one key and host, in one process.
+        assert a.scraper._budget is not None and a.scraper._budget is b.scraper._budget
+        budget = a.scraper._budget
+        for _ in range(6):                          # the organization's 6 requests of this minute are made
+            budget.reserve(time.monotonic(), 0.0)
+        await old.aclose()
+        new = Bridge(config("30s"))                 # source a changed: a new runner, the same budget
+        new.adopt(old)
+        changed = new.runners[0]
+        assert changed.next_at is None and changed.scraper._budget is budget
+        assert changed.next_delay() > 30.0          # it waits for the budget instead of scraping at once
+        await new.aclose()
 
     asyncio.run(scenario())

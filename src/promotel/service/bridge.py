@@ -65,7 +65,8 @@ class SourceRunner:
 
     def __init__(self, source: SourceConfig, config: Config, submit: Callable[[TargetBatch], None],
                  stats: BridgeStats, cpu: concurrent.futures.Executor | None = None,
-                 memory: RoundMemory | None = None, *, target: ScrapeTarget | None = None) -> None:
+                 memory: RoundMemory | None = None, *, target: ScrapeTarget | None = None,
+                 name: str | None = None) -> None:
         from promotel.scrape import Scraper
 
         if target is None:
@@ -73,7 +74,9 @@ class SourceRunner:
         assert target.url is not None, "only an active target is scraped"
         self.source = source
         self.target = target
-        self.name: str = source.name if source.url is not None else f"{source.name} {safe_url(target.url)}"
+        if name is None:
+            name = source.name if source.url is not None else f"{source.name} {safe_url(target.url)}"
+        self.name: str = name
         self.scrape_config = target.source(source)
         self.interval = float(self.scrape_config.interval)
         self._cpu = cpu
@@ -247,7 +250,13 @@ class SourceTargets:
 
     def _runner(self, target: ScrapeTarget) -> SourceRunner:
         b = self._bridge
-        runner = SourceRunner(self.source, b.config, b.submit, b.stats, b._cpu, b._memory, target=target)
+        name = None
+        if self.source.url is None:
+            # One URL, several label sets (Prometheus scrapes each): the labels tell their batches apart.
+            name = f"{self.name} {safe_url(target.url or '')}"
+            if any(r.name == name for r in self.runners.values()):
+                name += " {" + ",".join(f'{k}="{v}"' for k, v in sorted(target.labels.items())) + "}"
+        runner = SourceRunner(self.source, b.config, b.submit, b.stats, b._cpu, b._memory, target=target, name=name)
         old = self._adopted.pop(target.key, None)
         if old is not None:
             runner.pipeline = old.pipeline
