@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench lint typecheck clean systemd-analyze prometheus dnsmasq
+.PHONY: demo test install bench lint typecheck clean systemd-analyze prometheus tmux dnsmasq
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,7 +61,15 @@ dnsmasq:
 	    exit $$rc; \
 	  else echo "warning: /usr/sbin/dnsmasq not found; install the 'dnsmasq-base' package for the DNS discovery tests"; fi; }
 
-test: $(STAMP) systemd-analyze prometheus dnsmasq
+# The live views (`promotel top`, the demo) are tested the way a person sees them: in a real terminal, tmux.
+tmux:
+	@command -v tmux >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing tmux (for the live-view tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tmux >/dev/null; \
+	  else echo "warning: tmux not found; install the 'tmux' package for the live-view tests"; fi; }
+
+test: $(STAMP) systemd-analyze prometheus dnsmasq tmux
 	$(BIN)/python -m pytest -q
 
 typecheck: $(STAMP)

@@ -39,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from gen_baseten import scrapes
-
 from promotel.exposition import ExpositionParser, Strictness, parse_exposition
 from promotel.service.runtime import gc_paused
 

@@ -21,6 +21,7 @@ _COMMANDS = {
     "mappings": "promotel.commands.map:cli_mappings",
     "simulate": "promotel.simulate:cli_simulate",
     "demo": "promotel.commands.demo:cli_demo",
+    "top": "promotel.commands.top:cli_top",
 }
 
 
@@ -28,9 +29,10 @@ _COMMANDS = {
 EXIT_STATUS = """exit status:
   0    success
   1    something failed that is neither the command line nor the config: a scrape or an export
-       (run --once), a probe (check), an invalid or unreadable input file (lint, map)
+       (run --once), a probe (check), an invalid or unreadable input file (lint, map), a health
+       listener that cannot be read (top --once)
   2    the command line or the config is wrong: invalid arguments, an unknown mapping, an invalid
-       config or one refused for its permissions (run, check, map, demo)
+       config or one refused for its permissions (run, check, map, demo, top)
   130  interrupted (Ctrl-C)"""
 
 
@@ -133,6 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "show what arrives.")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     p.add_argument("--otlp-endpoint", dest="otlp_endpoint", help="also send the data to this OTLP endpoint")
+
+    p = sub.add_parser("top", help="watch a running bridge: sources and exporters, redrawn in place",
+                       description="Read the /status of a running bridge's health listener and show its sources "
+                                   "(up, last scrape, duration, samples, series, error) and exporters (state, "
+                                   "queue, persisted, sent, failed, dropped, last success) in a table redrawn in "
+                                   "place.", epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", help="the health listener, e.g. http://127.0.0.1:8888 (default: health.listen of -c, "
+                                 "else http://127.0.0.1:8888)")
+    p.add_argument("-c", "--config", help="YAML config file of the bridge: watch its health.listen")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between redraws (default: 2)")
+    p.add_argument("--once", action="store_true", help="print one frame and exit (for scripts)")
+    p.add_argument("--allow-insecure-config-permissions", action="store_true",
+                   help="only warn (instead of refusing) when a config file holding secrets is world-readable")
     return parser
 
 

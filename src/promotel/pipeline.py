@@ -46,6 +46,7 @@ from promotel.discovery.seriesrelabel import DROP_REASON as RELABEL_DROP
 from promotel.discovery.seriesrelabel import SeriesRelabeler
 from promotel.errors import ConfigError
 from promotel.exposition import ExpositionParser, Strictness
+from promotel.exposition.rules import Leniency
 from promotel.mappings import MappingPlugin, SourceLike, load_mapping
 from promotel.mappings.assemble import scope_info_attributes, split_identity_families
 from promotel.mappings.collect import TARGET_LABELS, default_attributes, scraped_attributes
@@ -135,6 +136,7 @@ def scrape_metrics(up: bool, duration_s: float, samples: int, series_added: int,
 
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+_EMPTY_COUNTS: Mapping[str, int] = MappingProxyType({})
 
 
 class TargetResult(NamedTuple):
@@ -151,6 +153,9 @@ class TargetResult(NamedTuple):
     drop_examples: Mapping[str, str] = _EMPTY      # reason → the first family (or metric) left out for it
     # honor_labels: the (Resource, metrics) of each exposed job/instance that is not the target's own.
     exposed: tuple[tuple[Attributes, tuple[Metric, ...]], ...] = ()
+    # Rules of the exposition format the target broke and the parser tolerated (Strictness.SCRAPE), as
+    # ``promotel lint`` would report them: rule id → times broken in this scrape.
+    leniencies: Mapping[str, int] = _EMPTY_COUNTS
 
 
 class _Identity(NamedTuple):
@@ -172,6 +177,8 @@ class TargetPipeline:
         self.mapper = self.plugin.bind(source)
         # Scraping accepts what Prometheus's scraper accepts; each tolerated rule is in parser.leniencies.
         self.parser = ExpositionParser(strictness=Strictness.SCRAPE)
+        self._logged_drops: set[str] = set()      # drop reasons and format rules already logged for this target
+        self._logged_rules: set[str] = set()
         self.store = SeriesStore(source.name, max_series=max_series, honor_timestamps=honor_timestamps)
         # ``honor_labels`` is optional on a SourceLike (sources written for 0.1 have none).
         self.honor_labels = bool(getattr(source, "honor_labels", False))
@@ -261,7 +268,35 @@ class TargetPipeline:
         if self.honor_labels:
             metrics, groups = self._split_exposed(metrics)
             exposed = self._exposed(groups, targets)
-        return TargetResult(metrics, resource, samples, converted.series_added, dropped, examples, exposed)
+        leniencies = self.parser.leniencies
+        self._report(dropped, examples, leniencies)
+        return TargetResult(metrics, resource, samples, converted.series_added, dropped, examples, exposed,
+                            {str(lenient.rule.value): lenient.count for lenient in leniencies})
+
+    def _report(self, dropped: Mapping[str, int], examples: Mapping[str, str], leniencies: Sequence[Leniency]) -> None:
+        """Log each drop reason and each tolerated rule once per target (the counters count every time).
+
+        Once, because a target breaks the same rule on every scrape: a line per scrape would bury the log. The
+        configured drops (``drop: true`` overrides, ``unmapped: drop``) are the config at work: info, not warning.
+        """
+        for reason, n in dropped.items():
+            if reason in self._logged_drops:
+                continue
+            self._logged_drops.add(reason)
+            example = examples.get(reason, "")
+            level = logging.INFO if reason in CONFIGURED_DROPS else logging.WARNING
+            log.log(level, "Target %s: %d points left out (%s)%s; counted in promotel's own metrics, logged once "
+                    "per target and reason.", self.name, n, reason, f", first in {example}" if example else "",
+                    extra={"fields": {"source": self.name, "reason": reason, "family": example}})
+        for lenient in leniencies:
+            rule = str(lenient.rule.value)
+            if rule in self._logged_rules:
+                continue
+            self._logged_rules.add(rule)
+            log.warning("Target %s breaks the exposition format at line %d (%s, %d times): %s. Prometheus ingests "
+                        "it and so does promotel; `promotel lint` reports it for the exporter's owner. Logged once "
+                        "per target and rule.", self.name, lenient.line, rule, lenient.count, lenient.text,
+                        extra={"fields": {"source": self.name, "rule": rule, "line": lenient.line}})
 
     def batch(self, result: TargetResult, duration_s: float, now_ns: int) -> TargetBatch:
         """The batch of a successful scrape: its metrics, then ``up`` = 1 and the ``scrape_*`` series.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.bridge import PROMOTEL, start_bridge, stop_bridge
 from support.collector import Rotel, free_port
 from support.sink import OTLPSink, attrs
@@ -81,7 +82,7 @@ def write_config(tmp_path: Path, sources: str, exporters: str, extra: str = "") 
 
 def run_once(config: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*PROMOTEL, "run", "--once", "-c", str(config)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
 
 
 def by_service_instance(sink: OTLPSink, instance: str) -> list[tuple[dict[str, Any], Any]]:
@@ -149,7 +150,7 @@ def test_target_down_reports_up_zero_and_fails_once(collector: tuple[Rotel, OTLP
     assert "down" in proc.stderr      # the log names the failed source
     instance = f"127.0.0.1:{port}"
     assert sink.wait_for(lambda s: any(m.name == "up" for _, m in by_service_instance(s, instance)), 20)
-    up = [m for _, m in by_service_instance(sink, instance) if m.name == "up"][0]
+    up = next(m for _, m in by_service_instance(sink, instance) if m.name == "up")
     assert up.gauge.data_points[0].as_double == 0.0
 
 
@@ -196,8 +197,8 @@ def test_service_resets_staleness_and_clean_shutdown(collector: tuple[Rotel, OTL
         code = stop_bridge(proc)
     assert code == 0
     pts = counter_points(sink)
-    first_200 = [p for p in pts if attrs(p.attributes)["code"] == "200" and p.as_double == 10.0][0]
-    after_reset = [p for p in pts if attrs(p.attributes)["code"] == "200" and p.as_double == 3.0][0]
+    first_200 = next(p for p in pts if attrs(p.attributes)["code"] == "200" and p.as_double == 10.0)
+    after_reset = next(p for p in pts if attrs(p.attributes)["code"] == "200" and p.as_double == 3.0)
     # The reset gave the series a new start time, after the old one.
     assert after_reset.start_time_unix_nano > first_200.start_time_unix_nano
     stale = [p for p in pts if p.flags & 1]

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+
 from support.bridge import PROMOTEL, start_bridge, stop_bridge
 from support.collector import Rotel
 from support.sink import OTLPSink, attrs

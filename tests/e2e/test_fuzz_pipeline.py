@@ -13,7 +13,6 @@ from types import SimpleNamespace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
-from support.paths import CONFORMANCE, TESTDATA
 
 from promotel.errors import ExpositionError
 from promotel.export.encode import encode_requests
@@ -21,6 +20,7 @@ from promotel.exposition import ExpositionParser
 from promotel.mappings import load_mapping
 from promotel.model import TargetBatch
 from promotel.series.store import SeriesStore
+from support.paths import CONFORMANCE, TESTDATA
 
 CORPUS = sorted(CONFORMANCE.glob("*/metrics"))
 GOLDEN = sorted((TESTDATA / "golden").rglob("*.prom"))

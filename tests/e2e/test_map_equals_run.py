@@ -49,6 +49,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
+
 from support.bridge import PROMOTEL, start_bridge, stop_bridge
 from support.collector import Rotel
 from support.paths import TESTDATA

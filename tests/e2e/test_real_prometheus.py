@@ -15,7 +15,10 @@ its query API says what it stored. That is the reference promotel is compared ag
   the metadata Prometheus keeps for the target. The captures that break a rule Prometheus does not
   enforce are listed in ``LENIENT`` with the leniencies promotel reports for them (and the error
   ``promotel lint`` gives). One difference is deliberate: samples written under their family's escaped
-  name keep that family in promotel and have no metadata in Prometheus (``ESCAPED_FAMILIES``).
+  name keep that family in promotel and have no metadata in Prometheus (``ESCAPED_FAMILIES``);
+* of the bodies 2.42 refuses, promotel reads the one Prometheus 3 reads (quoted UTF-8 names,
+  ``READ_AS_PROMETHEUS_3``), compared with what 2.42 stored from the same exporter's escaped answer, and
+  refuses the others, as Prometheus 3 does.
 
 ``prometheus_ingested(capture)`` is the reference for other differential tests: one Prometheus run per
 test session serves every call.
@@ -262,7 +265,8 @@ def prometheus_ingested(capture: Variant | str) -> dict[SeriesKey, float]:
 # Captures whose scrape Prometheus 2.42 itself fails (up = 0), with why and a piece of the error it
 # reports; tests/testdata/real/README.md says the same. An Enum named with a colon makes
 # prometheus_client use the metric name, colon included, as the state's label name, which neither the
-# 0.0.4 text format nor OpenMetrics 1.0 allows.
+# 0.0.4 text format nor OpenMetrics 1.0 allows; prometheus_client 0.26 asked with escaping=allow-utf-8
+# quotes it, which Prometheus 3 reads and 2.42 does not (promotel reads it: READ_AS_PROMETHEUS_3).
 PROMETHEUS_REJECTS: dict[str, tuple[str, str]] = {
     **{f"python-client-0.17-colon-enum/{variant}": (
         "prometheus_client 0.17 writes the Enum's label name `vllm:engine_state` unquoted", 'expected equal')
@@ -463,6 +467,41 @@ def test_promotel_reports_the_rules_it_tolerates(variant: Variant) -> None:
         assert (err.value.line, err.value.message) == STRICT_READS_OTHERWISE[variant.id]
     else:
         assert (err.value.line, err.value.message) == (first.line, first.text)
+
+
+# Bodies Prometheus 2.42 refuses (PROMETHEUS_REJECTS) that promotel's scrape parsing reads, as Prometheus 3 does,
+# each with the answer of the same exporter that 2.42 ingests: prometheus_client 0.26 asked with
+# escaping=allow-utf-8 quotes the colon-named Enum's state label (`"vllm:engine_state"="running"`), UTF-8 name
+# syntax Prometheus 3 reads (model/textparse/openmetricsparse.go) and 2.42 predates; its `prom2` answer escapes the
+# names instead. The other bodies 2.42 refuses, Prometheus 3 refuses too (a colon in an unquoted label name), and
+# so does promotel.
+READ_AS_PROMETHEUS_3: dict[str, str] = {
+    "python-client-0.26-colon-enum/prom3": "python-client-0.26-colon-enum/prom2",
+}
+
+
+@pytest.mark.parametrize("variant", [pytest.param(BY_ID[v], id=v) for v in PROMETHEUS_REJECTS])
+def test_promotel_on_what_prometheus_2_42_refuses(report: Report, variant: Variant) -> None:
+    assert report.jobs[variant.id].up == 0          # the fact, checked with its error by test_prometheus_scrapes_capture
+    parser = ExpositionParser(strictness=Strictness.SCRAPE)
+    if variant.id not in READ_AS_PROMETHEUS_3:
+        with pytest.raises(ExpositionError, match="expected '=' after label name"):
+            parser.parse(variant.body, variant.content_type)
+        return
+    families = parser.parse(variant.body, variant.content_type)
+    # The answer's Content-Type declares the quoted names (escaping=allow-utf-8): nothing tolerated, and
+    # `promotel lint` (STRICT) reads the body alike.
+    assert parser.leniencies == ()
+    assert ExpositionParser().parse(variant.body, variant.content_type) == families
+    # What Prometheus 3 stores is what 2.42 stored from the escaped answer, the names as the exporter has them:
+    # the same series once promotel's names are escaped alike (values may differ: a live process, a moment
+    # apart), and the metadata 2.42 keeps under the declared names, which are the UTF-8 answer's names.
+    escaped = prometheus_scraped(READ_AS_PROMETHEUS_3[variant.id])
+    got = {(_escaped(name), tuple(sorted((_escaped(k), v) for k, v in labels))) for name, labels in promotel_read(variant)}
+    assert got == set(escaped.samples), _show(got ^ set(escaped.samples))
+    assert promotel_metadata(families) == dict(escaped.metadata)
+    state = next(f for f in families if f.name == "vllm:engine_state")
+    assert state.type == "stateset" and all("vllm:engine_state" in s.labels for s in state.samples)
 
 
 def test_the_lenient_cases_as_prometheus_stores_them(report: Report) -> None:

@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
-from support.families import comparable
-from support.paths import CONFORMANCE, conformance_cases
 
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, parse_exposition
+from support.families import comparable
+from support.paths import CONFORMANCE, conformance_cases
 
 SUITE = CONFORMANCE
 CASES = conformance_cases()

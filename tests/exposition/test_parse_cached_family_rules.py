@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.paths import CONFORMANCE, conformance_cases
 
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser
 from promotel.exposition.rules import FamilyBuilder, FamilyRules
 from promotel.model import MetricFamily
+from support.paths import CONFORMANCE, conformance_cases
 
 OM = "application/openmetrics-text; version=1.0.0"
 SUITE = CONFORMANCE

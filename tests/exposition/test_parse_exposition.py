@@ -7,11 +7,11 @@ import math
 import time
 
 import pytest
-from support.paths import CONFORMANCE
 
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, detect_format, parse_exposition
 from promotel.model import Labels, MetricFamily
+from support.paths import CONFORMANCE
 
 SUITE = CONFORMANCE
 OM = "application/openmetrics-text; version=1.0.0"

@@ -13,7 +13,7 @@ import pytest
 
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, Leniency, Rule, Strictness, parse_exposition
-from promotel.exposition.rules import escaped_name_text
+from promotel.exposition.rules import escaped_name_text, quoted_name_text
 from promotel.model import MetricFamily
 
 OM = "application/openmetrics-text; version=1.0.0"
@@ -65,6 +65,15 @@ SCRAPE_READINGS = frozenset({Rule.ESCAPED_NAME})
 
 
 TABLE = [
+    # ── quoted (UTF-8) names the Content-Type does not declare: read as Prometheus 3 reads them ──────
+    Case("om-quoted-names", OM, '# TYPE "a.b" gauge\n{"a.b",x="1"} 1\nc{"d.e"="2"} 2 # {"t.id"="3"} 1\n# EOF\n',
+         (1, quoted_name_text('metric name "a.b" in the TYPE line', True)),
+         [("a.b", "gauge", None, None, [("a.b", {"x": "1"}, 1.0)]), ("c", "unknown", None, None, [("c", {"d.e": "2"}, 2.0)])],
+         ((Rule.QUOTED_NAME, 1, 3), (Rule.EXEMPLAR_PLACEMENT, 3, 1))),           # once per line
+    Case("prom-quoted-names", PROM, '# HELP "a.b" h\n{"a.b", "c.d"="1"} 1\nc{"d.e"="2"} 2\n',
+         (1, quoted_name_text('metric name "a.b" in the HELP line', False)),
+         [("a.b", "unknown", "h", None, [("a.b", {"c.d": "1"}, 1.0)]), ("c", "unknown", None, None, [("c", {"d.e": "2"}, 2.0)])],
+         ((Rule.QUOTED_NAME, 1, 3),)),
     # ── metadata ────────────────────────────────────────────────────────────────────────────
     Case("om-second-help", OM, "# HELP a first\n# HELP a second\n# TYPE a gauge\na 1\n# EOF\n",
          (2, 'second HELP line for "a" (the first is on line 1)'),

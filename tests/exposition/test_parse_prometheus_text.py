@@ -101,7 +101,7 @@ def test_quoted_names_need_version_1() -> None:
     [fam] = parse_exposition(line, PROM1)
     assert fam.name == "my.metric" and fam.samples[0].labels == Labels({"a.b": "v", "c": "d"})
     assert parse_exposition(line, "text/plain")[0].name == "my.metric"       # no version = newest
-    with pytest.raises(ExpositionError, match="version 1.0.0"):
+    with pytest.raises(ExpositionError, match=r"version 1\.0\.0"):
         parse_exposition(line, PROM)
     typed = parse_exposition('# TYPE "my.metric" gauge\n# HELP "my.metric" h\n{"my.metric"} 2\n', PROM1)
     assert [(f.name, f.type, f.help, len(f.samples)) for f in typed] == [("my.metric", "gauge", "h", 1)]

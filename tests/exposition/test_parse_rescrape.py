@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.families import comparable
-from support.paths import REPO
 
 from promotel.errors import ExpositionError
 from promotel.exposition import ExpositionParser, parse_exposition
 from promotel.model import Labels, Sample
+from support.families import comparable
+from support.paths import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 from gen_baseten import BasetenTarget

@@ -172,3 +172,30 @@ def test_a_plugin_that_counts_without_reasons_is_still_counted() -> None:
     finally:
         unregister_mapping("counting")
     assert r.dropped == {"bad_row": 1, "mapping": 2} and r.drop_examples == {}
+
+
+def test_drops_and_tolerated_rules_are_logged_once_per_target_and_counted_every_scrape(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Each drop reason and each tolerated format rule: one log line per target (with the family, or the line and
+    what lint says), however many scrapes repeat it; the counts come with every scrape's result."""
+    pipeline = TargetPipeline(source(), url="http://127.0.0.1:9100/metrics")
+    other = TargetPipeline(source(name="other"), url="http://127.0.0.1:9101/metrics")
+    body = b"a 1\n# TYPE a gauge\nb 1\nb 2\n"          # TYPE after its sample (tolerated), b twice (dropped)
+    with caplog.at_level("INFO", logger="promotel.pipeline"):
+        results = [pipeline.process(body, TEXT, NOW + i) for i in range(3)] + [other.process(body, TEXT, NOW)]
+    for r in results:
+        assert r.dropped == {"duplicate_sample": 1} and r.leniencies == {"metadata-after-samples": 1}
+    drops = [r.getMessage() for r in caplog.records if "points left out" in r.getMessage()]
+    rules = [r.getMessage() for r in caplog.records if "breaks the exposition format" in r.getMessage()]
+    assert len(drops) == 2 and len(rules) == 2                     # once for each of the two targets
+    assert drops[0].startswith("Target src: 1 points left out (duplicate_sample), first in b")
+    assert "at line 2 (metadata-after-samples" in rules[0] and 'TYPE line for "a"' in rules[0]
+
+
+def test_configured_drops_are_logged_at_info_not_warning(caplog: pytest.LogCaptureFixture) -> None:
+    pipeline = TargetPipeline(source(unmapped="drop"), url="http://127.0.0.1:9100/metrics", mapping="baseten")
+    with caplog.at_level("INFO", logger="promotel.pipeline"):
+        r = pipeline.process(b"some_other_metric 1\n", TEXT, NOW)
+    assert r.dropped == {"unmapped_drop": 1}
+    (record,) = [rec for rec in caplog.records if "points left out" in rec.getMessage()]
+    assert record.levelname == "INFO"

@@ -14,6 +14,10 @@ of a capture's variants are compared:
   when its samples are missing from that body. Which samples are behind a point is worked out from the
   Prometheus naming rules here, independently of promotel's own code, and every point must have some.
 
+Two answers are compared with their names escaped (``_`` for every character outside ``[a-zA-Z0-9_]``) when the
+exporter escaped one answer's names (``escaping=underscores``), or when one answer has its names as they are
+(``escaping=allow-utf-8``, quoted where they need it) and the other is in a format without quoted names.
+
 Bodies promotel's parser rejects today are listed in ``PARSER_REJECTS`` with the reason (the parser is another
 part of issue 12): they are left out of the comparison, and a listed body that starts to parse fails
 ``test_listed_parser_rejects_still_fail`` so that it joins the comparison.
@@ -38,8 +42,6 @@ NOW = 1_800_000_000_000_000_000
 CAPTURES = load_captures()
 
 PARSER_REJECTS: Mapping[str, str] = {
-    "python-client-0.26-colon-enum/prom3": "a quoted UTF-8 label name in OpenMetrics 1.0 (Prometheus 2.42 rejects it "
-                                           "too)",
     "python-client-0.17-colon-enum/prom3": "an unquoted `:` in a label name (Prometheus rejects it too)",
     "python-client-0.17-colon-enum/prom2": "an unquoted `:` in a label name (Prometheus rejects it too)",
     "python-client-0.17-colon-enum/text": "an unquoted `:` in a label name (Prometheus rejects it too)",
@@ -60,6 +62,14 @@ class Outcome(NamedTuple):
         """Answered with ``escaping=underscores``: the exporter replaced characters of its names by ``_``."""
         return "escaping=underscores" in self.variant.content_type.replace(" ", "")
 
+    @property
+    def utf8(self) -> bool:
+        """Answered with ``escaping=allow-utf-8``: the names as they are, quoted where they need it (a label name
+        with a colon, say). An answer in a format without quoted names (Prometheus text 0.0.4, OpenMetrics
+        without that parameter) spells such a name escaped (prometheus_client: ``_`` for each character outside
+        the legacy set), so the two are compared with their names escaped."""
+        return "escaping=allow-utf-8" in self.variant.content_type.replace(" ", "")
+
     def with_escaped_names(self) -> Outcome:
         """The same outcome with every metric, sample and attribute name escaped as the exporter escapes them,
         to compare it with an answer the exporter escaped."""
@@ -68,6 +78,8 @@ class Outcome(NamedTuple):
             for n, m in self.metrics.items()}
         raw = {(_escape(n), tuple(sorted((_escape(k), v) for k, v in ls))): samples
                for (n, ls), samples in self.raw.items()}
+        # Escaping must not make two names one (``a:b`` and ``a_b``): the comparison would lose one of them.
+        assert len(metrics) == len(self.metrics) and len(raw) == len(self.raw), self.variant.id
         return Outcome(self.variant, metrics, raw)
 
 
@@ -157,7 +169,9 @@ def test_names_types_units_and_points_do_not_depend_on_the_format(capture: Captu
     for other in outcomes[1:]:
         first = outcomes[0]
         pair = f"{first.variant.id} vs {other.variant.id}"
-        if first.escaped or other.escaped:      # the exporter escaped one answer's names: compare them escaped
+        if first.escaped or other.escaped or first.utf8 != other.utf8:
+            # The exporter escaped one answer's names (or had to: its format has no quoted names): compare them
+            # escaped.
             first, other = first.with_escaped_names(), other.with_escaped_names()
         for name in sorted(set(first.metrics) | set(other.metrics)):
             a, b = first.metrics.get(name), other.metrics.get(name)
@@ -260,3 +274,24 @@ def test_an_escaped_answer_keeps_its_families() -> None:
         assert sorted(p.value for p in state.points) == [0.0] * 6 + [1.0] * 2
         gauge = m["vllm_num_requests_running"]
         assert (gauge.kind, gauge.prom_type, len(gauge.points)) == (Kind.GAUGE, "gauge", 2)
+
+
+def test_a_quoted_utf8_answer_meets_the_others() -> None:
+    """prometheus_client 0.26 asked with ``escaping=allow-utf-8`` (``prom3``, OpenMetrics) writes the colon-named
+    Enum's state label quoted (``"vllm:engine_state"="running"``), which the parser reads as Prometheus 3 does: its
+    metrics are the other two answers' once the names are escaped as those answers had to escape them (``prom2``
+    with ``escaping=underscores``, ``text`` in 0.0.4, which has no quoted names), the Enum's points included."""
+    capture = next(c for c in CAPTURES if c.name == "python-client-0.26-colon-enum")
+    prom3, prom2, text = (run(capture.variants[v]) for v in ("prom3", "prom2", "text"))
+    assert prom3.utf8 and not prom3.escaped and prom2.escaped and not text.utf8 and not text.escaped
+    state = prom3.metrics["vllm:engine_state"]
+    assert (state.kind, state.monotonic, state.prom_type) == (Kind.SUM, False, "stateset")
+    assert sorted(dict(p.attributes)["vllm:engine_state"] for p in state.points) == \
+        sorted(["starting", "running", "sleeping", "stopped"] * 2)
+    utf8 = prom3.with_escaped_names()
+    assert set(utf8.metrics) == set(prom2.metrics) == set(text.with_escaped_names().metrics)
+    for other in (prom2, text.with_escaped_names()):
+        a, b = utf8.metrics["vllm_engine_state"], other.metrics["vllm_engine_state"]
+        assert len(a.points) == 8
+        assert {p.attributes: p.value for p in a.points} == {p.attributes: p.value for p in b.points}, \
+            other.variant.id

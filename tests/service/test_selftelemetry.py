@@ -32,7 +32,8 @@ def own_metrics(sink: OTLPSink) -> dict[str, list[Any]]:
 
 
 def test_self_telemetry_reports_scrapes_errors_and_exports(sink: OTLPSink, tmp_path: Path) -> None:
-    good = ExpositionServer("# TYPE jobs gauge\njobs{q=\"a\"} 1\njobs{q=\"b\"} 2\n").start()
+    # jobs{q="a"} twice: the second is a duplicate sample, left out and counted by reason.
+    good = ExpositionServer("# TYPE jobs gauge\njobs{q=\"a\"} 1\njobs{q=\"b\"} 2\njobs{q=\"a\"} 5\n").start()
     dead = free_port()
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"""
@@ -47,7 +48,8 @@ self_telemetry: {{enabled: true, interval: 1s, endpoint: "http://127.0.0.1:{sink
     proc = start_bridge(cfg, tmp_path / "out.log")
     try:
         want = {"promotel.scrapes", "promotel.scrape.errors", "promotel.scrape.samples", "promotel.series",
-                "promotel.export.points", "promotel.export.requests", "promotel.export.queue.size"}
+                "promotel.export.points", "promotel.export.requests", "promotel.export.queue.size",
+                "promotel.dropped.points"}
 
         def ready(s: OTLPSink) -> bool:
             got = own_metrics(s)
@@ -68,6 +70,8 @@ self_telemetry: {{enabled: true, interval: 1s, endpoint: "http://127.0.0.1:{sink
     assert series and max(p.as_int or p.as_double for p in series) == 2
     exporters = {attrs(p.attributes)["promotel.exporter"] for p in got["promotel.export.points"]}
     assert exporters == {"sink"}
+    drops = {(a.get("promotel.target"), a["reason"]) for a in (attrs(p.attributes) for p in got["promotel.dropped.points"])}
+    assert ("good", "duplicate_sample") in drops
 
 
 @pytest.fixture()
@@ -93,6 +97,7 @@ sources:
 exporters:
   - {{name: collector, endpoint: "{endpoint}"}}
 self_telemetry: {{interval: 1s}}
+state_dir: "{tmp_path / 'state'}"                  # as the quick start has it (no "memory only" warning)
 """)
     cfg.chmod(0o600)
     log_path = tmp_path / "out.log"

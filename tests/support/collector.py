@@ -73,7 +73,7 @@ class Rotel:
             "--log-file", str(self.workdir / "rotel.log"),
         ]
         env = dict(os.environ)
-        self.log = open(self.workdir / "rotel.out", "wb")  # noqa: SIM115 - closed in stop()
+        self.log = open(self.workdir / "rotel.out", "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         wait_port(self.grpc_port)
         wait_port(self.http_port)

@@ -39,7 +39,7 @@ class OTLPSink:
         sink = self
 
         class Servicer(ms_grpc.MetricsServiceServicer):  # type: ignore[misc]
-            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (grpc naming)
+            def Export(self, request: Any, context: Any) -> Any:
                 if sink.grpc_fail_with is not None:
                     context.abort(sink.grpc_fail_with, "sink told to fail")
                 sink._record(request, {k: v for k, v in context.invocation_metadata()})
@@ -53,7 +53,7 @@ class OTLPSink:
         self._grpc_server = server
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 if self.headers.get("Content-Encoding") == "gzip":

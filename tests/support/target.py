@@ -42,7 +42,7 @@ class ExpositionServer:
         target = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 with target.lock:
                     target.hits += 1
                     mode, body, ctype = target.mode, target.body, target.content_type

@@ -1,5 +1,6 @@
 """``promotel demo``: both simulators, the bridge with the Baseten and SambaNova mappings, and a
-built-in OTLP sink with a compact live view of what arrives — one command, nothing to configure.
+built-in OTLP sink with a live view of what arrives — one command, nothing to configure. On a terminal
+the view is one table redrawn in place; elsewhere (CI, a pipe) the final table is printed at the end.
 
 The sink is a real OTLP/gRPC receiver on loopback: the view shows what crossed the wire, decoded
 with the official protobuf classes, not what the bridge meant to send.
@@ -14,9 +15,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from promotel.errors import ConfigError, PromotelError
 
@@ -26,11 +26,25 @@ SAMBANOVA_INTERVAL = "5s"
 DEMO_API_KEY = "demo-key-not-secret"
 
 
+# What the value column shows, per instrument: each is well defined over all the series of a metric in one
+# request (a counter's total is the sum of its series; a gauge has no meaningful sum, so its range is shown).
+VALUE_LEGEND = ("value: counter/updowncounter = total over the series; gauge = min..max over the series; "
+                "histogram/summary = observations (n) and their mean")
+
+
+class Row(NamedTuple):
+    unit: str
+    instrument: str
+    series: int
+    value: str
+
+
 class SinkView:
-    """Latest state per (resource service.name, metric): unit, kind, series count, last value."""
+    """Latest state per (resource service.name, metric): unit, instrument, live series count and a value
+    aggregated over those series (see ``VALUE_LEGEND``), from the last request that carried the metric."""
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], tuple[str, str, int, str]] = {}
+        self.rows: dict[tuple[str, str], Row] = {}
         self.requests = 0
         self.points = 0
 
@@ -43,21 +57,48 @@ class SinkView:
                     kind = m.WhichOneof("data") or "?"
                     points = list(getattr(m, kind).data_points) if kind != "?" else []
                     self.points += len(points)
+                    # Flag bit 1: "no recorded value" (a stale series); it has no value to aggregate.
                     live = [p for p in points if not (p.flags & 1)]
-                    self.rows[(service, m.name)] = (m.unit, _kind_label(m, kind), len(live), _last_value(kind, live))
+                    self.rows[(service, m.name)] = Row(m.unit, _kind_label(m, kind), len(live),
+                                                       _aggregate(kind, live))
+
+    def title(self, when: str) -> str:
+        return f"{when}  ({self.requests} OTLP requests, {self.points} points received)"
 
     def render(self, out: TextIO, title: str) -> None:
-        width = max((len(name) for _, name in self.rows), default=20)
-        out.write(f"\n{title}  ({self.requests} OTLP requests, {self.points} points received)\n")
-        out.write(f"{'service':<17} {'metric':<{width}} {'unit':<11} {'instrument':<14} {'series':>6}  last value\n")
-        for (service, name), (unit, kind, series, value) in sorted(self.rows.items()):
-            out.write(f"{service:<17} {name:<{width}} {unit:<11} {kind:<14} {series:>6}  {value}\n")
+        """The table as plain text, columns as wide as their widest cell (for logs and pipes)."""
+        header = ("service", "metric", "unit", "instrument", "series", "value")
+        cells = [(service, name, r.unit or "-", r.instrument, str(r.series), r.value)
+                 for (service, name), r in sorted(self.rows.items())]
+        widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(header)]
+
+        def line(row: tuple[str, ...]) -> str:
+            return "  ".join(c.rjust(w) if i == 4 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+        out.write(f"\n{self.title(title)}\n{VALUE_LEGEND}\n")
+        out.write("\n".join(line(r) for r in [header, *cells]) + "\n")
         out.flush()
+
+    def table(self, title: str) -> Any:
+        """The table for the live view: fixed column widths, so a redraw never moves a column."""
+        from rich.table import Table
+
+        table = Table(title=self.title(title), caption=VALUE_LEGEND, title_justify="left", caption_justify="left")
+        for header, width, least, justify in (("service", 15, 8, "left"), ("metric", 42, 20, "left"),
+                                              ("unit", 13, 6, "left"), ("instrument", 13, 10, "left"),
+                                              ("series", 6, 6, "right"), ("value", 30, 12, "left")):
+            table.add_column(header, width=width, min_width=least, justify=justify,  # type: ignore[arg-type]
+                             no_wrap=True, overflow="ellipsis")
+        for (service, name), r in sorted(self.rows.items()):
+            table.add_row(service, name, r.unit or "-", r.instrument, str(r.series), r.value)
+        return table
 
 
 def _kind_label(metric: Any, kind: str) -> str:
     if kind == "sum":
         return "counter" if metric.sum.is_monotonic else "updowncounter"
+    if kind == "exponential_histogram":
+        return "exp.histogram"
     return kind
 
 
@@ -69,19 +110,24 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
-def _last_value(kind: str, points: Iterable[Any]) -> str:
-    pts = list(points)
-    if not pts:
+def _number(p: Any) -> float:
+    return float(p.as_double) if p.HasField("as_double") else float(p.as_int)
+
+
+def _aggregate(kind: str, points: list[Any]) -> str:
+    """The value column (``VALUE_LEGEND``) for the live points of one metric."""
+    if not points:
         return "-"
-    p = pts[-1]
-    if kind in ("sum", "gauge"):
-        return _fmt(p.as_double if p.HasField("as_double") else float(p.as_int))
-    if kind == "histogram":
-        mean = p.sum / p.count if p.count else 0.0
-        return f"count={p.count} mean={_fmt(mean)}"
-    if kind == "summary":
-        q = {round(v.quantile, 3): v.value for v in p.quantile_values}
-        return f"count={p.count} p50={_fmt(q.get(0.5, float('nan')))}"
+    if kind == "sum":
+        return f"total {_fmt(math.fsum(_number(p) for p in points))}"
+    if kind == "gauge":
+        values = [_number(p) for p in points]
+        low, high = min(values), max(values)
+        return _fmt(low) if low == high else f"{_fmt(low)}..{_fmt(high)}"
+    if kind in ("histogram", "exponential_histogram", "summary"):
+        count = sum(int(p.count) for p in points)
+        total = math.fsum(float(p.sum) for p in points)
+        return f"n={count} mean={_fmt(total / count)}" if count else "n=0"
     return "?"
 
 
@@ -168,14 +214,15 @@ async def run_demo(duration: float | None, otlp_endpoint: str | None, out: TextI
             sambanova.close()
             raise
         runner = asyncio.create_task(bridge.run(stop))
+        live = _live_view(out)
         started = time.monotonic()
         shown = 0
         try:
             while duration is None or time.monotonic() - started < duration:
                 await asyncio.sleep(0.5 if duration is None else min(0.5, max(0.0, duration - (time.monotonic() - started))))
-                if view.requests != shown:
+                if live is not None and view.requests != shown:
                     shown = view.requests
-                    view.render(out, time.strftime("%H:%M:%S"))
+                    live.update(view.table(time.strftime("%H:%M:%S")), refresh=True)
         except asyncio.CancelledError:
             pass
         finally:
@@ -186,8 +233,26 @@ async def run_demo(duration: float | None, otlp_endpoint: str | None, out: TextI
             await sink.stop(None)
             baseten.close()
             sambanova.close()
-    view.render(out, "final")
+            if live is not None:
+                # The last frame stays on the terminal as the final table.
+                live.update(view.table("final"), refresh=True)
+                live.stop()
+    if live is None:
+        view.render(out, "final")
     return 0 if view.requests else 1
+
+
+def _live_view(out: TextIO) -> Any:
+    """A table redrawn in place on a terminal (``rich.live.Live``); None when ``out`` is not a terminal
+    (CI, a pipe), where only the final table is printed."""
+    if not out.isatty():
+        return None
+    from rich.console import Console
+    from rich.live import Live
+
+    live = Live(console=Console(file=out, highlight=False), auto_refresh=False, transient=False)
+    live.start()
+    return live
 
 
 def cli_demo(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The parse stage: exposition bytes (Prometheus text 0.0.4/1.0.0, OpenMetrics 1.0) → ``MetricFamily`` values.
+"""The parse stage: exposition bytes (Prometheus text 0.0.4/1.0.0, OpenMetrics 1.0, quoted UTF-8 names where
+Prometheus 3 reads them) → ``MetricFamily`` values.
 
 ``parse_exposition`` parses one exposition; ``ExpositionParser`` is the per-target parser that keeps the
 target's previous scrape to reuse its work on the next one. The design is described in ``parser``, which
@@ -22,14 +23,23 @@ One grammar, with the family rules as a parameter, ``Strictness``:
 Raised under both (Prometheus refuses the scrape too): the lexical grammar (metric and label names,
 quoting and escapes, values, timestamps, exemplar syntax, OpenMetrics' single spaces), invalid UTF-8, a
 missing ``# EOF`` or text after it, blank lines and comments in OpenMetrics, malformed HELP/TYPE/UNIT
-lines and unknown types, a UNIT that does not end the metric name, a label name twice in one series.
+lines and unknown types, a UNIT that does not end the metric name, a label name twice in one series, an
+empty quoted name, a second metric name in a series (see "Quoted names" below).
 
 The rules ``SCRAPE`` tolerates (``Rule``; Prometheus' scraper enforces none of them, exemplar placement
-aside before 2.43), and what it does instead (escaped-name is a reading of its own, see below):
+aside before 2.43 and quoted names before 3.0), and what it does instead (escaped-name is a reading of its
+own, see below):
 
 =======================  ==========================================  ==========================================
 rule                     ``STRICT`` error (example)                  ``SCRAPE``
 =======================  ==========================================  ==========================================
+quoted-name              quoted label name "a.b": OpenMetrics 1.0    read as Prometheus 3 reads it, whatever
+                         names are unquoted; quoted (UTF-8) names    the Content-Type (see "Quoted names"
+                         need escaping=allow-utf-8 in the            below); counted once per line
+                         Content-Type (Prometheus text 0.0.4: …
+                         need the text format version 1.0.0); only
+                         where the Content-Type does not declare
+                         quoted names
 metadata-repeated        second HELP/TYPE/UNIT line for "a"          the last line wins, as in Prometheus'
                                                                      metadata (Prometheus text: a second TYPE
                                                                      after the family's samples is ignored,
@@ -96,6 +106,34 @@ Each rule is checked on every scrape under both strictnesses, by the same code: 
 ``SCRAPE`` records. A valid exposition costs the same under both (the fast paths are shared). Repeated
 series in one scrape are not a parse matter under ``SCRAPE`` (Prometheus keeps the first sample of a series
 and timestamp and counts the others as duplicates; the parser returns them all and the converter decides).
+
+Quoted names
+------------
+
+Prometheus 3 asks for OpenMetrics 1.0.0 and text 1.0.0 with ``escaping=allow-utf-8`` (so does promotel), and
+an exporter with names outside the legacy character sets (prometheus_client 0.23 on, client_golang) answers
+them quoted, escaped as label values are: ``{"metric.name","label.name"="v"} 1``, ``metric{"label.name"="v"}
+1``, ``# TYPE "metric.name" counter``. Both formats read them where Prometheus 3's parsers do (model/textparse:
+openmetricsparse.go and its lexer, promparse.go; ``tokens.series_slow``): a quoted label name before ``=``, in
+a series or an exemplar; a quoted string alone in a series' braces (before ``,`` or ``}``) as its metric name,
+once, wherever it stands (the text format's and the OpenMetrics 2.0 draft's grammars write it first), and only
+when no name precedes the braces; a quoted metric name in HELP, TYPE and UNIT lines (OpenMetrics: followed by
+its single space). OpenMetrics keeps its grammar around them: no blanks, no trailing comma (OpenMetrics 1.0's
+conformance suite refuses one; Prometheus 3 allows it). Two deliberate differences, both on names no exporter
+writes: an empty quoted name is refused, in a metadata line too (Prometheus fails a scrape whose sample has
+one, and keeps such a metadata line; the OpenMetrics 2.0 draft requires a character), and the quoted name of a
+metadata line is unescaped as the samples' is (Prometheus keeps it raw, so ``\\"`` there does not meet the
+samples' name).
+
+Whether the format has quoted names is the Content-Type's to say (``tokens.detect_dialect``): Prometheus text
+1.0.0 (or no version), and OpenMetrics with ``escaping=allow-utf-8``. OpenMetrics 1.0 itself has none; the
+parameter declares Prometheus' UTF-8 name syntax in it, as the text format's version 1.0.0 does. There both
+strictnesses read them and report nothing (``promotel lint`` given the Content-Type accepts the body), and a
+quoted series costs what any other does on a re-scrape (tokenized once, then matched by position).
+Elsewhere (OpenMetrics without the parameter, or recognised by its ``# EOF``; text 0.0.4) a quoted name
+breaks ``Rule.QUOTED_NAME``: ``STRICT`` refuses it, ``SCRAPE`` reads it all the same, as Prometheus 3 does
+whatever the Content-Type (Prometheus 2 refuses it), and reports the rule; such a line takes the careful path
+on every scrape, so that each scrape reports it.
 
 One rule is not a tolerance but a reading of ``SCRAPE``'s own, applied only under ``SCRAPE``:
 **escaped-name**. prometheus_client (0.23 on; 0.26 in ``tests/testdata/real``), asked for OpenMetrics without

@@ -3,7 +3,9 @@
 
 The grammar is strict under both strictnesses, per the 1.0 spec and its conformance suite, as Prometheus'
 own parser is: ``# EOF`` ends the exposition, no blank lines and no comments, single spaces between
-tokens. The family sequence depends on the strictness:
+tokens. Quoted (UTF-8) metric and label names are read as Prometheus 3 reads them; where the Content-Type
+does not declare them (``escaping=allow-utf-8``) they break ``Rule.QUOTED_NAME`` (the package docstring,
+"Quoted names"). The family sequence depends on the strictness:
 
 * ``STRICT``: a family's metadata comes before its samples, once, and its samples are on consecutive
   lines; each family is checked by ``rules.FamilyRules`` as soon as the next one starts.
@@ -43,6 +45,7 @@ from promotel.exposition.rules import (
     escaped_name_text,
     family_unique_text,
     om_allowed,
+    quoted_name_text,
 )
 from promotel.exposition.tokens import (
     EMPTY_LABELS,
@@ -57,6 +60,7 @@ from promotel.exposition.tokens import (
     labels_from_pairs,
     om_ts_ns,
     parse_value,
+    quoted_string,
     series_slow,
     show,
     unescape,
@@ -78,9 +82,10 @@ class OpenMetricsText:
     meta_start = "#"              # a line starting otherwise is a sample
     body_re = OM_BODY_RE
 
-    def __init__(self, intern: Intern, rules: FamilyRules) -> None:
+    def __init__(self, intern: Intern, rules: FamilyRules, quoted_names: bool = False) -> None:
         self._intern = intern
         self._rules = rules
+        self._quoted_names = quoted_names             # the Content-Type declares them (escaping=allow-utf-8)
         self._enforcer = rules.enforcer
         self._strictness = rules.enforcer.strictness
         self._scrape = self._strictness is Strictness.SCRAPE
@@ -119,7 +124,7 @@ class OpenMetricsText:
             raise ExpositionError("blank line; OpenMetrics does not allow empty lines", lineno)
         if line == "# EOF":
             raise ExpositionError("text after '# EOF'; '# EOF' must be the last line", lineno + 1)
-        parts = line.split(" ", 3)
+        parts = line.split(" ", 2)
         if parts[0] != "#" or len(parts) < 2:
             raise ExpositionError(
                 "comments are not allowed in OpenMetrics; a line starting with '#' must be "
@@ -129,14 +134,33 @@ class OpenMetricsText:
             raise ExpositionError(
                 f"unknown metadata keyword \"{clip(kw)}\"; expected HELP, TYPE or UNIT "
                 "(OpenMetrics has no comments)", lineno)
-        if len(parts) < 4:
+        rest = parts[2] if len(parts) == 3 else ""
+        quoted = rest[:1] == '"'
+        if quoted:
+            # A quoted (UTF-8) name, as Prometheus 3 reads it: any text between the quotes, escaped as a
+            # label value is, then the single space.
+            name, end = quoted_string(rest, 0, f"quoted metric name in the {kw} line", lineno)
+            if end < len(rest) and rest[end] != " ":
+                raise ExpositionError(
+                    f"expected a single space after the quoted metric name of the {kw} line, found "
+                    f"{show(rest, end)}", lineno)
+            sp = rest[end:end + 1]
+            value = rest[end + 1:]
+        else:
+            name, sp, value = rest.partition(" ")
+        if not sp:
             raise ExpositionError(
                 f"a {kw} line is '# {kw} <metric name> <text>' with a single space after the name",
                 lineno)
-        name = parts[2]
-        if METRIC_NAME_RE.fullmatch(name) is None:
+        if quoted:
+            if not name:
+                raise ExpositionError(f"empty quoted metric name in the {kw} line; a metric name cannot be empty",
+                                      lineno)
+            if not self._quoted_names:
+                self._enforcer.broken(
+                    Rule.QUOTED_NAME, quoted_name_text(f'metric name "{clip(name)}" in the {kw} line', True), lineno)
+        elif METRIC_NAME_RE.fullmatch(name) is None:
             raise ExpositionError(f'invalid metric name "{clip(name)}" in the {kw} line', lineno)
-        value = parts[3]
         bad = self._enforcer.broken
         if fam is None or (fam.name != name and fam.declared_name != name):
             if fam is not None:
@@ -268,8 +292,9 @@ class OpenMetricsText:
             body = m.group(2)
             labels = labels_from_pairs(PAIRS_RE.findall(body), lineno, self._intern) if body else EMPTY_LABELS
             end = m.end()
+            quoted = ""
         else:
-            name, labels, end = series_slow(line, 0, lineno, self._intern, om=True, quoted_names=False)
+            name, labels, end, quoted = series_slow(line, 0, lineno, self._intern, om=True)
         name = self._intern(name)
         if end >= len(line) or line[end] != " ":
             raise ExpositionError(
@@ -299,17 +324,23 @@ class OpenMetricsText:
                         f"unexpected {show(ex_text, 0)} after the timestamp; only an exemplar "
                         "(' # {labels} value') may follow", lineno)
             if ex_text:
-                exemplar = self._exemplar(line, len(line) - len(ex_text), lineno)
+                exemplar, ex_quoted = self._exemplar(line, len(line) - len(ex_text), lineno)
+                quoted = quoted or ex_quoted
+        if quoted and not self._quoted_names:
+            # Once the line is read whole: a line Prometheus refuses raises the same error under both strictnesses.
+            self._enforcer.broken(Rule.QUOTED_NAME, quoted_name_text(quoted, True), lineno)
+            self.reparse.append(lineno - 1)
         return NEW_TUPLE(Sample, (name, labels, x, ts, exemplar))
 
-    def _exemplar(self, line: str, i: int, lineno: int) -> Exemplar | None:
-        # line[i] == '#'; the exemplar is "# {labels} value [timestamp]".
+    def _exemplar(self, line: str, i: int, lineno: int) -> tuple[Exemplar | None, str]:
+        """The exemplar at ``line[i]`` (a '#'), "# {labels} value [timestamp]" (None when ``SCRAPE`` leaves it
+        out), and its first quoted label name as a message names it, or ``""``."""
         if line[i:i + 3] != "# {":
             raise ExpositionError("an exemplar is ' # {labels} value [timestamp]'; expected '# {' "
                                   f"after the value, found \"{clip(line[i:i + 3])}\"", lineno)
         pairs: list[str] = []
-        j = label_pairs(line, i + 3, lineno, True, False, pairs,
-                              allow_empty_after_comma=False)
+        quoted: list[str] = []
+        j, _ = label_pairs(line, i + 3, lineno, True, pairs, quoted, exemplar=True)
         names = pairs[0::2]
         twice = len(set(names)) != len(names)
         if twice:
@@ -343,10 +374,11 @@ class OpenMetricsText:
                 raise ExpositionError(
                     f'invalid exemplar timestamp "{clip(toks[1])}"; expected seconds since the epoch',
                     lineno)
+        first = quoted[0] if quoted else ""
         if twice:
-            return None
+            return None, first
         flat = tuple(self._intern(p) for p in pairs)
-        return Exemplar(Labels.from_flat(flat), x, ts)
+        return Exemplar(Labels.from_flat(flat), x, ts), first
 
     def finish(self) -> list[MetricFamily]:
         if not self._scrape:

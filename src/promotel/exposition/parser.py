@@ -1,4 +1,5 @@
-"""Parse Prometheus text (0.0.4 and 1.0.0) and OpenMetrics 1.0 expositions into ``MetricFamily`` values.
+"""Parse Prometheus text (0.0.4 and 1.0.0) and OpenMetrics 1.0 expositions (with Prometheus 3's quoted UTF-8
+names) into ``MetricFamily`` values.
 
 This is the hot path of the product: a Baseten endpoint exposes ~150k samples per scrape. The
 parser therefore has two paths that must agree on every rule:
@@ -40,6 +41,9 @@ Format decisions (the specs leave room; each is a deliberate choice):
   lines, no comments); the family rules (metadata order, grouping, histogram structure, value
   constraints) apply with the parser's ``Strictness``: all of them (``STRICT``), or only those
   Prometheus enforces, the others tolerated and reported (``SCRAPE``; see the package docstring).
+* Quoted (UTF-8) metric and label names: read in both formats where Prometheus 3 reads them; the
+  Content-Type says whether the format has them (text 1.0.0, OpenMetrics with ``escaping=allow-utf-8``),
+  elsewhere they break ``Rule.QUOTED_NAME`` (see the package docstring).
 * Families that only have metadata are returned with no samples.
 
 The modules of the package:
@@ -115,7 +119,7 @@ class ExpositionParser:
             self._dialect = dialect
         fmt: LineFormat
         if dialect.om:
-            fmt = OpenMetricsText(rescrape.intern, self._rules)
+            fmt = OpenMetricsText(rescrape.intern, self._rules, dialect.quoted_names)
         else:
             if "\r" in text:
                 text = text.replace("\r\n", "\n")     # Prometheus text tolerates CRLF; OpenMetrics does not

@@ -2,8 +2,8 @@
 careful path of a sample line (tokens separated by blanks and tabs; version 1.0.0, and a ``text/plain``
 without a version, also allow quoted UTF-8 metric and label names). The format decisions are listed in
 ``parser``. The format's own rules (one HELP and one TYPE line per metric, the TYPE before the metric's
-samples) go through the parser's ``rules.Enforcer``: ``SCRAPE`` tolerates them, as Prometheus does (the
-package docstring says how).
+samples; version 0.0.4 has no quoted names, ``Rule.QUOTED_NAME``) go through the parser's
+``rules.Enforcer``: ``SCRAPE`` tolerates them, as Prometheus does (the package docstring says how).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from promotel.errors import ExpositionError
-from promotel.exposition.rules import Enforcer, FamilyBuilder, Rule, Strictness
+from promotel.exposition.rules import Enforcer, FamilyBuilder, Rule, Strictness, quoted_name_text
 from promotel.exposition.tokens import (
     BLANKS_RE,
     EMPTY_LABELS,
@@ -20,15 +20,14 @@ from promotel.exposition.tokens import (
     PAIRS_RE,
     PROM_BODY_RE,
     PROM_SERIES_RE,
-    QUOTED_BODY_RE,
     Intern,
     clip,
     labels_from_pairs,
     parse_value,
     prom_ts_ns,
+    quoted_string,
     series_slow,
     show,
-    unescape,
     unescape_prom_help,
 )
 from promotel.model import MetricFamily, Sample
@@ -61,7 +60,7 @@ class PrometheusText:
         self._enforcer = enforcer if enforcer is not None else Enforcer(Strictness.STRICT)
         self.timestamp: Callable[[str], int | None] = prom_ts_ns
         self.resolved: dict[str, list[Sample]] = {}
-        self.reparse: list[int] = []              # no line-level leniency in this format
+        self.reparse: list[int] = []              # lines with quoted names the Content-Type does not declare
         self._fams: dict[str, FamilyBuilder] = {}
 
     def start(self, lines: list[str]) -> None:
@@ -86,17 +85,9 @@ class PrometheusText:
         rest = body[kw_end:].lstrip(" \t")
         if not rest:
             raise ExpositionError(f"{kw} line needs a metric name after '# {kw}'", lineno)
-        if rest[0] == '"':
-            if not self._quoted_names:
-                raise ExpositionError(
-                    f"quoted metric name in a {kw} line; quoted (UTF-8) names need the text format "
-                    "version 1.0.0 (Content-Type: text/plain; version=1.0.0)", lineno)
-            m = QUOTED_BODY_RE.match(rest, 1)
-            end = m.end() if m else 1
-            if end >= len(rest) or rest[end] != '"':
-                raise ExpositionError(f"unterminated quoted metric name in the {kw} line", lineno)
-            name = unescape(rest[1:end])
-            pos = end + 1
+        quoted = rest[0] == '"'
+        if quoted:
+            name, pos = quoted_string(rest, 0, f"quoted metric name in the {kw} line", lineno)
         else:
             m = METRIC_NAME_RE.match(rest)
             if m is None:
@@ -107,6 +98,14 @@ class PrometheusText:
         if pos < len(rest) and rest[pos] not in " \t":
             raise ExpositionError(
                 f"invalid character {show(rest, pos)} in the metric name of the {kw} line", lineno)
+        if quoted:
+            if not name:
+                raise ExpositionError(f"empty quoted metric name in the {kw} line; a metric name cannot be empty",
+                                      lineno)
+            if not self._quoted_names:
+                self._enforcer.broken(
+                    Rule.QUOTED_NAME, quoted_name_text(f'metric name "{clip(name)}" in the {kw} line', False),
+                    lineno)
         tail = rest[pos:].lstrip(" \t")
         fam = fams.get(name)
         if fam is None:
@@ -181,9 +180,9 @@ class PrometheusText:
             body = m.group(2)
             labels = labels_from_pairs(PAIRS_RE.findall(body), lineno, self._intern) if body else EMPTY_LABELS
             end = m.end()
+            quoted = ""
         else:
-            name, labels, end = series_slow(line, start, lineno, self._intern, om=False,
-                                            quoted_names=self._quoted_names)
+            name, labels, end, quoted = series_slow(line, start, lineno, self._intern, om=False)
             name = self._intern(name)
         # The value and an optional timestamp, separated by blanks.
         toks = BLANKS_RE.split(line[end:].strip(" \t"))
@@ -211,6 +210,10 @@ class PrometheusText:
                 raise ExpositionError(
                     f'unexpected "{clip(toks[2])}" after the timestamp; a sample line is '
                     "'name{labels} value [timestamp]'", lineno)
+        if quoted and not self._quoted_names:
+            # Once the line is read whole: a line Prometheus refuses raises the same error under both strictnesses.
+            self._enforcer.broken(Rule.QUOTED_NAME, quoted_name_text(quoted, False), lineno)
+            self.reparse.append(lineno - 1)
         return NEW_TUPLE(Sample, (name, labels, x, ts, None))
 
     def finish(self) -> list[MetricFamily]:

@@ -43,7 +43,7 @@ from promotel.exposition.tokens import EMPTY_LABELS, clip, num, parse_value
 from promotel.model import Labels, MetricFamily, Sample
 
 __all__ = ["OM_SUFFIXES", "PROM_ONLY", "Enforcer", "FamilyBuilder", "FamilyRules", "Leniency", "Rule",
-           "Strictness", "escaped_name", "escaped_name_text", "family_unique_text", "om_allowed"]
+           "Strictness", "escaped_name", "escaped_name_text", "family_unique_text", "om_allowed", "quoted_name_text"]
 
 _INF = math.inf
 
@@ -72,6 +72,17 @@ def family_unique_text(name: str) -> str:
             "(samples of one family must be consecutive)")
 
 
+def quoted_name_text(quoted: str, om: bool) -> str:
+    """What breaking ``Rule.QUOTED_NAME`` says: ``quoted`` names the first quoted name of the line
+    (``label name "a.b"``), ``om`` whether the exposition is OpenMetrics (else Prometheus text 0.0.4)."""
+    if om:
+        return (f"quoted {quoted}: OpenMetrics 1.0 names are unquoted; quoted (UTF-8) names need "
+                "escaping=allow-utf-8 in the Content-Type (application/openmetrics-text; version=1.0.0; "
+                "escaping=allow-utf-8), as Prometheus 3 negotiates them")
+    return (f"quoted {quoted}: quoted (UTF-8) names need the text format version 1.0.0 "
+            "(Content-Type: text/plain; version=1.0.0)")
+
+
 def escaped_name(name: str) -> str:
     """``name`` as prometheus_client (0.23 and later) escapes a sample name for an exposition answered with
     ``escaping=underscores`` (OpenMetrics asked for without ``escaping=allow-utf-8``): every character
@@ -79,8 +90,8 @@ def escaped_name(name: str) -> str:
     ``# HELP``/``# TYPE``/``# UNIT`` lines escape the same name with Prometheus' own "underscores" scheme,
     which keeps ``:`` (legal in legacy names) and leaves a legacy-valid name as it is, so ``vllm:x`` is
     declared ``vllm:x`` and its samples are written ``vllm_x_total`` (prometheus/client_python issue 1177).
-    A name in an OpenMetrics 1.0 metadata line is legacy-valid, so the two spellings differ exactly in its
-    colons. The other schemes (``dots``, ``values`` with its ``U__`` prefix) are only answered to an Accept
+    An unquoted name in an OpenMetrics metadata line is legacy-valid, so the two spellings differ exactly in
+    its colons (with ``escaping=underscores`` nothing is quoted). The other schemes (``dots``, ``values`` with its ``U__`` prefix) are only answered to an Accept
     that asks for them, and promotel's never does."""
     return _NOT_LEGACY_LABEL_CHAR.sub("_", name)
 
@@ -120,6 +131,11 @@ class Rule(enum.StrEnum):
     """The rules ``SCRAPE`` tolerates (Prometheus does not enforce them). The value is the rule's id,
     as logged and counted; the package docstring says what ``SCRAPE`` does with each."""
 
+    QUOTED_NAME = "quoted-name"
+    """A quoted (UTF-8) metric or label name (``{"a.b"}``, ``"a.b"="v"``, ``# TYPE "a.b" gauge``) in an exposition
+    whose Content-Type does not declare quoted names (``tokens.detect_dialect``): OpenMetrics without
+    ``escaping=allow-utf-8``, Prometheus text 0.0.4. ``SCRAPE`` reads it as Prometheus 3 does (its parsers
+    read quoted names whatever the Content-Type; Prometheus 2 refuses them). Counted once per line."""
     METADATA_REPEATED = "metadata-repeated"
     """A second HELP, TYPE or UNIT line for one family."""
     METADATA_AFTER_SAMPLES = "metadata-after-samples"

@@ -33,6 +33,7 @@ __all__ = [
     "SPECIALS",
     "Dialect",
     "Intern",
+    "Series",
     "clip",
     "decode",
     "detect_dialect",
@@ -43,6 +44,7 @@ __all__ = [
     "om_ts_ns",
     "parse_value",
     "prom_ts_ns",
+    "quoted_string",
     "series_slow",
     "show",
     "unescape",
@@ -208,11 +210,21 @@ def om_ts_ns(tok: str) -> int | None:
 
 
 class Dialect(NamedTuple):
+    """The format of an exposition, and whether it has quoted (UTF-8) metric and label names as its
+    Content-Type declares it: ``{"metric.name","label.name"="v"}``, ``# TYPE "metric.name" counter``."""
+
     om: bool
     quoted_names: bool
 
 
 def detect_dialect(content_type: str | None, text: str) -> Dialect:
+    """The dialect of an exposition from its Content-Type, else from its text (``detect_format``).
+
+    Quoted names: Prometheus text from version 1.0.0 on (a missing version means the newest), whatever its
+    ``escaping`` (the names only need quoting with ``allow-utf-8``); OpenMetrics when the Content-Type says
+    ``escaping=allow-utf-8`` (what Prometheus 3 and promotel ask for; OpenMetrics 1.0 itself has no quoted
+    names, and an exporter answering with another scheme, or none, writes legacy names). Without a
+    Content-Type: Prometheus text yes (the newest version), OpenMetrics no."""
     if content_type:
         parts = [p.strip() for p in content_type.split(";")]
         media = parts[0].lower()
@@ -221,7 +233,7 @@ def detect_dialect(content_type: str | None, text: str) -> Dialect:
             k, _, v = p.partition("=")
             params[k.strip().lower()] = v.strip().strip('"')
         if media == "application/openmetrics-text":
-            return Dialect(True, False)
+            return Dialect(True, params.get("escaping", "").lower() == "allow-utf-8")
         if media == "text/plain":
             # A missing version means the newest text format (1.0.0), which allows quoted names.
             return Dialect(False, not params.get("version", "").startswith("0."))
@@ -262,6 +274,16 @@ def decode(data: bytes | str) -> str:
 # ─── series tokenizing (the careful path of both formats) ────────────────────────────────────
 
 
+class Series(NamedTuple):
+    """A series tokenized by ``series_slow``: the metric name (not interned), the labels, the index after the
+    series, and the first quoted (UTF-8) name in it, as a message names it (``label name "a.b"``), or ``""``."""
+
+    name: str
+    labels: Labels
+    end: int
+    quoted: str
+
+
 def _skip_blanks(line: str, i: int, blanks: bool) -> int:
     """Prometheus text allows blanks and tabs between tokens; OpenMetrics does not."""
     if blanks:
@@ -271,7 +293,7 @@ def _skip_blanks(line: str, i: int, blanks: bool) -> int:
     return i
 
 
-def _quoted(line: str, i: int, what: str, lineno: int) -> tuple[str, int]:
+def quoted_string(line: str, i: int, what: str, lineno: int) -> tuple[str, int]:
     """The quoted string opening at ``line[i]`` (unescaped) and the index after its closing quote."""
     m = QUOTED_BODY_RE.match(line, i + 1)
     end = m.end() if m else i + 1
@@ -300,39 +322,25 @@ def labels_from_pairs(pairs: list[tuple[str, str]], lineno: int, intern: Intern)
     return Labels.from_flat(tuple(flat))
 
 
-def series_slow(line: str, pos: int, lineno: int, intern: Intern, *, om: bool,
-                quoted_names: bool) -> tuple[str, Labels, int]:
+def series_slow(line: str, pos: int, lineno: int, intern: Intern, *, om: bool) -> Series:
     """Char-level tokenizer for series the regular expressions did not take: unusual but valid
-    spellings (blanks, quoted names) or errors, for which it names the offending token. Returns the
-    name (not interned), the labels and the index after the series."""
+    spellings (blanks, quoted names) or errors, for which it names the offending token.
+
+    Quoted (UTF-8) names are read as Prometheus 3 reads them in both formats (model/textparse, promparse.go
+    and openmetricsparse.go): a quoted label name before ``=``, and a quoted string alone in the braces (followed
+    by ``,`` or ``}``) as the metric name, once, and only when no name comes before the braces. Whether the
+    format, as the Content-Type declares it, has quoted names is the caller's decision (``Series.quoted``)."""
     n = len(line)
     blanks = not om
-
-    def skip(i: int) -> int:
-        return _skip_blanks(line, i, blanks)
-
     pairs: list[str] = []
-    name: str | None = None
+    quoted: list[str] = []
+    name: str | None
     if pos < n and line[pos] == "{":
-        if om or not quoted_names:
+        i, name = label_pairs(line, _skip_blanks(line, pos + 1, blanks), lineno, om, pairs, quoted)
+        if name is None:
             raise ExpositionError(
-                "expected a metric name at the start of the line, found '{'"
-                + ("" if om else "; quoted (UTF-8) names need the text format version 1.0.0"),
-                lineno)
-        i = skip(pos + 1)
-        if i >= n or line[i] != '"':
-            raise ExpositionError(
-                f"expected a quoted metric name after '{{', found {show(line, i)}", lineno)
-        name, i = _quoted(line, i, "quoted metric name", lineno)
-        i = skip(i)
-        if i < n and line[i] == ",":
-            i = skip(i + 1)
-            i = label_pairs(line, i, lineno, om, quoted_names, pairs, allow_empty_after_comma=True)
-        elif i >= n or line[i] != "}":
-            raise ExpositionError(
-                f"expected ',' or '}}' after the quoted metric name, found {show(line, i)}", lineno)
-        else:
-            i += 1
+                "expected a metric name: a series that starts with '{' names its metric in the braces, quoted "
+                "(UTF-8 syntax: '{\"metric.name\",label=\"value\"}')", lineno)
     else:
         m = METRIC_NAME_RE.match(line, pos)
         if m is None:
@@ -340,10 +348,9 @@ def series_slow(line: str, pos: int, lineno: int, intern: Intern, *, om: bool,
                 f"expected a metric name at the start of the line, found {show(line, pos)}", lineno)
         name = m.group(0)
         i = m.end()
-        j = skip(i)
+        j = _skip_blanks(line, i, blanks)
         if j < n and line[j] == "{":
-            i = label_pairs(line, skip(j + 1), lineno, om, quoted_names, pairs,
-                            allow_empty_after_comma=False)
+            i, _ = label_pairs(line, _skip_blanks(line, j + 1, blanks), lineno, om, pairs, quoted, name=name)
         elif i < n and line[i] not in " \t":
             raise ExpositionError(
                 f'invalid character {show(line, i)} in metric name "{clip(name)}"', lineno)
@@ -357,57 +364,85 @@ def series_slow(line: str, pos: int, lineno: int, intern: Intern, *, om: bool,
     if "__name__" in seen:
         raise ExpositionError(
             'label name "__name__" is reserved for the metric name; rename the label', lineno)
-    return name, Labels.from_flat(flat), i
+    return Series(name, Labels.from_flat(flat), i, quoted[0] if quoted else "")
 
 
-def label_pairs(line: str, i: int, lineno: int, om: bool, quoted_names: bool,
-                out: list[str], *, allow_empty_after_comma: bool) -> int:
-    """Parses ``name="value", …}`` from ``i`` (just after '{') into ``out`` (name, value, name, …);
-    returns the index after '}'."""
+def label_pairs(line: str, i: int, lineno: int, om: bool, out: list[str], quoted: list[str], *,
+                name: str | None = None, exemplar: bool = False) -> tuple[int, str | None]:
+    """Parses ``name="value", …}`` from ``i`` (just after '{') into ``out`` (name, value, name, …); returns
+    the index after '}' and the metric name: ``name`` (the one before the braces), or the quoted string that
+    stands alone in the braces. Label names may be quoted (``"a.b"="v"``); every quoted name is added to
+    ``quoted`` as a message names it. An ``exemplar``'s braces hold label pairs only. A trailing comma is
+    allowed in Prometheus text only (OpenMetrics 1.0's conformance suite refuses it)."""
     n = len(line)
     blanks = not om
-    after_comma = allow_empty_after_comma
-    first = True
+    after_comma = False
     while True:
-        if i < n and line[i] == "}":
-            if after_comma and om and not first:
-                raise ExpositionError("unexpected '}' after ','; remove the trailing comma", lineno)
-            return int(i + 1)
         if i >= n:
             raise ExpositionError("unterminated label set: missing '}'", lineno)
-        if line[i] == '"' and not om and quoted_names:
-            lname, i = _quoted(line, i, "quoted label name", lineno)
+        ch = line[i]
+        if ch == "}":
+            if after_comma and om:
+                raise ExpositionError("unexpected '}' after ','; remove the trailing comma", lineno)
+            return i + 1, name
+        if ch == '"':
+            text, j = quoted_string(line, i, "quoted name", lineno)
+            k = _skip_blanks(line, j, blanks)
+            if k < n and line[k] in ",}":
+                # A quoted string without '=': the metric name (UTF-8 syntax).
+                if exemplar:
+                    raise ExpositionError(
+                        f'quoted name "{clip(text)}" without a value in the exemplar; exemplar labels are '
+                        "name=\"value\" pairs", lineno)
+                if name is not None:
+                    raise ExpositionError(
+                        f'second metric name "{clip(text)}" in the braces: the series is named "{clip(name)}" '
+                        "already", lineno)
+                if not text:
+                    raise ExpositionError("empty quoted metric name; a metric name cannot be empty", lineno)
+                name = text
+                quoted.append(f'metric name "{clip(text)}"')
+                what = "the quoted metric name"
+                i = k
+            else:
+                if not text:
+                    raise ExpositionError("empty quoted label name; a label name cannot be empty", lineno)
+                quoted.append(f'label name "{clip(text)}"')
+                i = _label_value(line, j, lineno, blanks, text, out)
+                what = f'the value of label "{clip(text)}"'
         else:
             m = _LABEL_NAME_RE.match(line, i)
             if m is None:
-                if line[i] == ",":
-                    raise ExpositionError("unexpected ',' in the label set; expected a label name",
-                                          lineno)
+                if ch == ",":
+                    raise ExpositionError("unexpected ',' in the label set; expected a label name", lineno)
                 raise ExpositionError(f"expected a label name, found {show(line, i)}", lineno)
             lname = m.group(0)
-            i = m.end()
-        i = _skip_blanks(line, i, blanks)
-        if i >= n or line[i] != "=":
-            raise ExpositionError(
-                f'expected \'=\' after label name "{clip(lname)}", found {show(line, i)}', lineno)
-        i = _skip_blanks(line, i + 1, blanks)
-        if i >= n or line[i] != '"':
-            raise ExpositionError(
-                f'expected \'"\' to open the value of label "{clip(lname)}", found {show(line, i)}',
-                lineno)
-        value, i = _quoted(line, i, f'value of label "{clip(lname)}"', lineno)
-        out.append(lname)
-        out.append(value)
-        first = False
+            i = _label_value(line, m.end(), lineno, blanks, lname, out)
+            what = f'the value of label "{clip(lname)}"'
+        after_comma = False
         i = _skip_blanks(line, i, blanks)
         if i < n and line[i] == ",":
             i = _skip_blanks(line, i + 1, blanks)
             after_comma = True
-            if i < n and line[i] == "}" and om:
-                raise ExpositionError("unexpected '}' after ','; remove the trailing comma", lineno)
             continue
         if i < n and line[i] == "}":
-            return int(i + 1)
+            return i + 1, name
+        raise ExpositionError(f"expected ',' or '}}' after {what}, found {show(line, i)}", lineno)
+
+
+def _label_value(line: str, i: int, lineno: int, blanks: bool, lname: str, out: list[str]) -> int:
+    """``="value"`` after the label name ``lname`` (``i`` just after the name): appends the pair to ``out``,
+    returns the index after the closing quote."""
+    n = len(line)
+    i = _skip_blanks(line, i, blanks)
+    if i >= n or line[i] != "=":
         raise ExpositionError(
-            f'expected \',\' or \'}}\' after the value of label "{clip(lname)}", found {show(line, i)}',
-            lineno)
+            f'expected \'=\' after label name "{clip(lname)}", found {show(line, i)}', lineno)
+    i = _skip_blanks(line, i + 1, blanks)
+    if i >= n or line[i] != '"':
+        raise ExpositionError(
+            f'expected \'"\' to open the value of label "{clip(lname)}", found {show(line, i)}', lineno)
+    value, i = quoted_string(line, i, f'value of label "{clip(lname)}"', lineno)
+    out.append(lname)
+    out.append(value)
+    return i

@@ -114,6 +114,10 @@ class SourceRunner:
             processed = out.pop()
             samples = processed.samples
             self._stats.count(self.name, "dropped_points", sum(processed.dropped.values()))
+            for reason, n in processed.dropped.items():              # and by reason (logged by the pipeline)
+                self._stats.count(self.name, f"dropped_points.{reason}", n)
+            for rule, n in processed.leniencies.items():             # format rules tolerated, as lint names them
+                self._stats.count(self.name, f"leniencies.{rule}", n)
             batches = self.pipeline.batches(processed, time.perf_counter() - t0, now_ns)
             ok = True
         except BudgetSkipped as exc:
@@ -384,6 +388,24 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
         return False
 
 
+def _schedule(runner: SourceRunner, st: ScrapeStatus | None, now: float) -> dict[str, object]:
+    """URL (credentials masked), interval and next scrape of one runner, for ``status()``.
+
+    The next scrape is estimated from the last one: its start (end minus duration) plus the interval,
+    or later when the scraper must wait (Retry-After, rate limit). Before the first scrape it is unknown
+    (the loop starts at a random offset within the interval)."""
+    from promotel.httpcommon import safe_url
+    from promotel.service.timefmt import iso_utc
+
+    interval = runner.interval
+    next_unix: float | None = None
+    if st is not None:
+        next_unix = max(st.last_scrape_unix - st.duration_s + interval, now + runner.next_delay())
+    return {"url": safe_url(runner.target.url or ""), "interval_s": interval,
+            "next_scrape": None if next_unix is None else round(next_unix, 3),
+            "next_scrape_at": None if next_unix is None else iso_utc(next_unix)}
+
+
 class BridgeStats:
     """Counters and last-scrape snapshots for ``/status`` and the bridge's own telemetry.
 
@@ -446,6 +468,7 @@ class Bridge:
             raise
         self.stats.config_loaded = True
         self._tasks: list[asyncio.Task[None]] = []
+        self.last_round: dict[str, object] | None = None     # run_once's final status()
 
     @property
     def runners(self) -> list[SourceRunner]:
@@ -479,15 +502,48 @@ class Bridge:
             p.submit(batch)
 
     def status(self) -> dict[str, object]:
-        """A JSON-ready snapshot for ``/status``."""
+        """A JSON-ready snapshot for ``/status``, ``/metrics``, ``promotel top`` and ``run --once``'s summary.
+
+        Times are given twice: the 0.1 fields as unix seconds (``started``, ``last_scrape``, ``last_success``)
+        and ISO 8601 UTC strings under ``…_at``. Per target: ``up`` (1 when the last scrape succeeded, None
+        before the first), its URL without credentials, interval and next scrape time, and the counters
+        since start."""
+        from promotel.service.timefmt import iso_utc
+
+        now = time.time()
+        runners = {r.name: r for r in self.runners}
+        targets: dict[str, dict[str, object]] = {}
+        for name in sorted({*runners, *self.stats.targets}):
+            st = self.stats.targets.get(name)
+            runner = runners.get(name)
+            entry: dict[str, object] = {
+                "up": None if st is None else int(st.error is None),
+                "last_scrape": None if st is None else st.last_scrape_unix,
+                "last_scrape_at": None if st is None else iso_utc(st.last_scrape_unix),
+                "duration_s": None if st is None else round(st.duration_s, 6),
+                "samples": None if st is None else st.samples,
+                "series": None if st is None else st.series,
+                "error": None if st is None else st.error,
+                "scrapes_total": self.stats.counters.get((name, "scrapes"), 0),
+                "samples_total": self.stats.counters.get((name, "samples"), 0),
+                "scrape_errors": {what.split(".", 1)[1]: n for (target, what), n in self.stats.counters.items()
+                                  if target == name and what.startswith("scrape_errors.")},
+            }
+            if runner is not None:
+                entry.update(_schedule(runner, st, now))
+            targets[name] = entry
+        exporters: dict[str, dict[str, object]] = {}
+        for p in self.pipelines:
+            ex = p.status(self.unready_after)
+            last = ex.get("last_success")
+            ex["last_success_at"] = iso_utc(last) if isinstance(last, float) else None
+            exporters[p.name] = ex
         return {
             "started": self.stats.started_unix,
-            "targets": {
-                name: {"last_scrape": st.last_scrape_unix, "duration_s": round(st.duration_s, 6),
-                       "samples": st.samples, "series": st.series, "error": st.error}
-                for name, st in self.stats.targets.items()
-            },
-            "exporters": {p.name: p.status(self.unready_after) for p in self.pipelines},
+            "started_at": iso_utc(self.stats.started_unix),
+            "now_at": iso_utc(now),
+            "targets": targets,
+            "exporters": exporters,
             "sources": {g.name: {"targets": g.status(),
                                  "discovery": [_discovery_status(d) for d in g.manager.status()]
                                  if g.manager is not None else []}
@@ -524,6 +580,8 @@ class Bridge:
         await asyncio.gather(*(g.discover_once() for g in self.sources))
         results = await asyncio.gather(*(r.scrape_once() for r in self.runners))
         delivered = await self.flush(GRACE_S * 3)
+        # The round's outcome, taken before closing (closing releases the state databases it reads).
+        self.last_round = self.status()
         await self.aclose()
         return all(results) and delivered
 
@@ -703,8 +761,13 @@ def cli_run(args: argparse.Namespace) -> int:
             shard = resolve_shard(args.shard)
 
             async def once() -> bool:
+                from promotel.service.report import once_summary
+
                 bridge = Bridge(config, shard=shard)
-                return await bridge.run_once()
+                ok = await bridge.run_once()
+                if bridge.last_round is not None:
+                    print("\n".join(once_summary(bridge.last_round)), flush=True)
+                return ok
 
             ok = asyncio.run(once())
             return 0 if ok else 1

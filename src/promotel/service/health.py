@@ -5,10 +5,12 @@
                   while an exporter dropped data within ``health.unready_after`` (default 2 minutes), or
                   when every attempt of an exporter failed for longer than that; ready again once it
                   recovers (readiness)
-    GET /status   JSON: per target the last scrape (time, duration, samples, series, error) and per
-                  exporter its state, readiness and reason, the queue in memory, the persisted requests
-                  and bytes, the age of the oldest unacknowledged request, drops by reason, the state
-                  database's health, last success and last error
+    GET /status   JSON: per target the last scrape (time, duration, samples, series, error, up), its URL
+                  (credentials masked), interval and next scrape, and per exporter its state, readiness
+                  and reason, the queue in memory, the persisted requests and bytes, the age of the oldest
+                  unacknowledged request, drops by reason, the state database's health, last success and
+                  last error. Times as unix seconds (the 0.1 fields) and as ISO 8601 UTC (``…_at``)
+    GET /metrics  the same snapshot in the Prometheus text format (``promotel.service.metrics``)
 
 The server runs in its own thread (stdlib ``ThreadingHTTPServer``) so a busy event loop never fails
 a liveness probe. Readiness and status are computed *on* the event loop (``run_coroutine_threadsafe``)
@@ -94,8 +96,19 @@ class HealthServer:
                         self._send(200, "application/json", body + b"\n")
                     except Exception as exc:  # noqa: BLE001
                         self._send(503, "text/plain; charset=utf-8", f"status unavailable: {type(exc).__name__}\n".encode())
+                elif path == "/metrics":
+                    try:
+                        from promotel import __version__
+                        from promotel.service.metrics import CONTENT_TYPE, render_metrics
+
+                        status = server_self._on_loop(lambda b: b.status())
+                        self._send(200, CONTENT_TYPE, _redact(render_metrics(status, __version__)).encode())
+                    except Exception as exc:  # noqa: BLE001
+                        self._send(503, "text/plain; charset=utf-8",
+                                   f"metrics unavailable: {type(exc).__name__}\n".encode())
                 else:
-                    self._send(404, "text/plain; charset=utf-8", b"not found: try /healthz, /readyz or /status\n")
+                    self._send(404, "text/plain; charset=utf-8",
+                               b"not found: try /healthz, /readyz, /status or /metrics\n")
 
             def _send(self, code: int, ctype: str, body: bytes) -> None:
                 self.send_response(code)
@@ -117,7 +130,8 @@ class HealthServer:
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
         self._thread.start()
-        log.info("Health endpoints listen on http://%s:%d (/healthz, /readyz, /status).", self.host, self.port)
+        log.info("Health endpoints listen on http://%s:%d (/healthz, /readyz, /status, /metrics).", self.host,
+                 self.port)
 
     def stop(self) -> None:
         if self._server is not None:

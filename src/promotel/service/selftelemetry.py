@@ -95,7 +95,12 @@ class SelfTelemetry:
         return out
 
     def dropped(self) -> Readings:
-        out = [(v, {**a, "reason": "mapping_or_cap"}) for v, a in self.target_counter("dropped_points")]
+        # Per target and bounded reason (the pipeline's: duplicate_sample, max_series, gaugehistogram, …; see
+        # docs/conversion.md "What is left out"), then per exporter and reason.
+        out: Readings = []
+        for (target, key), n in list(self.bridge.stats.counters.items()):
+            if key.startswith("dropped_points."):
+                out.append((float(n), {"promotel.target": target, "reason": key.split(".", 1)[1]}))
         for p in self.bridge.pipelines:
             by_reason = p.status().get("dropped", {})
             if isinstance(by_reason, dict):
