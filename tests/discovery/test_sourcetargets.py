@@ -233,3 +233,13 @@ def test_map_with_a_configured_source_applies_its_metric_relabel_configs(
     names = {m["name"] for rm in request["resourceMetrics"] for sm in rm["scopeMetrics"] for m in sm["metrics"]}
     assert {"latency", "http_requests_total", "up"} <= names, names
     assert not any(n.startswith("go_") or n.startswith("lat_") or n == "lat" for n in names)
+
+
+def test_relabel_configs_that_drop_a_url_sources_target_are_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        _source('  - {name: a, url: "http://h:1/m", relabel_configs: [{source_labels: [__address__], '
+                'regex: "h:.*", action: drop}]}\n')
+    assert "relabel_configs leave the url no target to scrape: a relabel config drops it" in str(info.value)
+    kept = _source('  - {name: a, url: "http://h:1/m", relabel_configs: [{target_label: zone, replacement: z1}]}\n')
+    (target,) = source_targets(kept, url_groups(kept))
+    assert dict(target.labels) == {"instance": "h:1", "job": "a", "zone": "z1"} and target.url == "http://h:1/m"

@@ -446,6 +446,14 @@ class SourceConfig(_ProxyChecks):
             if given:
                 raise ValueError(f"{', '.join(given)} apply to discovered targets; a url: source takes them from "
                                  "its URL (write them there)")
+            if self.relabel_configs:
+                # The url's one target goes through relabel_configs too: a rule must not drop it.
+                from promotel.discovery.sourcetargets import source_targets, url_groups
+
+                (target,) = source_targets(self, url_groups(self))
+                if target.state != "active":
+                    why = target.error or "a relabel config drops it"
+                    raise ValueError(f"relabel_configs leave the url no target to scrape: {why}")
         return self
 
     @property
