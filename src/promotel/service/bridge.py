@@ -129,7 +129,7 @@ class SourceRunner:
             self._stats.scraped(self.name, ScrapeStatus(time.time(), 0.0, 0, len(self.pipeline.store), str(exc)),
                                 scraped=False)
             return False
-        except Exception as exc:  # noqa: BLE001 - see below
+        except Exception as exc:  # every exception on purpose: see below
             # Scrape and format errors are expected. Anything else is a bug in parse, map or convert: it is
             # logged with its traceback and this scrape counts as failed (up 0), so the loop keeps going.
             if isinstance(exc, (ScrapeError, ExpositionError)):
@@ -187,9 +187,8 @@ class SourceRunner:
         while not halt.is_set():
             try:
                 await self.scrape_once()
-            except Exception as exc:  # noqa: BLE001 - a bug-free stage never raises here; keep the loop alive
-                log.error("Source %s failed unexpectedly: %s: %s", self.name, type(exc).__name__, exc,
-                          exc_info=True)
+            except Exception as exc:  # a bug-free stage never raises here; keep the loop alive
+                log.exception("Source %s failed unexpectedly: %s: %s", self.name, type(exc).__name__, exc)
             next_at = max(next_at + interval, time.monotonic() + self.next_delay())
             self.next_at = next_at
             if await _sleep_or_stop(halt, max(0.0, next_at - time.monotonic())):
@@ -384,7 +383,7 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
 
 
