@@ -17,6 +17,7 @@ _COMMANDS = {
     "check": "promotel.commands.check:cli_check",
     "lint": "promotel.commands.lint:cli_lint",
     "map": "promotel.commands.map:cli_map",
+    "targets": "promotel.commands.targets:cli_targets",
     "mappings": "promotel.commands.map:cli_mappings",
     "simulate": "promotel.simulate:cli_simulate",
     "demo": "promotel.commands.demo:cli_demo",
@@ -99,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-type", dest="content_type", help="as for lint")
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="successive scrapes of one target, oldest first; - for stdin")
+
+    p = sub.add_parser("targets", help="run discovery once and list every target of every source",
+                       description="Run every source's service discovery once and list each target with its URL, "
+                                   "final labels, discovered labels and state (active, or dropped by "
+                                   "relabel_configs), as Prometheus's targets page does.",
+                       epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", required=True, help="YAML config file")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="a table for reading (default), or JSON: a list of objects with source, url, labels, "
+                        "discovered_labels and state")
+    p.add_argument("--allow-insecure-config-permissions", action="store_true",
+                   help="only warn (instead of refusing) when a config file holding secrets is world-readable")
 
     p = sub.add_parser("mappings", help="show what each source family becomes",
                        description="List the installed mapping plugins, or show what one of them makes of each "

@@ -41,6 +41,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NamedTuple
 
+from promotel.discovery.relabel import RelabelConfig
+from promotel.discovery.seriesrelabel import DROP_REASON as RELABEL_DROP
+from promotel.discovery.seriesrelabel import SeriesRelabeler
 from promotel.errors import ConfigError
 from promotel.exposition import ExpositionParser, Strictness
 from promotel.exposition.rules import Leniency
@@ -61,7 +64,7 @@ log = logging.getLogger("promotel.pipeline")
 # The Resource attributes that identify a target; the target's own target_info and a mapping cannot set them.
 IDENTITY_KEYS = ("service.name", "service.namespace", "service.instance.id")
 # Drop reasons that are the source's configuration at work, not a problem with the data.
-CONFIGURED_DROPS = frozenset({"override_drop", "unmapped_drop"})
+CONFIGURED_DROPS = frozenset({"override_drop", "unmapped_drop", RELABEL_DROP})
 # At most this many exposed identities (honor_labels) are remembered for a failed scrape's markers.
 _MAX_EXPOSED = 10_000
 
@@ -166,7 +169,9 @@ class TargetPipeline:
     def __init__(self, source: SourceLike, plugin: MappingPlugin | None = None, *, url: str | None,
                  mapping: str = "passthrough", resource_attributes: Sequence[tuple[str, AttrValue]] = (),
                  max_series: int = 200_000, honor_timestamps: bool = True,
-                 job: str | None = None, instance: str | None = None) -> None:
+                 job: str | None = None, instance: str | None = None,
+                 target_labels: Mapping[str, str] | None = None,
+                 metric_relabel_configs: Sequence[RelabelConfig] | None = None) -> None:
         self.name = source.name
         self.plugin = plugin if plugin is not None else load_mapping(mapping)
         self.mapper = self.plugin.bind(source)
@@ -189,6 +194,12 @@ class TargetPipeline:
         self._last_resource = self.resource
         self._exposed_resources: dict[_Identity, Attributes] = {}
         self._warned_unwired = False
+        # A discovered target's labels (other than job/instance) and the source's metric_relabel_configs, on
+        # every series before mapping (promotel.discovery.seriesrelabel).
+        if metric_relabel_configs is None:
+            metric_relabel_configs = tuple(getattr(source, "metric_relabel_configs", ()))
+        self.relabeler = SeriesRelabeler(target_labels or {}, metric_relabel_configs,
+                                         honor_labels=self.honor_labels, job=self.job, instance=self.instance)
 
     @classmethod
     def for_source(cls, source: SourceConfig, config: Config | None = None) -> TargetPipeline:
@@ -196,11 +207,27 @@ class TargetPipeline:
 
         Raises ConfigError when another source of ``config`` would have the same Resource identity."""
         extra = _configured_attributes(source, config)
-        pipeline = cls(source, url=str(source.url), mapping=source.mapping, resource_attributes=tuple(extra.items()),
+        # A source with discovery has no one URL: offline (promotel map) it is mapped without a target identity.
+        pipeline = cls(source, url=source.url, mapping=source.mapping, resource_attributes=tuple(extra.items()),
                        max_series=source.max_series, honor_timestamps=source.honor_timestamps)
         if config is not None:
             _check_unique_identity(source, config)
         return pipeline
+
+    @classmethod
+    def for_target(cls, source: SourceConfig, config: Config | None, *, name: str, url: str,
+                   labels: Mapping[str, str]) -> TargetPipeline:
+        """The pipeline of one target of a source (``promotel.discovery.sourcetargets``): ``name`` is what
+        its batches are called (the exporters keep state per name), ``url`` its scrape URL, ``labels`` its
+        final target labels: ``job`` and ``instance`` are its identity, the others go on every series."""
+        extra = _configured_attributes(source, config)
+        if config is not None and source.url is not None:
+            _check_unique_identity(source, config)
+        named = source.model_copy(update={"name": name}) if name != source.name else source
+        return cls(named, url=url, mapping=source.mapping, resource_attributes=tuple(extra.items()),
+                   max_series=source.max_series, honor_timestamps=source.honor_timestamps,
+                   job=labels.get("job") or source.name, instance=labels.get("instance"), target_labels=labels,
+                   metric_relabel_configs=source.metric_relabel_configs)
 
     # ─── one scrape ──────────────────────────────────────────────────────────────────────────
 
@@ -215,14 +242,16 @@ class TargetPipeline:
         samples = sum(len(f.samples) for f in parsed)
         split = split_identity_families(parsed)
         del parsed
-        mapped = self.mapper.map(split.families)
+        families, relabel_dropped, relabel_example = self.relabeler.apply(split.families)
+        mapped = self.mapper.map(families)
         converted = self.store.convert(mapped.metrics, now_ns)
         dropped = {reason: n for reason, n in mapped.reasons.items() if n}
         examples = dict(mapped.examples)
         unexplained = mapped.dropped - sum(dropped.values())
         if unexplained > 0:
             dropped["mapping"] = unexplained           # a plugin that counts (some) drops without reasons
-        for reason, n, example in (("max_series", converted.dropped_over_cap, converted.over_cap_example),
+        for reason, n, example in ((RELABEL_DROP, relabel_dropped, relabel_example),
+                                   ("max_series", converted.dropped_over_cap, converted.over_cap_example),
                                    ("invalid_timestamp", converted.dropped_invalid, converted.invalid_example)):
             if n:
                 dropped[reason] = dropped.get(reason, 0) + n
@@ -291,7 +320,13 @@ class TargetPipeline:
         """The batch of a failed scrape: a staleness marker for every known series, ``up`` = 0."""
         return self.failed_batches(duration_s, now_ns)[0]
 
-    def failed_batches(self, duration_s: float, now_ns: int) -> tuple[TargetBatch, ...]:
+    def gone(self, now_ns: int) -> tuple[TargetBatch, ...]:
+        """The batches of a target that discovery no longer lists: a staleness marker for every known series
+        (of each exposed identity too), and nothing else — no ``up`` = 0, since nothing failed: the target
+        is simply not scraped any more, and its ``up`` and ``scrape_*`` series end with it."""
+        return self.failed_batches(0.0, now_ns, scrape_series=False)
+
+    def failed_batches(self, duration_s: float, now_ns: int, *, scrape_series: bool = True) -> tuple[TargetBatch, ...]:
         """As :meth:`failed`, plus the markers of each exposed identity in a batch of its own (honor_labels).
 
         The markers carry the Resource of the series they end (the last scrape's, target_info included)."""
@@ -302,7 +337,7 @@ class TargetPipeline:
             exposed = tuple((self._exposed_resources.get(ident) or self._exposed_resource(ident, ()),
                              tuple(ms)) for ident, ms in groups.items())
             self._exposed_resources.clear()
-        metrics = markers + scrape_metrics(False, duration_s, 0, 0, now_ns)
+        metrics = markers + scrape_metrics(False, duration_s, 0, 0, now_ns) if scrape_series else markers
         main = TargetBatch(target=self.name, resource=self._last_resource, metrics=metrics, scrape_time_ns=now_ns)
         return (main, *self._exposed_batches(exposed, now_ns))
 
@@ -448,6 +483,10 @@ def _clashes(config: Config) -> list[tuple[int, int, tuple[AttrValue | None, ...
     out: list[tuple[int, int, tuple[AttrValue | None, ...]]] = []
     seen: dict[tuple[AttrValue | None, ...], int] = {}
     for i, source in enumerate(config.sources):
+        if source.url is None:
+            # A source with discovery: each target's instance is its own address, and build_targets keeps
+            # every active target of a source unique, so its targets never share an identity.
+            continue
         key = _identity_key(source, config)
         first = seen.setdefault(key, i)
         if first != i:

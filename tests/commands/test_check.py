@@ -20,6 +20,7 @@ from promotel.cli import main
 from promotel.commands.check import run_check
 from support.bridge import PROMOTEL
 from support.sink import OTLPSink
+from support.target import ExpositionServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -330,3 +331,41 @@ def test_grpc_core_lines_stay_out_of_json_logs(tmp_path: Path, sink: OTLPSink) -
     # did trigger them and that promotel only sets a default.
     shown = run({"GRPC_VERBOSITY": "INFO"})
     assert any("ssl_transport_security" in line for line in shown.stderr.splitlines()), shown.stderr
+
+
+def test_offline_check_warns_when_sources_exceed_a_shared_budget(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("""
+sources:
+  - {name: a, mapping: baseten, url: "https://app.baseten.co/metrics", interval: 15s, auth: {api_key: "${K}"}}
+  - {name: b, mapping: baseten, url: "https://app.baseten.co/metrics?x=1", interval: 15s, auth: {api_key: "${K}"}}
+  - {name: c, mapping: baseten, url: "https://app.baseten.co/metrics?x=2", interval: 60s, auth: {api_key: "${O}"}}
+exporters: [{name: e, endpoint: "http://127.0.0.1:4318"}]
+""")
+    path.chmod(0o600)
+    out = io.StringIO()
+    assert run_check(str(path), offline=True, env={"K": "key-1", "O": "key-2"}, out=out) == 0
+    warnings = [line for line in out.getvalue().splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: sources a, b share Baseten's budget of 6 requests per minute per organization on "
+                        "app.baseten.co:443 (the same credential) and together need 8 requests per 60 s: some "
+                        "scrapes will be skipped; give each an interval of at least 20s"]
+    assert "key-1" not in out.getvalue()
+
+
+def test_check_probes_every_discovered_target(tmp_path: Path) -> None:
+    up = ExpositionServer("# TYPE a gauge\na 1\n").start()
+    try:
+        path = write(tmp_path, f"""
+            sources:
+              - name: fleet
+                static_configs: [{{targets: ["127.0.0.1:{up.port}", "127.0.0.1:{closed_port()}", "gone:1"]}}]
+                relabel_configs: [{{source_labels: [__address__], regex: "gone:.*", action: drop}}]
+            exporters: [{{name: e, endpoint: "http://127.0.0.1:{closed_port()}"}}]
+            """)
+        code, lines = check(path)
+    finally:
+        up.stop()
+    assert code == 1
+    fleet = [line for line in lines if line.startswith("source fleet ")]
+    assert fleet[0].startswith(f"source fleet http://127.0.0.1:{up.port}/metrics: OK (1 samples, ")
+    assert "FAILED" in fleet[1] and len(fleet) == 2

@@ -20,8 +20,8 @@ def parsers() -> list[tuple[str, argparse.ArgumentParser]]:
 
 def test_every_command_is_covered() -> None:
     assert [name for name, _ in parsers()] == ["promotel", "promotel run", "promotel check", "promotel lint",
-                                                "promotel map", "promotel mappings", "promotel simulate",
-                                                "promotel demo", "promotel top"]
+                                                "promotel map", "promotel targets", "promotel mappings",
+                                                "promotel simulate", "promotel demo", "promotel top"]
 
 
 @pytest.mark.parametrize("name, parser", parsers(), ids=[name for name, _ in parsers()])

@@ -96,13 +96,24 @@ def test_expected_objects() -> None:
         ("StatefulSet", "promotel"), ("Service", "promotel"), ("ConfigMap", "promotel-config"),
         ("ConfigMap", "otelcol-gateway-config"), ("Deployment", "otelcol-gateway"), ("Service", "otelcol-gateway"),
         ("ConfigMap", "otelcol-backend-config"), ("Deployment", "otelcol-backend"), ("Service", "otelcol-backend")}
+    assert set(objects("target-allocator")) == {
+        ("Namespace", NAMESPACE),
+        ("StatefulSet", "promotel"), ("Service", "promotel"), ("ConfigMap", "promotel-config"),
+        ("ServiceAccount", "target-allocator"), ("ClusterRole", "promotel-target-allocator"),
+        ("ClusterRoleBinding", "promotel-target-allocator"), ("ConfigMap", "target-allocator-config"),
+        ("Deployment", "target-allocator"), ("Service", "target-allocator")}
 
 
-@pytest.mark.parametrize("folder", ["sidecar", "scale-out"])
+FOLDERS = ["sidecar", "scale-out", "target-allocator"]
+# The one workload that talks to the Kubernetes API (pods, service discovery) and needs its token.
+NEEDS_TOKEN = {("target-allocator", "target-allocator")}
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
 def test_every_container_is_locked_down(folder: str) -> None:
     for obj in workloads(folder):
         spec = pod_spec(obj)
-        assert spec["automountServiceAccountToken"] is False
+        assert spec["automountServiceAccountToken"] is ((folder, obj["metadata"]["name"]) in NEEDS_TOKEN)
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["runAsUser"] != 0
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -120,7 +131,7 @@ def test_every_container_is_locked_down(folder: str) -> None:
             assert c["livenessProbe"] and c["readinessProbe"], where
 
 
-@pytest.mark.parametrize("folder", ["sidecar", "scale-out"])
+@pytest.mark.parametrize("folder", FOLDERS)
 def test_promotel_container(folder: str) -> None:
     obj = next(o for o in workloads(folder) if o["metadata"]["name"] == "promotel")
     c = container(obj, "promotel")
@@ -152,25 +163,33 @@ def promotel_config(folder: str) -> dict[str, Any]:
     return config
 
 
-@pytest.mark.parametrize("folder", ["sidecar", "scale-out"])
+@pytest.mark.parametrize("folder", FOLDERS)
 def test_promotel_config_in_configmap(folder: str) -> None:
     config = promotel_config(folder)
     assert set(config) <= {"sources", "exporters", "state_dir", "health"}
     assert config["state_dir"] == "/var/lib/promotel"
     assert config["health"]["listen"].endswith(":8888")
     for source in config["sources"]:
-        assert {"name", "mapping", "url", "interval"} <= set(source)
+        if folder == "target-allocator":    # every target comes from the allocator (a pasted Prometheus job)
+            assert {"name", "mapping", "http_sd_configs", "scrape_interval"} <= set(source)
+        else:
+            assert {"name", "mapping", "url", "interval"} <= set(source)
     # API keys only as ${VAR}, each provided to the container from the Secret
     text = objects(folder)[("ConfigMap", "promotel-config")]["data"]["promotel.yaml"]
     needed = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", text))
     obj = next(o for o in workloads(folder) if o["metadata"]["name"] == "promotel")
-    provided = {e["name"] for e in container(obj, "promotel")["env"]}
-    assert needed and needed <= provided
+    env = {e["name"]: e for e in container(obj, "promotel")["env"]}
+    assert needed and needed <= set(env)
+    # Secrets come from the Secret; the only other variable is the pod's name (the downward API), which the
+    # Target Allocator's collector_id needs.
+    from_secret = {name for name in needed if "secretKeyRef" in env[name].get("valueFrom", {})}
+    assert needed - from_secret == ({"POD_NAME"} if folder == "target-allocator" else set())
     # ... and the documented `kubectl create secret` puts each of them in the Secret
     for doc in DOCS:
         for step in documented_steps(doc):
             if folder in step.applied_folders:
-                assert needed <= step.secret_keys, f"{doc.name}: the Secret lacks {sorted(needed - step.secret_keys)}"
+                assert from_secret <= step.secret_keys, \
+                    f"{doc.name}: the Secret lacks {sorted(from_secret - step.secret_keys)}"
 
 
 def test_sidecar_pod_pairs_promotel_with_a_pinned_collector() -> None:
@@ -232,13 +251,54 @@ def test_scale_out_collector_configs_match_the_scenario(tier: str, scenario_file
 def test_config_loads_with_promotel(tmp_path: Path) -> None:
     from promotel.config import load_config
 
-    for folder in ("sidecar", "scale-out"):
+    for folder in FOLDERS:
         text = objects(folder)[("ConfigMap", "promotel-config")]["data"]["promotel.yaml"]
         path = tmp_path / f"{folder}.yaml"
         path.write_text(text)
         path.chmod(0o600)
-        config = load_config(str(path), env={"BASETEN_API_KEY": "test-key"})
+        config = load_config(str(path), env={"BASETEN_API_KEY": "test-key", "POD_NAME": "promotel-1"})
         assert [s.name for s in config.sources] == [s["name"] for s in promotel_config(folder)["sources"]]
+
+
+def test_target_allocator_jobs_are_the_promotel_sources(tmp_path: Path) -> None:
+    from promotel.config import load_config
+    from promotel.discovery.targetallocator import targets_url
+
+    objs = objects("target-allocator")
+    ta = yaml.safe_load(objs[("ConfigMap", "target-allocator-config")]["data"]["targetallocator.yaml"])
+    assert ta["allocation_strategy"] == "consistent-hashing"
+    sts = objs[("StatefulSet", "promotel")]
+    # The allocator's collectors are exactly promotel's pods.
+    assert ta["collector_selector"]["matchlabels"] == sts["spec"]["template"]["metadata"]["labels"]
+    jobs = {job["job_name"]: job for job in ta["config"]["scrape_configs"]}
+    sources = {s["name"]: s for s in promotel_config("target-allocator")["sources"]}
+    assert set(jobs) == set(sources)
+    for name, source in sources.items():
+        job = jobs[name]
+        assert source.get("relabel_configs", []) == job.get("relabel_configs", []), name
+        assert source["scrape_interval"] == job["scrape_interval"], name
+        assert source.get("scheme", "http") == job.get("scheme", "http"), name
+    # Each pod asks for its own targets: collector_id is its name, from the downward API.
+    text = objs[("ConfigMap", "promotel-config")]["data"]["promotel.yaml"]
+    path = tmp_path / "promotel.yaml"
+    path.write_text(text)
+    path.chmod(0o600)
+    config = load_config(str(path), env={"BASETEN_API_KEY": "k", "POD_NAME": "promotel-2"})
+    for source in config.sources:
+        (sd,) = source.http_sd_configs
+        assert sd.url == targets_url("http://target-allocator", source.name, "promotel-2")
+    env = {e["name"]: e for e in container(sts, "promotel")["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "PROMOTEL_SHARD_COUNT" not in env and "PROMOTEL_SHARD" not in env    # the allocator is the sharding
+    # The allocator's Service answers on port 80 (the URL above), its account may read what it discovers.
+    assert objs[("Service", "target-allocator")]["spec"]["ports"][0]["port"] == 80
+    binding = objs[("ClusterRoleBinding", "promotel-target-allocator")]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "target-allocator", "namespace": NAMESPACE}]
+    dep = objs[("Deployment", "target-allocator")]
+    assert pod_spec(dep)["serviceAccountName"] == "target-allocator"
+    ta_container = container(dep, "target-allocator")
+    assert ta_container["args"] == ["--config-file=/conf/targetallocator.yaml"]
+    assert not ta_container["image"].endswith(":latest")
 
 
 # ── the documented kubectl steps ────────────────────────────────────────────────────────────────────────
@@ -364,10 +424,10 @@ def test_documented_kubectl_steps() -> None:
                                     f"{doc.name}: the Secret for {folder}/ lacks {ref['key']} ({c['name']} needs it)"
     # Both folders are documented in both places, and this test walked each of those steps.
     everywhere = {str(d.relative_to(REPO)) for d in DOCS}
-    assert applied == {"sidecar": everywhere, "scale-out": everywhere}
+    assert applied == {"sidecar": everywhere, "scale-out": everywhere, "target-allocator": everywhere}
 
 
-@pytest.mark.parametrize("folder", ["sidecar", "scale-out"])
+@pytest.mark.parametrize("folder", FOLDERS)
 def test_folder_holds_its_namespace_first_and_no_secret(folder: str) -> None:
     files = sorted((K8S / folder).glob("*.yaml"))
     kinds = [[d["kind"] for d in documents(f)] for f in files]

@@ -20,6 +20,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Mapping
 from typing import NamedTuple, TextIO
 
 from promotel.config import (
@@ -32,6 +33,7 @@ from promotel.config import (
 )
 from promotel.config.secrets import redact_all
 from promotel.errors import ConfigError, ExpositionError, MappingError, ScrapeError
+from promotel.httpcommon import safe_url
 from promotel.pipeline import TargetPipeline
 
 __all__ = ["EXIT_INVALID_CONFIG", "EXIT_PROBE_FAILED", "CheckLine", "cli_check", "probe_source", "run_check"]
@@ -53,14 +55,19 @@ class CheckLine(NamedTuple):
         return f"{self.what} {self.name}: {state} {self.message}" if self.message else f"{self.what} {self.name}: OK"
 
 
-async def probe_source(source: SourceConfig, config: Config | None = None) -> CheckLine:
+async def probe_source(source: SourceConfig, config: Config | None = None, *,
+                       labels: Mapping[str, str] | None = None) -> CheckLine:
     """Scrape once and run the scrape through the source's pipeline (parse, map, convert), as ``run`` would:
-    ``OK (N samples, T s)`` or ``FAILED — <diagnosis>``."""
+    ``OK (N samples, T s)`` or ``FAILED — <diagnosis>``. ``labels``: a discovered target's (``source`` is then
+    the source with that target's URL and schedule)."""
     from promotel.scrape import Scraper
 
     try:
         scraper = Scraper(source)
-        pipeline = TargetPipeline.for_source(source, config)
+        if labels is not None and source.url is not None:
+            pipeline = TargetPipeline.for_target(source, config, name=source.name, url=source.url, labels=labels)
+        else:
+            pipeline = TargetPipeline.for_source(source, config)
     except (ScrapeError, MappingError, ConfigError) as exc:     # ConfigError: two sources share an identity
         return CheckLine("source", source.name, False, str(exc))
     try:
@@ -89,9 +96,32 @@ async def _probe_exporter(exporter: ExporterConfig) -> CheckLine:
                      else str(result.message))
 
 
+async def _probe_discovered(source: SourceConfig, config: Config) -> list[CheckLine]:
+    """A source with discovery: discovery once, then each active target probed as ``run`` scrapes it."""
+    from promotel.commands.targets import discover_source
+
+    targets, problems = await discover_source(source)
+    lines = [CheckLine("source", source.name, False, f"discovery: {p}") for p in problems]
+    active = [t for t in targets if t.state == "active" and t.url is not None]
+    if not active:
+        lines.append(CheckLine("source", source.name, None if not problems else False,
+                               f"no active target ({len(targets)} discovered, all dropped by relabel_configs)"
+                               if targets else "no target discovered"))
+    for target in active:
+        assert target.url is not None
+        line = await probe_source(target.source(source), None, labels=target.labels)
+        lines.append(line._replace(name=f"{source.name} {safe_url(target.url)}"))
+    return lines
+
+
+async def _probe_one(source: SourceConfig, cfg: Config) -> list[CheckLine]:
+    return [await probe_source(source, cfg)] if source.url is not None else await _probe_discovered(source, cfg)
+
+
 async def _probe_all(cfg: Config) -> list[CheckLine]:
-    jobs = [probe_source(s, cfg) for s in cfg.sources] + [_probe_exporter(e) for e in cfg.exporters]
-    return list(await asyncio.gather(*jobs))
+    sources = await asyncio.gather(*(_probe_one(s, cfg) for s in cfg.sources))
+    exporters = await asyncio.gather(*(_probe_exporter(e) for e in cfg.exporters))
+    return [line for lines in sources for line in lines] + list(exporters)
 
 
 def run_check(config_path: str | None, *, offline: bool = False, allow_insecure: bool = False,
@@ -118,6 +148,10 @@ def run_check(config_path: str | None, *, offline: bool = False, allow_insecure:
     where = config_path or "environment (OTEL_EXPORTER_OTLP_*)"
     say(f"config {where}: OK ({len(cfg.sources)} source{'s' if len(cfg.sources) != 1 else ''}, "
         f"{len(cfg.exporters)} exporter{'s' if len(cfg.exporters) != 1 else ''})")
+    from promotel.scrape import budget_overcommits
+
+    for warning in budget_overcommits(cfg.sources):
+        say(f"warning: {warning}")
     if offline:
         return 0
     lines = asyncio.run(_probe_all(cfg))

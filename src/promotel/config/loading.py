@@ -1,7 +1,9 @@
 """Reading a config file: YAML, ``${VAR}`` expansion, validation that reports every problem at once.
 
 Loading goes: read the file → ``yaml.safe_load`` → expand ``${VAR}`` / ``${VAR:-default}`` in every
-string value (``$$`` is a literal ``$``) → validate the models of ``promotel.config.schema`` → ``Config``.
+string value (``$$`` is a literal ``$``; not inside a source's ``relabel_configs`` and
+``metric_relabel_configs``, whose ``$1``, ``${1}`` and ``${name}`` are capture references, and which
+Prometheus never expands either) → validate the models of ``promotel.config.schema`` → ``Config``.
 Every problem found on the way, the exporters' preset rules (``promotel.export.presets``) included, is
 collected and raised together as one ``ConfigError`` whose ``problems`` are ``(path, message)`` pairs,
 with paths such as ``sources[1].interval`` or ``exporters[0].protocol``. A config without sources is
@@ -47,14 +49,18 @@ __all__ = ["check_file_permissions", "config_has_secrets", "load_config", "load_
 
 log = logging.getLogger("promotel.config")
 
+# Relabel rules are taken as written: ``$1``/``${1}``/``${name}`` there are regex capture references.
+_NOT_EXPANDED = frozenset({"relabel_configs", "metric_relabel_configs"})
 _VAR_RE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-)([^}]*))?\}|(\{))")
 
 
 def _expand(data: object, env: Mapping[str, str], loc: Loc,
             problems: list[tuple[str, str]], env_paths: set[str], failed: set[str]) -> object:
-    """Expand ``${VAR}`` in every string value of the YAML tree (keys are left alone)."""
+    """Expand ``${VAR}`` in every string value of the YAML tree (keys are left alone), except in relabel
+    rules (the values of a source's ``relabel_configs`` and ``metric_relabel_configs``)."""
     if isinstance(data, dict):
-        return {k: _expand(v, env, (*loc, k), problems, env_paths, failed) for k, v in data.items()}
+        return {k: v if k in _NOT_EXPANDED and len(loc) == 2 and loc[0] == "sources"
+                else _expand(v, env, (*loc, k), problems, env_paths, failed) for k, v in data.items()}
     if isinstance(data, list):
         return [_expand(v, env, (*loc, i), problems, env_paths, failed) for i, v in enumerate(data)]
     if not isinstance(data, str) or "$" not in data:

@@ -32,6 +32,13 @@ from pydantic import (
 
 from promotel.config.secrets import Secret, register_secret
 from promotel.config.units import parse_duration, parse_size
+from promotel.discovery.dns_sd import DNSSDConfig
+from promotel.discovery.file_sd import FileSDConfig
+from promotel.discovery.http_sd import HTTPSDConfig
+from promotel.discovery.kubernetes_sd import KubernetesSDConfig
+from promotel.discovery.relabel import RelabelConfig
+from promotel.discovery.sd import SD_KEYS, SDConfigs
+from promotel.discovery.static_sd import StaticConfig
 from promotel.errors import ConfigError, MappingError
 from promotel.httpcommon import (
     DEFAULT_SCRAPE_PROTOCOLS,
@@ -336,7 +343,21 @@ def _policy(mapping: object) -> ScrapePolicy:
 class SourceConfig(_ProxyChecks):
     name: str = Field(min_length=1)
     mapping: str = "passthrough"
-    url: str
+    # Targets: ``url`` is the one-target shortcut; or Prometheus's discovery keys (exactly one of the two
+    # ways). See promotel.discovery.sourcetargets for how a source becomes its targets.
+    url: str | None = None
+    static_configs: tuple[StaticConfig, ...] = ()
+    file_sd_configs: tuple[FileSDConfig, ...] = ()
+    dns_sd_configs: tuple[DNSSDConfig, ...] = ()
+    http_sd_configs: tuple[HTTPSDConfig, ...] = ()
+    kubernetes_sd_configs: tuple[KubernetesSDConfig, ...] = ()
+    # Prometheus's scrape-config keys for discovered targets (the defaults of __scheme__, __metrics_path__,
+    # __param_<name>); a url: source takes them from its URL instead.
+    scheme: Literal["http", "https"] = "http"
+    metrics_path: str = "/metrics"
+    params: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    relabel_configs: tuple[RelabelConfig, ...] = ()
+    metric_relabel_configs: tuple[RelabelConfig, ...] = ()
     interval: Duration = DEFAULT_INTERVAL         # else the mapping's default (set before validation)
     timeout: Duration = MAX_DEFAULT_TIMEOUT       # default min(10 s, 0.8 × interval)
     auth: AuthConfig | None = None
@@ -370,6 +391,16 @@ class SourceConfig(_ProxyChecks):
         if not isinstance(data, dict):
             return data     # pydantic reports "expected a mapping"
         data = dict(data)
+        # Prometheus's names for the two durations: aliases, not second settings.
+        for alias, key in (("scrape_interval", "interval"), ("scrape_timeout", "timeout")):
+            if alias in data:
+                if data.get(key) is not None:
+                    raise ValueError(f"both {key} and {alias} are set; {alias} is Prometheus's name for {key}: "
+                                     "keep one of them")
+                data[key] = data.pop(alias)
+        for key in SD_KEYS + ("relabel_configs", "metric_relabel_configs"):
+            if key in data and data[key] is None:
+                data[key] = ()      # a null list is an empty one, as in Prometheus
         if data.get("interval") is None:
             data.pop("interval", None)
             default = _policy(data.get("mapping", cls.model_fields["mapping"].default)).default_interval
@@ -401,9 +432,54 @@ class SourceConfig(_ProxyChecks):
             raise ValueError(str(exc)) from exc
         return value
 
+    @model_validator(mode="after")
+    def _one_way_to_targets(self) -> SourceConfig:
+        discovery = [key for key in SD_KEYS if getattr(self, key)]
+        if self.url is None and not discovery:
+            raise ValueError("no targets: set url (one target) or Prometheus's discovery keys (static_configs, "
+                             "file_sd_configs, dns_sd_configs, http_sd_configs, kubernetes_sd_configs)")
+        if self.url is not None and discovery:
+            raise ValueError(f"both url and {', '.join(discovery)} are set; url is the one-target shortcut: put "
+                             f"its host:port into static_configs instead, or remove {discovery[0]}")
+        if self.url is not None:
+            given = [key for key in ("scheme", "metrics_path", "params") if key in self.model_fields_set]
+            if given:
+                raise ValueError(f"{', '.join(given)} apply to discovered targets; a url: source takes them from "
+                                 "its URL (write them there)")
+            if self.relabel_configs:
+                # The url's one target goes through relabel_configs too: a rule must not drop it.
+                from promotel.discovery.sourcetargets import source_targets, url_groups
+
+                (target,) = source_targets(self, url_groups(self))
+                if target.state != "active":
+                    why = target.error or "a relabel config drops it"
+                    raise ValueError(f"relabel_configs leave the url no target to scrape: {why}")
+        return self
+
+    @property
+    def discovery(self) -> SDConfigs:
+        """The source's discovery keys together (empty for a url: source)."""
+        return SDConfigs.model_construct(**{key: getattr(self, key) for key in SD_KEYS})
+
+    @field_validator("metrics_path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"expected a path starting with '/', such as '/metrics', got {value!r}")
+        return value
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _param_lists(cls, value: object) -> object:
+        if isinstance(value, dict):     # Prometheus: each parameter is a list; a single string is one value
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             parts = urllib.parse.urlsplit(value)
             password = parts.password

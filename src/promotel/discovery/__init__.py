@@ -1,8 +1,7 @@
 """Prometheus-style targets: service discovery and relabeling.
 
-Modules (nothing else in promotel uses them yet; import from the modules, the package re-exports
-nothing, so that ``promotel.discovery.relabel`` stays the module and is not shadowed by the function
-of the same name):
+Modules (import from the modules, the package re-exports nothing, so that ``promotel.discovery.relabel``
+stays the module and is not shadowed by the function of the same name):
 
 * :mod:`~promotel.discovery.targets` — the common model: ``TargetGroup``, the ``Discoverer`` protocol,
   ``DiscoveryManager`` (keeps each discoverer's last good list, reports failures once per change),
@@ -19,6 +18,15 @@ of the same name):
   (the public names of Kubernetes SD; its code is the package :mod:`~promotel.discovery.kubernetes`:
   config, selector syntax, labels per role, list-and-watch reflectors, the discoverer). What the
   config models share (durations, paths, problem reporting) is in ``_config``.
+* :mod:`~promotel.discovery.sourcetargets` — a configured source as a scrape job: its discoverers (a
+  ``url:`` source is one static target), its targets (``ScrapeTarget``: URL, labels, state, schedule),
+  used by the service (one runner per active target), ``promotel targets`` and ``/status``.
+* :mod:`~promotel.discovery.seriesrelabel` — a target's labels and ``metric_relabel_configs`` on every
+  scraped series before mapping, cached per label set (used by ``promotel.pipeline.TargetPipeline``).
 * :mod:`~promotel.discovery.targetallocator` — taking part in an OpenTelemetry Operator Target
   Allocator fleet (the per-job HTTP SD URL with this pod's ``collector_id``; how it rebalances).
 """
+
+# The config schema (promotel.config) holds the discovery keys of a source, and the discovery modules use
+# promotel.config.secrets: loading the config package first makes either import order work.
+import promotel.config  # noqa: F401

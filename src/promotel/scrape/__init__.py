@@ -3,12 +3,15 @@ targets this replica owns when the bridge is sharded (``shard``)."""
 
 from promotel.scrape.client import (
     ACCEPT,
+    BudgetSkipped,
     RateBudget,
     Scraper,
     ScrapeResult,
     accept_header,
+    budget_overcommits,
     build_ssl_context,
     parse_retry_after,
 )
 
-__all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "build_ssl_context", "parse_retry_after"]
+__all__ = ["ACCEPT", "BudgetSkipped", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "budget_overcommits", "build_ssl_context",
+           "parse_retry_after"]

@@ -52,7 +52,7 @@ import ssl
 import time
 import urllib.parse
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import httpx
@@ -60,7 +60,7 @@ import httpx
 from promotel import __version__
 from promotel.config import SourceConfig
 from promotel.config.secrets import redact, redact_all, register_secret, reveal
-from promotel.errors import ScrapeError
+from promotel.errors import MappingError, ScrapeError
 from promotel.httpcommon import (
     DEFAULT_SCRAPE_PROTOCOLS,
     SCRAPE_PROTOCOL_MEDIA_TYPES,
@@ -74,8 +74,8 @@ from promotel.httpcommon import (
 from promotel.httpcommon import ssl_context as build_ssl_context
 from promotel.mappings import RequestBudget, ScrapePolicy, mapping_scrape_policy
 
-__all__ = ["ACCEPT", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "build_ssl_context",
-           "parse_retry_after"]
+__all__ = ["ACCEPT", "BudgetSkipped", "RateBudget", "ScrapeResult", "Scraper", "accept_header", "budget_overcommits",
+           "build_ssl_context", "parse_retry_after"]
 
 log = logging.getLogger("promotel.scrape")
 
@@ -143,6 +143,55 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
+def budget_overcommits(sources: Sequence[SourceConfig]) -> list[str]:
+    """One sentence per shared request budget that the configured ``url:`` sources exceed together.
+
+    Sources share a budget as the scraper does (one host:port, one credential, the budget their mapping
+    declares). Each needs ``window / interval`` requests per window; beyond the budget the scraper skips
+    scrapes (no data for those rounds). Targets found by discovery are not known offline and not counted."""
+    groups: dict[tuple[str, str, int, float], list[SourceConfig]] = {}
+    budgets: dict[tuple[str, str, int, float], tuple[RequestBudget, str]] = {}
+    for source in sources:
+        if source.url is None:
+            continue
+        try:
+            policy = mapping_scrape_policy(source.mapping)
+        except MappingError:
+            continue
+        if policy.budget is None:
+            continue
+        url = httpx.URL(source.url)
+        host = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        auth = source.auth
+        secrets = [reveal(s) for s in ((auth.api_key, auth.bearer_token, auth.basic.password if auth.basic else None)
+                                       if auth is not None else ()) if s]
+        secrets += [reveal(v) for v in source.headers.values() if v] + ([url.password] if url.password else [])
+        key = (host.lower(), hashlib.sha256((secrets[0] if secrets else "").encode()).hexdigest()[:16],
+               policy.budget.requests, policy.budget.window)
+        groups.setdefault(key, []).append(source)
+        budgets[key] = (policy.budget, policy.vendor or source.mapping)
+    out: list[str] = []
+    for key, members in groups.items():
+        budget, vendor = budgets[key]
+        needed = sum(budget.window / float(s.interval) for s in members)
+        if needed > budget.requests + 1e-9:
+            names = ", ".join(s.name for s in members)
+            slowest = budget.window * len(members) / budget.requests
+            out.append(f"sources {names} share {vendor}'s budget of {budget.describe()} on {key[0]} (the same "
+                       f"credential) and together need {needed:.3g} requests per {budget.window:g} s: some scrapes "
+                       f"will be skipped; give each an interval of at least {slowest:g}s"
+                       if len(members) > 1 else
+                       f"source {names} needs {needed:.3g} requests per {budget.window:g} s, more than {vendor}'s "
+                       f"budget of {budget.describe()}: some scrapes will be skipped; use an interval of at least "
+                       f"{slowest:g}s")
+    return out
+
+
+class BudgetSkipped(ScrapeError):
+    """A scrape not made, to stay within the vendor's request budget (kind ``rate_limited``). Nothing was
+    asked of the target, so nothing is known about it: the service sends no batch for it (no ``up`` = 0)."""
+
+
 class Scraper:
     """Scrapes one source. Not safe for concurrent ``scrape()`` calls on one instance (one at a time).
 
@@ -153,6 +202,11 @@ class Scraper:
     def __init__(self, source: SourceConfig, *, transport: httpx.AsyncBaseTransport | None = None,
                  clock: Callable[[], float] = time.monotonic, policy: ScrapePolicy | None = None,
                  env: Mapping[str, str] | None = None) -> None:
+        if source.url is None:      # a source with discovery is scraped per target (its own SourceConfig each)
+            raise ScrapeError(f"source {source.name} has no url: its targets come from discovery, and each "
+                              "discovered target is scraped with the source's settings and the target's url "
+                              "(promotel.discovery.sourcetargets)", kind="config")
+        self.url: str = source.url
         self.source = source
         self.policy = policy if policy is not None else mapping_scrape_policy(source.mapping)
         self._clock = clock
@@ -166,7 +220,7 @@ class Scraper:
         for secret in self._proxies.secrets():
             register_secret(secret)         # from the environment too: masked in every log line
         self._secrets = self._secret_values() + list(self._proxies.secrets())
-        url = httpx.URL(source.url)
+        url = httpx.URL(self.url)
         self._has_credentials = source.auth is not None or bool(source.headers) or bool(url.password)
         self._budget: RateBudget | None = None
         if self.policy.budget is not None:
@@ -212,7 +266,7 @@ class Scraper:
                 if s:
                     values.append(reveal(s))
         values += [reveal(v) for v in self.source.headers.values() if v]
-        password = urllib.parse.urlsplit(self.source.url).password
+        password = urllib.parse.urlsplit(self.url).password
         if password:
             values.append(password)
         return values
@@ -257,9 +311,10 @@ class Scraper:
         for client in self._clients.values():
             await client.aclose()
 
-    def _error(self, message: str, kind: str, retry_after: float | None = None) -> ScrapeError:
+    def _error(self, message: str, kind: str, retry_after: float | None = None, *,
+               cls: type[ScrapeError] = ScrapeError) -> ScrapeError:
         clean = redact_all(redact(message, self._secrets))
-        err = ScrapeError(clean, kind=kind, retry_after=retry_after)
+        err = cls(clean, kind=kind, retry_after=retry_after)
         err.target = self.source.name
         return err
 
@@ -275,7 +330,8 @@ class Scraper:
                 assert declared is not None    # self._budget exists only for a declared budget
                 raise self._error(f"skipped to stay within {self.policy.vendor or self.source.mapping}'s budget "
                                   f"of {declared.describe()} (another source uses the same {self._credential()}); "
-                                  f"the next request is allowed in {retry:.0f}s", "rate_limited", retry)
+                                  f"the next request is allowed in {retry:.0f}s", "rate_limited", retry,
+                                  cls=BudgetSkipped)
             if wait > 0:
                 await asyncio.sleep(wait)
         start = time.perf_counter()
@@ -283,12 +339,12 @@ class Scraper:
             async with asyncio.timeout(self.source.timeout):
                 return await self._fetch(start)
         except TimeoutError as exc:
-            raise self._error(f"no complete answer from {safe_url(self.source.url)} within the timeout of "
+            raise self._error(f"no complete answer from {safe_url(self.url)} within the timeout of "
                               f"{self.source.timeout:g}s; raise 'timeout' (below the interval) or check the "
                               "target's load", "timeout") from exc
 
     async def _fetch(self, start: float) -> ScrapeResult:
-        url = httpx.URL(self.source.url)
+        url = httpx.URL(self.url)
         headers = dict(self._headers)
         for _hop in range(MAX_REDIRECTS + 1):
             client, proxy = self._client_for(url)
@@ -313,7 +369,7 @@ class Scraper:
             content_type, problem = self._parser_content_type(answered, url)
             return ScrapeResult(body, content_type, time.perf_counter() - start, response.status_code,
                                 safe_url(url), problem)
-        raise self._error(f"more than {MAX_REDIRECTS} redirects starting at {safe_url(self.source.url)}; point "
+        raise self._error(f"more than {MAX_REDIRECTS} redirects starting at {safe_url(self.url)}; point "
                           "'url' at the final address", "redirect")
 
     def _redirect_target(self, response: httpx.Response, url: httpx.URL) -> httpx.URL:

@@ -29,11 +29,14 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import NamedTuple
 
 from promotel.config import Config, SourceConfig
+from promotel.discovery.sourcetargets import ScrapeTarget, source_discoverers, source_targets, url_groups
+from promotel.discovery.targets import DiscovererStatus, DiscoveryManager, TargetGroup
 from promotel.errors import ConfigError, ExpositionError, PromotelError, ScrapeError
+from promotel.httpcommon import safe_url
 from promotel.model import TargetBatch
 from promotel.pipeline import TargetPipeline, TargetResult
 from promotel.service.runtime import RoundMemory, tune_gc
@@ -54,24 +57,43 @@ class ScrapeStatus(NamedTuple):
 
 
 class SourceRunner:
-    """Scrapes one source on its interval and hands each result to the exporters."""
+    """Scrapes one target of a source on its interval and hands each result to the exporters.
+
+    A ``url:`` source has one target, and its runner is named as the source; a discovered target's runner is
+    named ``<source> <url>`` (its batches too: the exporters keep their state per name). ``source`` is the
+    configured source, ``scrape_config`` the same with the target's URL, interval and timeout."""
 
     def __init__(self, source: SourceConfig, config: Config, submit: Callable[[TargetBatch], None],
                  stats: BridgeStats, cpu: concurrent.futures.Executor | None = None,
-                 memory: RoundMemory | None = None) -> None:
+                 memory: RoundMemory | None = None, *, target: ScrapeTarget | None = None,
+                 name: str | None = None) -> None:
         from promotel.scrape import Scraper
 
+        if target is None:
+            target = url_target(source)
+        assert target.url is not None, "only an active target is scraped"
         self.source = source
-        self.name: str = source.name
+        self.target = target
+        if name is None:
+            name = source.name if source.url is not None else f"{source.name} {safe_url(target.url)}"
+        self.name: str = name
+        self.scrape_config = target.source(source)
+        self.interval = float(self.scrape_config.interval)
         self._cpu = cpu
         self._memory = memory if memory is not None else RoundMemory()
         self._submit = submit
         self._stats = stats
-        self.pipeline = TargetPipeline.for_source(source, config)
-        self.scraper = Scraper(source)
+        self.pipeline = TargetPipeline.for_target(source, config, name=self.name, url=target.url, labels=target.labels)
+        self.scraper = Scraper(self.scrape_config)
+        # The monotonic time of the next scrape; a reload hands it to the new runner of an unchanged target,
+        # so a SIGHUP neither scrapes at once nor skips a beat.
+        self.next_at: float | None = None
+        self.halt = asyncio.Event()
 
     async def scrape_once(self) -> bool:
         """One scrape → batch → submit. Returns True when the scrape succeeded."""
+        from promotel.scrape import BudgetSkipped
+
         now_ns = time.time_ns()
         t0 = time.perf_counter()
         samples = 0
@@ -96,9 +118,18 @@ class SourceRunner:
                 self._stats.count(self.name, f"dropped_points.{reason}", n)
             for rule, n in processed.leniencies.items():             # format rules tolerated, as lint names them
                 self._stats.count(self.name, f"leniencies.{rule}", n)
-            batch = self.pipeline.batch(processed, time.perf_counter() - t0, now_ns)
+            batches = self.pipeline.batches(processed, time.perf_counter() - t0, now_ns)
             ok = True
-        except Exception as exc:  # noqa: BLE001 - see below
+        except BudgetSkipped as exc:
+            # Not scraped at all (the vendor's budget is used up by another source on the same account):
+            # nothing is known about the target, so no batch, no up = 0, no staleness markers.
+            log.warning("Scrape of source %s %s", self.name, exc,
+                        extra={"fields": {"source": self.name, "error.type": exc.kind}})
+            self._stats.count(self.name, "scrapes_skipped.budget", 1)
+            self._stats.scraped(self.name, ScrapeStatus(time.time(), 0.0, 0, len(self.pipeline.store), str(exc)),
+                                scraped=False)
+            return False
+        except Exception as exc:  # every exception on purpose: see below
             # Scrape and format errors are expected. Anything else is a bug in parse, map or convert: it is
             # logged with its traceback and this scrape counts as failed (up 0), so the loop keeps going.
             if isinstance(exc, (ScrapeError, ExpositionError)):
@@ -112,10 +143,11 @@ class SourceRunner:
                 log.exception("Processing the scrape of source %s failed unexpectedly (a bug; please report it): %s",
                               self.name, error, extra={"fields": {"source": self.name, "error.type": kind}})
             self._stats.count(self.name, f"scrape_errors.{kind}", 1)
-            batch = self.pipeline.failed(time.perf_counter() - t0, now_ns)
+            batches = self.pipeline.failed_batches(time.perf_counter() - t0, now_ns)
             ok = False
         duration = time.perf_counter() - t0
-        self._submit(batch)
+        for batch in batches:
+            self._submit(batch)
         self._stats.scraped(self.name, ScrapeStatus(time.time(), duration, samples, len(self.pipeline.store), error))
         return ok
 
@@ -128,25 +160,222 @@ class SourceRunner:
         wait = self.scraper.next_allowed_at() - time.monotonic()
         return max(0.0, wait)
 
-    async def loop(self, stop: asyncio.Event) -> None:
-        interval = float(self.source.interval)
-        # A random start offset spreads targets over the interval so they never scrape in lockstep.
-        offset = random.uniform(0, min(interval, 5.0))
-        if await _sleep_or_stop(stop, offset):
-            return
-        next_at = time.monotonic()
-        while not stop.is_set():
+    async def loop(self, stop: asyncio.Event | None = None) -> None:
+        """Scrape on the interval until ``stop`` (or this runner's ``halt``) is set."""
+        halt = self.halt
+        if stop is not None:
+            watcher = asyncio.create_task(_relay(stop, halt))
+        try:
+            await self._loop(halt)
+        finally:
+            if stop is not None:
+                watcher.cancel()
+
+    async def _loop(self, halt: asyncio.Event) -> None:
+        interval = self.interval
+        if self.next_at is None:
+            # A random start offset spreads targets over the interval so they never scrape in lockstep.
+            offset = random.uniform(0, min(interval, 5.0))
+            if await _sleep_or_stop(halt, offset):
+                return
+            next_at = time.monotonic()
+        else:
+            # Adopted over a reload: keep the schedule (and wait for the budget, which the scraper tells).
+            next_at = max(self.next_at, time.monotonic() + self.next_delay())
+            if await _sleep_or_stop(halt, max(0.0, next_at - time.monotonic())):
+                return
+        while not halt.is_set():
             try:
                 await self.scrape_once()
-            except Exception as exc:  # noqa: BLE001 - a bug-free stage never raises here; keep the loop alive
-                log.error("Source %s failed unexpectedly: %s: %s", self.name, type(exc).__name__, exc,
-                          exc_info=True)
+            except Exception as exc:  # a bug-free stage never raises here; keep the loop alive
+                log.exception("Source %s failed unexpectedly: %s: %s", self.name, type(exc).__name__, exc)
             next_at = max(next_at + interval, time.monotonic() + self.next_delay())
-            if await _sleep_or_stop(stop, max(0.0, next_at - time.monotonic())):
+            self.next_at = next_at
+            if await _sleep_or_stop(halt, max(0.0, next_at - time.monotonic())):
                 return
 
     async def aclose(self) -> None:
         await self.scraper.aclose()
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+def url_target(source: SourceConfig) -> ScrapeTarget:
+    """The one target of a ``url:`` source (after its relabel_configs). Raises ConfigError when relabeling
+    drops it or leaves no valid target."""
+    if source.url is None:
+        raise ConfigError([(f"source {source.name}", "has no url: its targets come from discovery")])
+    targets = source_targets(source, url_groups(source))
+    if not targets or targets[0].state != "active":
+        why = targets[0].error if targets and targets[0].error else "a relabel config drops it"
+        raise ConfigError([(f"source {source.name}", f"its url has no target to scrape: {why}; fix relabel_configs")])
+    return targets[0]
+
+
+class SourceTargets:
+    """The targets of one configured source and their runners.
+
+    A ``url:`` source has its one runner from the start. A source with discovery runs a
+    ``DiscoveryManager``: each update gives the complete target list; targets new to it (and owned by this
+    shard) get a runner; a target no longer listed (or no longer active) stops, gets staleness markers for
+    every series it had (``TargetPipeline.gone``) and is forgotten; a target listed again unchanged keeps
+    its runner and state. Discovery failures keep the last good list (the manager's rule)."""
+
+    def __init__(self, source: SourceConfig, bridge: Bridge, shard: tuple[int, int] | None) -> None:
+        self.source = source
+        self.name = source.name
+        self._bridge = bridge
+        self._shard = shard
+        self.targets: list[ScrapeTarget] = []         # the last list, active and dropped, for status
+        self.runners: dict[tuple[str, tuple[tuple[str, str], ...]], SourceRunner] = {}
+        self._tasks: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Task[None]] = {}
+        self._adopted: dict[tuple[str, tuple[tuple[str, str], ...]], SourceRunner] = {}
+        self._stop: asyncio.Event | None = None
+        self.manager: DiscoveryManager | None = None
+        if source.url is not None:
+            target = url_target(source)
+            self.targets = [target]
+            if self._owns(target):
+                self.runners[target.key] = self._runner(target)
+        else:
+            self.manager = DiscoveryManager(source_discoverers(source), job=source.name)
+
+    def _owns(self, target: ScrapeTarget) -> bool:
+        if self._shard is None or target.url is None:
+            return True
+        from promotel.scrape.shard import owns
+
+        index, count = self._shard
+        return owns(target.url, index, count)
+
+    def _runner(self, target: ScrapeTarget) -> SourceRunner:
+        b = self._bridge
+        name = None
+        if self.source.url is None:
+            # One URL, several label sets (Prometheus scrapes each): the labels tell their batches apart.
+            name = f"{self.name} {safe_url(target.url or '')}"
+            if any(r.name == name for r in self.runners.values()):
+                name += " {" + ",".join(f'{k}="{v}"' for k, v in sorted(target.labels.items())) + "}"
+        runner = SourceRunner(self.source, b.config, b.submit, b.stats, b._cpu, b._memory, target=target, name=name)
+        old = self._adopted.pop(target.key, None)
+        if old is not None:
+            runner.pipeline = old.pipeline
+            runner.next_at = old.next_at
+        return runner
+
+    def adopt(self, previous: SourceTargets) -> int:
+        """Take over the series state and schedule of each target of ``previous`` (the same source, with
+        unchanged settings, of the config before a reload). Returns how many targets were adopted."""
+        if previous.source != self.source:
+            return 0
+        kept = 0
+        for key, old in previous.runners.items():
+            current = self.runners.get(key)
+            if current is not None:
+                current.pipeline = old.pipeline
+                current.next_at = old.next_at
+                kept += 1
+            elif self.manager is not None:
+                self._adopted[key] = old    # claimed when discovery lists it again
+                kept += 1
+        if self.manager is not None and previous.manager is not None:
+            self.targets = list(previous.targets)
+        return kept
+
+    def update(self, groups: tuple[TargetGroup, ...]) -> None:
+        """A new complete list of groups from discovery."""
+        targets = source_targets(self.source, groups)
+        self.targets = targets
+        wanted = {t.key: t for t in targets if t.state == "active" and self._owns(t)}
+        for key in [k for k in self.runners if k not in wanted]:
+            self._retire(self.runners.pop(key), self._tasks.pop(key, None))
+        for key, target in wanted.items():
+            if key in self.runners:
+                continue
+            try:
+                runner = self._runner(target)
+            except PromotelError as exc:
+                log.error("Source %s: target %s cannot be scraped: %s", self.name, safe_url(target.url or ""), exc)
+                continue
+            self.runners[key] = runner
+            if self._stop is not None:
+                self._tasks[key] = asyncio.create_task(runner.loop(self._stop), name=f"scrape:{runner.name}")
+        # Targets of the previous config that discovery does not list any more end like any gone target.
+        for old in self._adopted.values():
+            self._retire(old, None)
+        self._adopted.clear()
+        log.info("Source %s: %d targets (%d scraped here, %d dropped).", self.name, len(targets), len(self.runners),
+                 sum(1 for t in targets if t.state != "active"),
+                 extra={"fields": {"source": self.name, "targets": len(targets), "targets.scraped": len(self.runners)}})
+
+    def _retire(self, runner: SourceRunner, task: asyncio.Task[None] | None) -> None:
+        """Stop a target that is gone: its series get staleness markers once its last scrape is done."""
+        runner.halt.set()
+
+        async def finish() -> None:
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+            for batch in runner.pipeline.gone(time.time_ns()):
+                if batch.metrics:
+                    self._bridge.submit(batch)
+            await runner.aclose()
+            self._bridge.stats.forget(runner.name)
+
+        log.info("Source %s: target %s is gone; its series are marked stale.", self.name, runner.name,
+                 extra={"fields": {"source": self.name, "target": runner.name}})
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:            # no loop (adopted state never run): markers without waiting
+            for batch in runner.pipeline.gone(time.time_ns()):
+                if batch.metrics:
+                    self._bridge.submit(batch)
+            return
+        self._bridge._background(finish())
+
+    async def discover_once(self) -> None:
+        """One discovery refresh, applied (``run --once``, ``promotel targets``)."""
+        if self.manager is not None:
+            self.update(await self.manager.refresh_once())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        for key, runner in self.runners.items():
+            self._tasks[key] = asyncio.create_task(runner.loop(stop), name=f"scrape:{runner.name}")
+        discovery = None
+        if self.manager is not None:
+            discovery = asyncio.create_task(self.manager.run(self.update), name=f"discovery:{self.name}")
+        await stop.wait()
+        if discovery is not None:
+            discovery.cancel()
+            await asyncio.gather(discovery, return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        self._stop = None
+
+    def status(self) -> list[dict[str, object]]:
+        """Each target (``promotel targets``' JSON) with its last scrape."""
+        out: list[dict[str, object]] = []
+        by_key = {key: runner.name for key, runner in self.runners.items()}
+        for target in self.targets:
+            entry = target.as_dict()
+            name = by_key.get(target.key) if target.state == "active" else None
+            if target.state == "active":
+                entry["scraped_here"] = name is not None
+            st = self._bridge.stats.targets.get(name) if name is not None else None
+            if st is not None:
+                entry["last_scrape"] = {"time": st.last_scrape_unix, "duration_s": round(st.duration_s, 6),
+                                        "samples": st.samples, "series": st.series, "error": st.error}
+            out.append(entry)
+        return out
+
+    async def aclose(self) -> None:
+        for runner in self.runners.values():
+            await runner.aclose()
+        if self.manager is not None:
+            await self.manager.aclose()
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
@@ -154,7 +383,7 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
 
 
@@ -167,11 +396,11 @@ def _schedule(runner: SourceRunner, st: ScrapeStatus | None, now: float) -> dict
     from promotel.httpcommon import safe_url
     from promotel.service.timefmt import iso_utc
 
-    interval = float(runner.source.interval)
+    interval = runner.interval
     next_unix: float | None = None
     if st is not None:
         next_unix = max(st.last_scrape_unix - st.duration_s + interval, now + runner.next_delay())
-    return {"url": safe_url(str(runner.source.url)), "interval_s": interval,
+    return {"url": safe_url(runner.target.url or ""), "interval_s": interval,
             "next_scrape": None if next_unix is None else round(next_unix, 3),
             "next_scrape_at": None if next_unix is None else iso_utc(next_unix)}
 
@@ -189,10 +418,16 @@ class BridgeStats:
         self.started_unix = time.time()
         self.config_loaded = False
 
-    def scraped(self, target: str, status: ScrapeStatus) -> None:
+    def scraped(self, target: str, status: ScrapeStatus, *, scraped: bool = True) -> None:
         self.targets = {**self.targets, target: status}
-        self.count(target, "scrapes", 1)
-        self.count(target, "samples", status.samples)
+        if scraped:
+            self.count(target, "scrapes", 1)
+            self.count(target, "samples", status.samples)
+
+    def forget(self, target: str) -> None:
+        """A target that is gone: its snapshot goes (its counters stay, they are totals)."""
+        if target in self.targets:
+            self.targets = {k: v for k, v in self.targets.items() if k != target}
 
     def count(self, target: str, what: str, n: int) -> None:
         if n:
@@ -209,20 +444,19 @@ class Bridge:
         self.config = config
         self.stats = BridgeStats()
         self.pipelines = build_pipelines(config)
-        sources = list(config.sources)
-        if shard is not None:
-            from promotel.scrape.shard import owns
-
-            index, count = shard
-            mine = [s for s in sources if owns(str(s.url), index, count)]
-            log.info("Shard %d/%d scrapes %d of %d sources.", index, count, len(mine), len(sources))
-            sources = mine
-        # One worker thread for the CPU stages of every source: they hold the GIL anyway, so more threads
+        # One worker thread for the CPU stages of every target: they hold the GIL anyway, so more threads
         # would add no throughput, only more malloc arenas each holding a round's high-water mark.
         self._cpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="promotel-cpu")
-        memory = RoundMemory()
+        self._memory = RoundMemory()
+        self._background_tasks: set[asyncio.Task[None]] = set()
         try:
-            self.runners = [SourceRunner(s, config, self.submit, self.stats, self._cpu, memory) for s in sources]
+            self.sources = [SourceTargets(s, self, shard) for s in config.sources]
+            if shard is not None:
+                # Sharding is per target (its scrape URL): discovered targets are assigned as they are found.
+                fixed = [g for g in self.sources if g.manager is None]
+                log.info("Shard %d/%d scrapes %d of %d sources (url: targets); the targets of %d sources with "
+                         "discovery are shared as they are found.", shard[0], shard[1],
+                         sum(len(g.runners) for g in fixed), len(fixed), len(self.sources) - len(fixed))
         except BaseException:
             # An invalid source (a reload keeps the previous config): release the state databases just opened,
             # which the previous config's exporters open again.
@@ -235,20 +469,32 @@ class Bridge:
         self._tasks: list[asyncio.Task[None]] = []
         self.last_round: dict[str, object] | None = None     # run_once's final status()
 
+    @property
+    def runners(self) -> list[SourceRunner]:
+        """The runner of every target scraped now (discovered targets come and go)."""
+        return [runner for group in self.sources for runner in group.runners.values()]
+
+    def _background(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+
     def adopt(self, previous: Bridge) -> None:
-        """Carry each source's series state over a reload when that source's settings are unchanged: its
-        parser (the previous scrape) and its series store (start times, last values, staleness), so a
-        SIGHUP does not restart every counter with a new start time. A source whose settings changed, or
-        that is new, starts afresh. ``previous`` must have stopped scraping (``run`` returned)."""
-        before = {r.name: r for r in previous.runners}
-        kept = 0
-        for runner in self.runners:
-            old = before.get(runner.name)
-            if old is not None and old.source == runner.source:
-                runner.pipeline = old.pipeline
-                kept += 1
-        log.info("Reload: %d of %d sources keep their series state (unchanged settings).", kept, len(self.runners),
-                 extra={"fields": {"sources.kept": kept, "sources": len(self.runners)}})
+        """Carry each target's series state and schedule over a reload when its source's settings are
+        unchanged: its parser (the previous scrape), its series store (start times, last values, staleness)
+        and the time of its next scrape, so a SIGHUP neither restarts every counter with a new start time nor
+        scrapes at once. A target whose source changed, or that is new, starts afresh. ``previous`` must have
+        stopped scraping (``run`` returned)."""
+        before = {g.name: g for g in previous.sources}
+        kept = sources_kept = 0
+        for group in self.sources:
+            old = before.get(group.name)
+            if old is not None and old.source == group.source:
+                kept += group.adopt(old)
+                sources_kept += 1
+        log.info("Reload: %d of %d sources keep their series state (unchanged settings); %d targets keep their "
+                 "state and schedule.", sources_kept, len(self.sources), kept,
+                 extra={"fields": {"sources.kept": sources_kept, "sources": len(self.sources), "targets.kept": kept}})
 
     def submit(self, batch: TargetBatch) -> None:
         for p in self.pipelines:
@@ -297,6 +543,10 @@ class Bridge:
             "now_at": iso_utc(now),
             "targets": targets,
             "exporters": exporters,
+            "sources": {g.name: {"targets": g.status(),
+                                 "discovery": [_discovery_status(d) for d in g.manager.status()]
+                                 if g.manager is not None else []}
+                        for g in self.sources},
         }
 
     @property
@@ -326,6 +576,7 @@ class Bridge:
     async def run_once(self) -> bool:
         """One round of every source, then deliver everything. True when nothing failed."""
         await self.start_exporters()
+        await asyncio.gather(*(g.discover_once() for g in self.sources))
         results = await asyncio.gather(*(r.scrape_once() for r in self.runners))
         delivered = await self.flush(GRACE_S * 3)
         # The round's outcome, taken before closing (closing releases the state databases it reads).
@@ -335,17 +586,20 @@ class Bridge:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start_exporters()
-        loops = [asyncio.create_task(r.loop(stop), name=f"scrape:{r.name}") for r in self.runners]
+        groups = [asyncio.create_task(g.run(stop), name=f"source:{g.name}") for g in self.sources]
         await stop.wait()
-        await asyncio.gather(*loops, return_exceptions=True)
+        await asyncio.gather(*groups, return_exceptions=True)
+        # Gone targets' staleness markers: submitted before the exporters flush.
+        await asyncio.gather(*self._background_tasks, return_exceptions=True)
 
     async def flush(self, timeout: float) -> bool:
         results = await asyncio.gather(*(p.flush(timeout) for p in self.pipelines))
         return all(results)
 
     async def aclose(self) -> None:
-        for r in self.runners:
-            await r.aclose()
+        await asyncio.gather(*self._background_tasks, return_exceptions=True)
+        for g in self.sources:
+            await g.aclose()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -353,6 +607,12 @@ class Bridge:
         for p in self.pipelines:
             await p.aclose()
         self._cpu.shutdown(wait=False, cancel_futures=True)
+
+
+def _discovery_status(d: DiscovererStatus) -> dict[str, object]:
+    return {"name": d.name, "mechanism": d.mechanism, "groups": d.groups, "targets": d.targets,
+            "refreshes_total": d.refreshes_total, "errors_total": d.errors_total, "problems": list(d.problems),
+            "last_refresh": d.last_refresh, "last_success": d.last_success}
 
 
 def load(config_path: str | None, allow_insecure: bool = False) -> Config:
