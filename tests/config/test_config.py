@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from support.paths import REPO
 
 from promotel.config import (
     Config,
@@ -25,6 +24,7 @@ from promotel.config import (
 )
 from promotel.config.secrets import Secret, redact_all, reveal
 from promotel.errors import ConfigError
+from support.paths import REPO
 
 MINIMAL = """
 sources:

@@ -449,7 +449,10 @@ def test_tls_server_name_verifies_another_name(serve: Callable[..., Server], tmp
 def test_baseten_budget_is_shared_by_sources_with_one_key(serve: Callable[..., Server]) -> None:
     server = serve(lambda h: reply(h, 200, EXPOSITION))
     now = [500.0]
-    clock = lambda: now[0]
+
+    def clock() -> float:
+        return now[0]
+
     a = source(server.url(), name="a", mapping="baseten", interval="10s", auth={"api_key": "org-key-budget"})
     b = source(server.url(), name="b", mapping="baseten", interval="10s", auth={"api_key": "org-key-budget"})
     other = source(server.url(), name="c", mapping="baseten", interval="10s", auth={"api_key": "another-org"})

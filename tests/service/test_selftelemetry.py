@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.bridge import start_bridge, stop_bridge
 from support.collector import Rotel, free_port
 from support.sink import OTLPSink, attrs

@@ -15,14 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-from support.bridge import PROMOTEL, start_bridge, stop_bridge
-from support.collector import free_port
-from support.sink import OTLPSink
-from support.target import ExpositionServer
 
 from promotel.config import load_config_text
 from promotel.errors import ConfigError
 from promotel.model import TargetBatch
+from support.bridge import PROMOTEL, start_bridge, stop_bridge
+from support.collector import free_port
+from support.sink import OTLPSink
+from support.target import ExpositionServer
 
 SECRET = "sk-live-7f3a9c1e5b2d4f60a8e1"   # looks like a real key; must never be printed anywhere
 
@@ -151,11 +151,13 @@ def test_once_exit_codes(sink: OTLPSink, target: ExpositionServer, tmp_path: Pat
     cfg = tmp_path / "c.yaml"
     cfg.write_text(config_text(target.url, sink.grpc_port, free_port()).replace("health:", "#health:"))
     cfg.chmod(0o600)
-    ok = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=60)
+    ok = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=60,
+                        check=False)
     assert ok.returncode == 0, ok.stderr
     assert sink.wait_for(lambda s: "jobs_total" in s.metric_names(), 10)
     target.mode = "500"
-    bad = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=60,
+                         check=False)
     assert bad.returncode == 1
     assert "jobs" in bad.stderr and "500" in bad.stderr
     assert SECRET not in bad.stderr + bad.stdout
@@ -165,7 +167,8 @@ def test_invalid_config_exits_2_with_every_problem(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("sources:\n  - name: a\n    url: ftp://x\n    intervall: 5s\nexporters: []\n")
     cfg.chmod(0o600)
-    proc = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run([*PROMOTEL, "run", "--once", "-c", str(cfg)], capture_output=True, text=True, timeout=30,
+                          check=False)
     assert proc.returncode == 2
     assert "sources[0]" in proc.stderr
     assert "intervall" in proc.stderr
@@ -363,7 +366,7 @@ def test_the_scrape_loop_survives_a_bug_in_mapping(target: ExpositionServer) -> 
         stop = asyncio.Event()
         task = asyncio.create_task(runner.loop(stop))
         deadline = time.monotonic() + 10
-        while len(batches) < 3 and time.monotonic() < deadline and not task.done():
+        while len(batches) < 3 and time.monotonic() < deadline and not task.done():  # noqa: ASYNC110 - bounded poll of a list
             await asyncio.sleep(0.05)
         stop.set()
         await asyncio.wait_for(task, timeout=5)

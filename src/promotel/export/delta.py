@@ -1,5 +1,9 @@
 """Cumulative → delta temporality, per exporter, with the previous values persisted (issue #5).
 
+Why one module over 600 lines: the delta rules and their storage format (key rows, packed per-target
+values, the 0.1 and one-row-per-series formats read on open) change together; the packed format is the
+next part to move out (docs/architecture.md lists it).
+
 State kept here, one ``DeltaState`` per delta exporter: per (target, series identity) the previous
 cumulative point — start time, time, value (or count and sum, bounds and bucket counts) and the round it
 was last seen — plus per target the time of its previous export and a round counter. It lives in

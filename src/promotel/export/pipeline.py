@@ -1,5 +1,9 @@
 """One exporter's queue: temporality, encoding, the write-ahead queue, sending with retries.
 
+Why one module over 600 lines: ``ExporterPipeline`` is one state machine (memory queue, write-ahead
+queue, retries, 413 splitting, readiness) whose invariants span its methods; moving readiness and status
+bookkeeping into a module of their own is the next split (docs/architecture.md lists it).
+
 State (all of it, per exporter): the requests held in memory (at most ``queue_size`` batches), the
 exporter's state database when there is a ``state_dir`` (``promotel.export.spool.ExporterStore``: the
 write-ahead queue and the delta state), the delta state in memory (``promotel.export.delta``), and the

@@ -1,5 +1,9 @@
 """The on-disk state of one exporter: its write-ahead queue and its delta state, in one SQLite database.
 
+Why one module over 600 lines: ``ExporterStore`` keeps the storage-fault handling (full disk reserve,
+damaged files moved aside, adoption of 0.1 files) next to the transactions it protects; the 0.1 adoption
+is the next part to move out (docs/architecture.md lists it).
+
 ``ExporterStore`` — ``<state_dir>/exporter-<name>.db``, what ``promotel run`` uses:
 
 * ``queue``: one row per serialized ``ExportMetricsServiceRequest`` (uncompressed) that the backend has not

@@ -1,5 +1,8 @@
 """Data-first mapping tables and the engine that runs them.
 
+Why one module over 600 lines: the table's data types and the engine that runs them are read together
+by ``promotel mappings`` and by the mapper; the override validation is the next part to move out.
+
 A ``Table`` says, per Prometheus family, what OTel metric it becomes (``Row``) and, per label, what
 attribute it becomes (``LabelRule``). The same rows drive the mapper and ``promotel mappings NAME``,
 so the documentation printed for users cannot drift from what runs.

@@ -1,5 +1,8 @@
 """The scrape stage: one HTTP GET of one target, bounded in time and size, into bytes + content type.
 
+Why one module over 600 lines: one request's limits (time, size across gzip members, redirects, budget,
+negotiation) are enforced in one streaming read; the multi-member inflater is the next part to move out.
+
 A ``Scraper`` is built once per source and owns its ``httpx.AsyncClient`` (connection reuse, TLS
 settings, auth). ``scrape()`` returns a ``ScrapeResult`` or raises ``ScrapeError`` with a bounded
 ``kind`` (``dns``, ``connect``, ``tls``, ``timeout``, ``protocol``, ``http_status``, ``rate_limited``,

@@ -1,5 +1,8 @@
 """The service: one scrape loop per source, one export pipeline per exporter (``promotel run``).
 
+Why one module over 600 lines: the runners, the bridge and reload share the adoption of state across a
+SIGHUP; the target runner (one scrape loop) is the next part to move out (docs/architecture.md lists it).
+
     Source loop (per target, own interval, random start offset)
         scrape (httpx) → parse (cached parser per target) → map (plugin) → convert (series store)
         → TargetBatch ──submit──▶ every ExporterPipeline (own queue and task each)

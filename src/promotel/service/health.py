@@ -79,14 +79,14 @@ class HealthServer:
         class Handler(BaseHTTPRequestHandler):
             server_version = "promotel"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/healthz":
                     self._send(200, "text/plain; charset=utf-8", b"ok\n")
                 elif path == "/readyz":
                     try:
                         ok, why = server_self._on_loop(lambda b: b.ready())
-                    except Exception as exc:  # noqa: BLE001 - a probe must always get an answer
+                    except Exception as exc:
                         ok, why = False, f"not ready: {type(exc).__name__}"
                     self._send(200 if ok else 503, "text/plain; charset=utf-8", (why + "\n").encode())
                 elif path == "/status":
@@ -94,7 +94,7 @@ class HealthServer:
                         status = server_self._on_loop(lambda b: b.status())
                         body = _redact(json.dumps(status, indent=2, sort_keys=True, default=str)).encode()
                         self._send(200, "application/json", body + b"\n")
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:
                         self._send(503, "text/plain; charset=utf-8", f"status unavailable: {type(exc).__name__}\n".encode())
                 elif path == "/metrics":
                     try:
@@ -103,7 +103,7 @@ class HealthServer:
 
                         status = server_self._on_loop(lambda b: b.status())
                         self._send(200, CONTENT_TYPE, _redact(render_metrics(status, __version__)).encode())
-                    except Exception as exc:  # noqa: BLE001
+                    except Exception as exc:
                         self._send(503, "text/plain; charset=utf-8",
                                    f"metrics unavailable: {type(exc).__name__}\n".encode())
                 else:
