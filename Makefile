@@ -69,8 +69,10 @@ tmux:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tmux >/dev/null; \
 	  else echo "warning: tmux not found; install the 'tmux' package for the live-view tests"; fi; }
 
+# Two workers, one per core: the suite runs in about 3.5 minutes instead of 6.5 (every test uses its own ports
+# and temporary directories; the Prometheus and collector fixtures start once per worker).
 test: $(STAMP) systemd-analyze prometheus dnsmasq tmux
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
