@@ -100,6 +100,7 @@ from itertools import accumulate, chain
 from typing import Any, NamedTuple
 
 from promotel.errors import ConfigError, StateError
+from promotel.export.sqlite import immediate_transaction
 from promotel.model import (
     Attributes,
     HistogramPoint,
@@ -527,15 +528,9 @@ class DeltaState:
                 continue
             t.add(key, _Prev(start, time_ns, value, sum_, _unpack(bounds), _unpack(counts), rnd, True))
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(db):
                 self.write_changes(db)
                 db.execute("DELETE FROM delta_series WHERE exporter = ?", (self.exporter,))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise StateError(f"Could not convert the delta state {path} of exporter {self.exporter} to the packed "
                              f"format ({exc}). Check free disk space and permissions of the state directory.") from exc
@@ -604,16 +599,8 @@ class DeltaState:
             self.changes_saved()
             return
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(db):
                 self.write_changes(db)
-                db.execute("COMMIT")
-            except BaseException:
-                # SQLite rolls back by itself on some errors (a full disk during COMMIT): a second
-                # ROLLBACK would fail with "no transaction is active" and hide the real error.
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise StateError(f"Could not save the delta state of exporter {self.exporter} to {self.path} ({exc}). "
                              f"Check free disk space and permissions of the state directory.") from exc

@@ -57,6 +57,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from promotel.errors import StateError
+from promotel.export.sqlite import immediate_transaction
 
 if TYPE_CHECKING:
     from promotel.export.delta import DeltaState
@@ -133,8 +134,7 @@ class Spool:
             return Dropped(1, points)
         evicted_requests = evicted_points = 0
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(self._db):
                 while self._bytes + size > self.max_bytes and self._count:
                     row = self._db.execute("SELECT id, points, size FROM requests ORDER BY id LIMIT 1").fetchone()
                     self._db.execute("DELETE FROM requests WHERE id = ?", (row[0],))
@@ -144,14 +144,6 @@ class Spool:
                     self._count -= 1
                 self._db.execute("INSERT INTO requests (body, points, size) VALUES (?, ?, ?)",
                                  (sqlite3.Binary(request), int(points), size))
-                self._db.execute("COMMIT")
-            except BaseException:
-                # SQLite may have rolled back already (a full disk during COMMIT): a second ROLLBACK would
-                # fail with "no transaction is active" and hide the real error.
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                self._reload_totals()
-                raise
         except sqlite3.Error as exc:
             raise StateError(f"writing to the spool of exporter {self.exporter!r} at {self.path} failed: {exc}; "
                              "check free disk space.") from exc
@@ -500,8 +492,7 @@ class ExporterStore:
         db.execute("ATTACH DATABASE ? AS old", (old,))
         try:
             tables = {r[0] for r in db.execute("SELECT name FROM old.sqlite_master WHERE type = 'table'")}
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(db):
                 if table == "requests":
                     n = 0
                     if "requests" in tables:
@@ -526,11 +517,6 @@ class ExporterStore:
                                    "WHERE exporter = ?", (self.exporter,))
                     what = f"delta state of {n} series"
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"adopted:{name}", self._stamp_now()))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         finally:
             db.execute("DETACH DATABASE old")
         self._reload_totals()
@@ -555,8 +541,7 @@ class ExporterStore:
         ids: list[int | None] = []
         count, total = self.count, self.total_bytes
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(db):
                 if delete:
                     count, total = self._delete_rows(db, delete, count, total)
                 if incoming > self.max_bytes:      # the batch alone is larger than the queue: not stored
@@ -579,13 +564,6 @@ class ExporterStore:
                     total += size
                 if delta is not None:
                     delta.write_changes(db)
-                db.execute("COMMIT")
-            except BaseException:
-                # SQLite may have rolled back by itself (a full disk during COMMIT): a second ROLLBACK would
-                # fail with "no transaction is active" and hide the real error.
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise self._error(exc, "writing to") from exc
         self.count, self.total_bytes = count, total
@@ -599,8 +577,7 @@ class ExporterStore:
         ids: list[int] = []
         count, total = self.count, self.total_bytes
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(db):
                 count, total = self._delete_rows(db, (row_id,), count, total)
                 for body, points, created in parts:
                     cur = db.execute("INSERT INTO queue (body, points, size, created) VALUES (?, ?, ?, ?)",
@@ -608,11 +585,6 @@ class ExporterStore:
                     ids.append(int(cur.lastrowid or 0))
                     count += 1
                     total += len(body)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise self._error(exc, "writing to") from exc
         self.count, self.total_bytes = count, total
@@ -625,14 +597,8 @@ class ExporterStore:
         try:
             db.execute("PRAGMA synchronous=NORMAL")
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
+                with immediate_transaction(db):
                     count, total = self._delete_rows(db, ids, count, total)
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
             finally:
                 db.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
@@ -761,14 +727,8 @@ class ExporterStore:
         persisted: ``spool.enabled: false``)."""
         db = self._need_db()
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate_transaction(db):
                 delta.write_changes(db)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise self._error(exc, "writing the delta state to") from exc
         delta.changes_saved()
