@@ -16,9 +16,6 @@ The binary is required: if it is missing, the tests fail (``make test`` installs
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,10 +30,9 @@ from promotel.cli import main
 from promotel.config import load_config
 from promotel.exposition import ExpositionParser
 from promotel.pipeline import TargetPipeline
+from support.prometheus import running_prometheus
 from support.target import ExpositionServer
 
-PROMETHEUS = Path("/usr/bin/prometheus")
-MISSING = "is missing: these tests compare promotel with the real Prometheus; `make test` installs it (Debian package 'prometheus')"
 DEADLINE = 60.0
 SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
              "scrape_series_added"}
@@ -85,21 +81,8 @@ METRIC_RELABEL = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.load(resp)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if not PROMETHEUS.exists():
-        pytest.fail(f"{PROMETHEUS} {MISSING}")
     tmp = tmp_path_factory.mktemp("job-prometheus")
     servers = [ExpositionServer(body).start() for body in BODIES]
     try:
@@ -111,7 +94,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         job = {"job_name": "fleet", "scrape_interval": "1s", "scrape_timeout": "500ms",
                "file_sd_configs": [{"files": [str(tmp / "fleet.json")]}],
                "relabel_configs": RELABEL, "metric_relabel_configs": METRIC_RELABEL}
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump({"scrape_configs": [job]}, sort_keys=False))
         source = {"name": "fleet", "scrape_interval": "1s", "scrape_timeout": "500ms",
                   "file_sd_configs": job["file_sd_configs"], "relabel_configs": RELABEL,
                   "metric_relabel_configs": METRIC_RELABEL}
@@ -120,42 +102,21 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                                           "exporters": [{"name": "e", "endpoint": "http://127.0.0.1:4318"}]},
                                          sort_keys=False))
         config.chmod(0o600)
-        port = _free_port()
-        log = (tmp / "prometheus.log").open("wb")
-        proc = subprocess.Popen(
-            [str(PROMETHEUS), f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
-        base = f"http://127.0.0.1:{port}/api/v1"
-        try:
+        with running_prometheus(tmp, {"scrape_configs": [job]}) as prometheus:
             targets: dict[str, Any] = {}
             series: list[dict[str, str]] = []
-            deadline = time.monotonic() + DEADLINE
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    pytest.fail(f"prometheus exited with {proc.returncode}:\n{(tmp / 'prometheus.log').read_text()}")
-                try:
-                    targets = _get_json(f"{base}/targets")["data"]
-                    query = urllib.parse.urlencode({"match[]": '{job="fleet"}'})
-                    series = _get_json(f"{base}/series?{query}")["data"]
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    targets, series = {}, []
+
+            def scraped_both() -> bool:
+                nonlocal targets, series
+                targets = prometheus.get("targets") or {}
+                series = prometheus.get("series?" + urllib.parse.urlencode({"match[]": '{job="fleet"}'})) or []
                 active = targets.get("activeTargets", [])
                 scraped = {s.get("instance") for s in series if s["__name__"] == "temp_celsius"}
-                if len(active) == 2 and all(t["health"] == "up" for t in active) and len(scraped) == 2:
-                    break
-                time.sleep(0.5)
-            else:
+                return len(active) == 2 and all(t["health"] == "up" for t in active) and len(scraped) == 2
+
+            if not prometheus.wait_for(scraped_both, DEADLINE):
                 pytest.fail(f"Prometheus did not scrape both targets in {DEADLINE:g}s: {targets}")
             yield {"config": config, "targets": targets, "series": series, "servers": servers}
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
-            log.close()
     finally:
         for s in servers:
             s.stop()

@@ -25,11 +25,7 @@ refuses them, later Go and RE2 accept them).
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,10 +36,9 @@ import yaml
 
 from promotel.discovery.relabel import RelabelConfig, parse_relabel_configs, relabel, target_labels
 from promotel.errors import ConfigError
+from support.prometheus import MISSING, running_prometheus, target_count
 
-PROMETHEUS = Path("/usr/bin/prometheus")
 PROMTOOL = Path("/usr/bin/promtool")
-MISSING = "is missing: these tests compare promotel with the real Prometheus; `make test` installs it (Debian package 'prometheus')"
 
 GLOBAL_INTERVAL = "1h"
 GLOBAL_TIMEOUT = "10s"
@@ -296,56 +291,24 @@ def _expected() -> tuple[Counter[str], Counter[str], int]:
     return active, dropped, refused
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.load(resp)
-
-
 @pytest.fixture(scope="module")
 def prometheus_targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], int]]:
     """Run Prometheus on the jobs above; yield (its /api/v1/targets data, expected number of targets)."""
-    if not PROMETHEUS.exists():
-        pytest.fail(f"{PROMETHEUS} {MISSING}")
     tmp = tmp_path_factory.mktemp("prometheus")
     config = {"global": {"scrape_interval": GLOBAL_INTERVAL, "scrape_timeout": GLOBAL_TIMEOUT},
               "scrape_configs": JOBS}
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     active, dropped, _ = _expected()
     want = sum(active.values()) + sum(dropped.values())
-    port = _free_port()
-    log = (tmp / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [str(PROMETHEUS), f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
-    try:
+    with running_prometheus(tmp, config) as prometheus:
         data: dict[str, Any] = {}
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"prometheus exited with {proc.returncode}:\n{(tmp / 'prometheus.log').read_text()}")
-            try:
-                data = _get_json(f"http://127.0.0.1:{port}/api/v1/targets")["data"]
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                data = {}
-            if len(data.get("activeTargets", [])) + len(data.get("droppedTargets", [])) >= want:
-                break
-            time.sleep(0.5)
+
+        def listed_all() -> bool:
+            nonlocal data
+            data = prometheus.get("targets") or {}
+            return target_count(data) >= want
+
+        prometheus.wait_for(listed_all, STARTUP_DEADLINE)   # test_targets_match_prometheus says what is missing
         yield data, want
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        log.close()
 
 
 def test_targets_match_prometheus(prometheus_targets: tuple[dict[str, Any], int]) -> None:

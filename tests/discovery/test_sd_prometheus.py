@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,12 +40,10 @@ from promotel.discovery.relabel import parse_prometheus_duration, parse_relabel_
 from promotel.discovery.sd import parse_sd_configs
 from promotel.discovery.targets import DiscoveryManager, ScrapeDefaults, TargetGroup, build_targets, discovered_labels
 from promotel.errors import ConfigError
+from support.prometheus import MISSING, running_prometheus, target_count
 from support.sd_servers import SDServer
 
-PROMETHEUS = Path("/usr/bin/prometheus")
 PROMTOOL = Path("/usr/bin/promtool")
-MISSING = ("is missing: these tests compare promotel with the real Prometheus; `make test` installs it "
-           "(Debian package 'prometheus')")
 GLOBAL_INTERVAL = 3600.0
 GLOBAL_TIMEOUT = 10.0
 STARTUP_DEADLINE = 60.0  # Prometheus applies discovered targets on a 5-second tick
@@ -197,21 +193,8 @@ def _ours(jobs: list[dict[str, Any]]) -> tuple[Counter[str], Counter[str], Count
     return active, active_discovered, dropped, candidates, invalid
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.load(resp)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
-    if not PROMETHEUS.exists():
-        pytest.fail(f"{PROMETHEUS} {MISSING}")
     tmp = tmp_path_factory.mktemp("sd-prometheus")
     sd_dir = tmp / "sd"
     sd_dir.mkdir()
@@ -221,37 +204,18 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[dict[
     with SDServer(groups=HTTP_GROUPS) as server:
         jobs = _jobs(sd_dir, server.url("/sd/targets"))
         config = {"global": {"scrape_interval": "1h", "scrape_timeout": "10s"}, "scrape_configs": jobs}
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         active, _, dropped, _, _ = _ours(jobs)
         want = sum(active.values()) + sum(dropped.values())
-        port = _free_port()
-        log = (tmp / "prometheus.log").open("wb")
-        proc = subprocess.Popen(
-            [str(PROMETHEUS), f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
-        try:
+        with running_prometheus(tmp, config) as prometheus:
             data: dict[str, Any] = {}
-            deadline = time.monotonic() + STARTUP_DEADLINE
-            while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    pytest.fail(f"prometheus exited with {proc.returncode}:\n{(tmp / 'prometheus.log').read_text()}")
-                try:
-                    data = _get_json(f"http://127.0.0.1:{port}/api/v1/targets")["data"]
-                except (urllib.error.URLError, ConnectionError, TimeoutError):
-                    data = {}
-                if len(data.get("activeTargets", [])) + len(data.get("droppedTargets", [])) >= want:
-                    break
-                time.sleep(0.5)
+
+            def listed_all() -> bool:
+                nonlocal data
+                data = prometheus.get("targets") or {}
+                return target_count(data) >= want
+
+            prometheus.wait_for(listed_all, STARTUP_DEADLINE)
             yield jobs, data
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
-            log.close()
 
 
 def test_targets_match_prometheus(setup: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:

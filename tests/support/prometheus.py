@@ -1,0 +1,81 @@
+"""Debian's Prometheus binary (2.42), run on loopback as the reference the differential tests compare with."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from support.collector import free_port
+
+PROMETHEUS = Path("/usr/bin/prometheus")
+MISSING = ("is missing: these tests compare promotel with the real Prometheus; `make test` installs it "
+           "(Debian package 'prometheus')")
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)
+
+
+class Prometheus:
+    """A running Prometheus: its API base URL, and a bounded wait that fails at once if the process exits."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], api: str, log: Path) -> None:
+        self.proc, self.api, self.log = proc, api, log
+
+    def get(self, path: str) -> Any:
+        """``data`` of ``/api/v1/<path>``, or None while the API does not answer."""
+        try:
+            return get_json(f"{self.api}/{path}")["data"]
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def wait_for(self, ready: Callable[[], bool], deadline_s: float) -> bool:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"prometheus exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            if ready():
+                return True
+            time.sleep(0.5)
+        return False
+
+
+@contextmanager
+def running_prometheus(workdir: Path, config: Mapping[str, Any]) -> Iterator[Prometheus]:
+    """Write ``config`` as prometheus.yml in ``workdir``, run Prometheus on a free loopback port, stop it after."""
+    if not PROMETHEUS.exists():
+        pytest.fail(f"{PROMETHEUS} {MISSING}")
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(dict(config), allow_unicode=True, sort_keys=False))
+    port = free_port()
+    log_path = workdir / "prometheus.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(PROMETHEUS), f"--config.file={workdir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        try:
+            yield Prometheus(proc, f"http://127.0.0.1:{port}/api/v1", log_path)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+
+
+def target_count(data: Mapping[str, Any] | None) -> int:
+    """Active plus dropped targets in a ``/api/v1/targets`` answer."""
+    data = data or {}
+    return len(data.get("activeTargets", [])) + len(data.get("droppedTargets", []))
