@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from promotel.discovery.http_sd import HTTPDiscoverer, HTTPSDConfig, refresh_interval_header
 from promotel.discovery.targets import DiscoveryManager, TargetGroup
 from promotel.errors import DiscoveryError
-from support.sd_servers import Reply, Request, SDServer, json_reply, make_cert, tls_context
+from support.certs import make_cert, tls_context
+from support.sd_servers import Reply, Request, SDServer, json_reply
 
 GROUPS = [
     {"targets": ["10.1.0.1:9100", "10.1.0.2:9100"], "labels": {"env": "prod", "__meta_rack": "r1"}},

@@ -37,8 +37,8 @@ from promotel.discovery.targets import (
     build_targets,
 )
 from promotel.errors import ConfigError, DiscoveryError
+from support.certs import make_cert, tls_context
 from support.kube_api import FakeKubeAPI
-from support.sd_servers import make_cert, tls_context
 
 pytest.importorskip("kubernetes", reason="the promotel[kubernetes] extra is part of the test extra")
 

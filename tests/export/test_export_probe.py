@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from promotel.export.probe import aprobe_exporter, probe_exporter
+from support.certs import make_cert, tls_context
 from support.collector import Rotel, free_port
 from support.fake_intakes import (
     GrpcReceiver,
@@ -23,7 +24,6 @@ from support.fake_intakes import (
     datadog_intake,
     exporter_config,
 )
-from support.sd_servers import make_cert, tls_context
 
 
 def test_accepted_over_http_with_an_empty_request() -> None:

@@ -9,8 +9,6 @@ never appear in an error or a log line.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import logging
 import os
 import ssl
@@ -30,6 +28,7 @@ from promotel.errors import ScrapeError
 from promotel.httpcommon import Proxy, proxy_settings
 from promotel.scrape import ACCEPT, Scraper, ScrapeResult
 from support.bridge import PROMOTEL
+from support.certs import make_cert
 from support.forward_proxy import ForwardProxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -81,33 +80,6 @@ class Target:
         self.httpd.server_close()
 
 
-def certificate(tmp: Path, name: str) -> tuple[str, str]:
-    """A self-signed certificate for ``name`` (its own CA)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    try:
-        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        alt = x509.DNSName(name)
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
-
-
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No proxy variable from the machine running the tests: each test sets the ones it means."""
@@ -124,7 +96,7 @@ def target() -> Iterator[Target]:
 
 @pytest.fixture
 def tls_target(tmp_path: Path) -> Iterator[tuple[Target, str]]:
-    cert, key = certificate(tmp_path, "target.test")
+    cert, key = make_cert(tmp_path, ["target.test"])
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     t = Target(ctx)

@@ -7,7 +7,6 @@ import base64
 import datetime
 import email.utils
 import gzip
-import ipaddress
 import socket
 import ssl
 import threading
@@ -24,6 +23,7 @@ from promotel.errors import ScrapeError
 from promotel.mappings import RequestBudget, ScrapePolicy, register_mapping, unregister_mapping
 from promotel.mappings.table import Table, TablePlugin
 from promotel.scrape import ACCEPT, RateBudget, Scraper, parse_retry_after
+from support.certs import make_cert
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -387,35 +387,6 @@ def test_dns_failure() -> None:
 
 
 # ─── TLS ──────────────────────────────────────────────────────────────────────────────────────
-
-
-def make_cert(tmp: Path, names: list[str]) -> tuple[str, str]:
-    """A self-signed certificate (it is its own CA) for ``names`` (IP addresses or DNS names)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    alt: list[x509.GeneralName] = []
-    for n in names:
-        try:
-            alt.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            alt.append(x509.DNSName(n))
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
 
 
 def tls_server(serve: Callable[..., Server], tmp: Path, names: list[str]) -> tuple[Server, str]:
