@@ -24,7 +24,7 @@ from promotel.export.delta import stored_series, target_key
 from promotel.export.outcome import SendOutcome
 from promotel.export.pipeline import ExporterPipeline
 from promotel.export.presets import resolve_exporter
-from promotel.export.spool import ExporterStore, Spool, spool_path, store_path
+from promotel.export.spool import PAGE_SIZE, ExporterStore, Spool, spool_path, store_path
 from promotel.model import Kind, Metric, NumberPoint, TargetBatch
 from support.fake_intakes import HttpReceiver, Retry, encode_one, exporter_config, make_batch
 from support.paths import TESTS as TESTS_DIR
@@ -245,7 +245,7 @@ def test_sigkill_while_sending_loses_nothing_submitted(tmp_path: Path) -> None:
 
 # ─── storage faults ──────────────────────────────────────────────────────────────────────────
 
-PAD = "x" * 6000          # a request this big needs new pages: a database that cannot grow refuses it
+PAD = "x" * 70_000        # larger than a page (64 KiB): a database that cannot grow refuses such a request
 
 
 def big(target: str, counters: int = 1) -> TargetBatch:
@@ -394,6 +394,84 @@ def test_one_damaged_file_does_not_stop_another_exporter(tmp_path: Path) -> None
         p.submit(make_batch())
         assert p.status()["persisted_requests"] == 1
         asyncio.run(p.aclose())
+
+
+def page_size(path: str) -> int:
+    return int(rows(path, "PRAGMA page_size")[0][0])
+
+
+def test_a_new_state_database_has_64_kib_pages_and_checkpoints_at_1_mib(tmp_path: Path) -> None:
+    store = ExporterStore(str(tmp_path), "x", max_bytes=1 << 30)
+    store.open()
+    assert store.db is not None
+    assert store.db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 65536
+    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16      # 16 × 64 KiB = 1 MiB
+    assert store.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2                # INCREMENTAL
+    store.close()
+    assert page_size(store.path) == 65536
+
+
+def make_4k_store(tmp_path: Path, requests: int) -> ExporterStore:
+    """A state database as the previous commit made it (4 KiB pages), holding requests and delta state."""
+    store = ExporterStore(str(tmp_path), "x", max_bytes=1 << 30)
+    store.open()
+    store.close()
+    db = sqlite3.connect(store.path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.execute("PRAGMA page_size=4096")
+    db.execute("VACUUM")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+    assert page_size(store.path) == 4096
+    store = ExporterStore(str(tmp_path), "x", max_bytes=1 << 30)
+    # Open it as the old code would have: keep the 4 KiB pages for the writes below.
+    store._page_size = 4096
+    store.db = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+    store.put([(bytes([k]) * 100_000, k + 1, float(k)) for k in range(requests)])
+    store.close()
+    assert page_size(store.path) == 4096
+    return store
+
+
+def test_a_state_database_with_4_kib_pages_is_rebuilt_on_open_keeping_its_queue(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    old = make_4k_store(tmp_path, 3)
+    before = rows(old.path, "SELECT id, body, points, size, created FROM queue ORDER BY id")
+    caplog.set_level(logging.INFO, logger="promotel.export.spool")
+    store = ExporterStore(str(tmp_path), "x", max_bytes=1 << 30)
+    store.open()
+    assert store.db is not None
+    assert store.db.execute("PRAGMA page_size").fetchone()[0] == 65536
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16
+    assert (store.count, store.total_bytes) == (3, 300_000)
+    assert "with 65536-byte pages (it had 4096)" in caplog.text
+    store.close()
+    assert rows(store.path, "SELECT id, body, points, size, created FROM queue ORDER BY id") == before
+    assert page_size(store.path) == 65536
+
+
+def test_a_rebuild_that_fails_keeps_the_file_working_with_its_pages(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    old = make_4k_store(tmp_path, 2)
+    # VACUUM cannot run while another connection reads: the rebuild fails as it would without room for the copy.
+    reader = sqlite3.connect(old.path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM queue").fetchall()
+    try:
+        store = ExporterStore(str(tmp_path), "x", max_bytes=1 << 30)
+        store.open()
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+    assert "keeps its 4096-byte pages" in caplog.text
+    assert store.db is not None and store.count == 2
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 256    # 256 × 4 KiB = 1 MiB
+    stored = store.put([(b"z" * 10, 1, 1.0)])
+    store.delete([i for i in stored.ids if i is not None])
+    assert store.count == 2
+    store.close()
 
 
 def test_0_1_spool_and_delta_files_are_adopted_then_moved_aside(tmp_path: Path,

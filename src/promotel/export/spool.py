@@ -196,7 +196,16 @@ class Spool:
 
 STORE_FORMAT = "1"
 RESERVE_MAX = 2 * 1024 * 1024       # the space reserve (at most 1/16 of spool.max_bytes)
-COMPACT_FREE_PAGES = 8192           # an empty queue with more free pages than this (32 MiB) is compacted
+COMPACT_FREE_BYTES = 32 * 1024 * 1024   # an empty queue with more free pages than this is compacted
+# SQLite's largest page size, instead of its default 4 KiB. A queue row is one request of up to a few MB, stored
+# as a chain of overflow pages, and the work SQLite does per page — a WAL frame with its header and checksum, an
+# entry in the pointer map that auto_vacuum keeps, a freelist entry when the row is deleted, a copy at each
+# checkpoint — is done 16 times less often. Measured on a Baseten round (6.3 MB of requests and the delta state,
+# bench/README.md): persist + ack went from ~51 ms to ~36 ms. Files made with smaller pages are rebuilt on open.
+PAGE_SIZE = 65536
+# Checkpoint at ~1 MiB of WAL instead of SQLite's 1000 pages: the same copying per byte written, and a WAL that
+# stays small enough for a tight file-size limit (RLIMIT_FSIZE) or a nearly full disk.
+WAL_CHECKPOINT_BYTES = 1024 * 1024
 QUEUE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -293,6 +302,7 @@ class ExporterStore:
         self.count = 0              # rows in the queue
         self.total_bytes = 0        # their request bytes
         self._fields = {"exporter": exporter}
+        self._page_size = PAGE_SIZE
 
     # ── opening ──────────────────────────────────────────────────────────────────────────────
     def open(self) -> None:
@@ -317,6 +327,8 @@ class ExporterStore:
                                    f"unusable too ({again.reason})", "io_error") from None
         self.db = db
         try:
+            if self._page_size < PAGE_SIZE:
+                self._rebuild_pages(db)
             self._reload_totals()
             self._adopt_01()
         except StorageError:
@@ -343,9 +355,8 @@ class ExporterStore:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
             db.execute("PRAGMA journal_size_limit=67108864")    # the WAL shrinks back after a large replay
-            # Checkpoint at ~1 MiB of WAL instead of SQLite's 4 MiB: the same copying per byte written, and a WAL
-            # that stays small enough for a tight file-size limit (RLIMIT_FSIZE) or a nearly full disk.
-            db.execute("PRAGMA wal_autocheckpoint=256")
+            self._page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+            db.execute(f"PRAGMA wal_autocheckpoint={max(1, WAL_CHECKPOINT_BYTES // self._page_size)}")
             # Some builds (Debian's) overwrite every freed page by default: deleting an acknowledged request would
             # write it again, as zeros, through the WAL — its whole size, on every acknowledgement, and on a full
             # disk the space that deleting was supposed to free. FAST zeroes only pages written anyway.
@@ -378,6 +389,34 @@ class ExporterStore:
             raise
         return db
 
+    def _rebuild_pages(self, db: sqlite3.Connection) -> None:
+        """A file made with smaller pages (this version's format before PAGE_SIZE was set) is rebuilt with
+        ``PAGE_SIZE`` by ``VACUUM`` — under a rollback journal, since a WAL database cannot change its page size —
+        and back to WAL. ``VACUUM`` is atomic: a crash leaves the old file. Best effort: without room for the
+        copy the file keeps its pages, which only costs speed."""
+        old = self._page_size
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            db.execute("PRAGMA journal_mode=DELETE")
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            db.execute("VACUUM")
+        except sqlite3.Error as exc:
+            log.warning("The state database %s of exporter %s keeps its %d-byte pages (rebuilding it with %d-byte "
+                        "pages failed: %s); it works, persisting is only slower.", self.path, self.exporter, old,
+                        PAGE_SIZE, exc, extra={"fields": self._fields})
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            self._page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+            db.execute(f"PRAGMA wal_autocheckpoint={max(1, WAL_CHECKPOINT_BYTES // self._page_size)}")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reopening") from exc
+        if str(mode).lower() != "wal":
+            raise StorageError(f"the state database {self.path} of exporter {self.exporter!r} cannot use WAL "
+                               f"journaling (journal_mode is {mode})", "error")
+        if self._page_size != old:
+            log.info("Rebuilt the state database %s of exporter %s with %d-byte pages (it had %d).", self.path,
+                     self.exporter, self._page_size, old, extra={"fields": self._fields})
+
     def _open_error(self, exc: sqlite3.Error) -> _Damaged | StorageError:
         primary = _primary(exc)
         if primary in _DAMAGED:
@@ -401,7 +440,9 @@ class ExporterStore:
         try:
             db = sqlite3.connect(tmp, isolation_level=None)
             try:
-                # Set before the first table: freed pages can then be given back to the file system (compact).
+                # Both set before the first table, page_size first (an auto_vacuum pragma fixes the page size of
+                # an empty file). auto_vacuum: freed pages can be given back to the file system (compact).
+                db.execute(f"PRAGMA page_size={PAGE_SIZE}")
                 db.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 db.executescript(QUEUE_SCHEMA + DELTA_SCHEMA)
                 db.execute("INSERT INTO meta VALUES ('format', ?)", (STORE_FORMAT,))
@@ -615,7 +656,7 @@ class ExporterStore:
             free = int(db.execute("PRAGMA freelist_count").fetchone()[0])
         except sqlite3.Error:
             return
-        if self._compact_due or free > COMPACT_FREE_PAGES:
+        if self._compact_due or free * self._page_size > COMPACT_FREE_BYTES:
             try:
                 self.compact()
             except StorageError as exc:
