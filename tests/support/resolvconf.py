@@ -30,9 +30,9 @@ _MOUNT_AND_EXEC = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
 def require_root(what: str) -> None:
     """Fail (not skip) the test unless it runs as root with ``unshare`` available."""
     if os.geteuid() != 0:
-        pytest.fail(f"{what} must run as root: it serves DNS on port 53 of a loopback address and runs the "
-                    "resolving programs in a private mount namespace (unshare --mount) whose /etc/resolv.conf "
-                    "names that server. `make test` runs as root in CI; run this test as root.")
+        pytest.fail(f"{what} must run as root, and this process is not: the test DNS server listens on port 53 of "
+                    "a loopback address, and the resolving programs run in a private mount namespace (unshare "
+                    "--mount) whose /etc/resolv.conf names it. `make test` runs as root in CI; run these tests as root.")
     if shutil.which(UNSHARE) is None:
         pytest.fail(f"{what} needs `unshare` (Debian package 'util-linux')")
 
