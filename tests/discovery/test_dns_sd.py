@@ -8,6 +8,7 @@ Queries go only to 127.0.0.1 on the port dnsmasq listens on."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -131,6 +132,24 @@ def test_nxdomain_is_an_empty_answer_and_refused_a_failure(server: Dnsmasq) -> N
     [problem] = result.problems
     assert problem.startswith("could not resolve 'outside.example': outside.example.: ")
     assert "REFUSED" in problem
+
+
+def test_a_failure_reads_the_same_at_every_refresh(server: Dnsmasq, caplog: pytest.LogCaptureFixture) -> None:
+    """The manager logs a problem again only when its text changes: a server that stopped answering gives the
+    same text at every refresh (no measured durations in it), so the warning is logged once."""
+    discoverer = DNSDiscoverer(_config(names=["web1.test"], type="A", port=80), nameservers=[server.nameserver],
+                               timeout=TIMEOUT)
+    manager = DiscoveryManager([discoverer], job="dns")
+    assert [g.addresses for g in asyncio.run(manager.refresh_once())] == [("127.0.0.11:80",)]
+    server.stop()
+    with caplog.at_level(logging.WARNING, logger="promotel.discovery"):
+        for _ in range(2):
+            assert [g.addresses for g in asyncio.run(manager.refresh_once())] == [("127.0.0.11:80",)]  # kept
+    [status] = manager.status()
+    assert status.errors_total == 2
+    assert status.problems == (f"could not resolve 'web1.test': web1.test.: no server answered in time "
+                               f"(server Do53:127.0.0.1@{server.port} did not answer within {TIMEOUT:g}s)",)
+    assert len([r for r in caplog.records if "could not resolve" in r.getMessage()]) == 1
 
 
 def test_search_list(server: Dnsmasq) -> None:

@@ -52,18 +52,20 @@ class Prometheus:
 
 
 @contextmanager
-def running_prometheus(workdir: Path, config: Mapping[str, Any]) -> Iterator[Prometheus]:
-    """Write ``config`` as prometheus.yml in ``workdir``, run Prometheus on a free loopback port, stop it after."""
+def running_prometheus(workdir: Path, config: Mapping[str, Any], *,
+                       wrap: Callable[[list[str]], list[str]] | None = None) -> Iterator[Prometheus]:
+    """Write ``config`` as prometheus.yml in ``workdir``, run Prometheus on a free loopback port, stop it after.
+    ``wrap`` turns the command line into the one to run (support.resolvconf.with_resolv_conf: another resolver)."""
     if not PROMETHEUS.exists():
         pytest.fail(f"{PROMETHEUS} {MISSING}")
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(dict(config), allow_unicode=True, sort_keys=False))
     port = free_port()
     log_path = workdir / "prometheus.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(PROMETHEUS), f"--config.file={workdir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        argv = [str(PROMETHEUS), f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+        proc = subprocess.Popen(wrap(argv) if wrap is not None else argv, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=workdir)
         try:
             yield Prometheus(proc, f"http://127.0.0.1:{port}/api/v1", log_path)
         finally:

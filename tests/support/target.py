@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 class ExpositionServer:
@@ -31,14 +36,22 @@ class ExpositionServer:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/metrics"
+        return f"http://{self.address}/metrics"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` it listens on (an IPv6 host in brackets)."""
+        assert self._server is not None
+        host = str(self._server.server_address[0])
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     @property
     def port(self) -> int:
         assert self._server is not None
         return int(self._server.server_address[1])
 
-    def start(self) -> ExpositionServer:
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> ExpositionServer:
+        """Listen on ``host`` (any loopback address, IPv6 too) and ``port`` (0: a free one)."""
         target = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,7 +86,8 @@ class ExpositionServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class = ThreadingHTTPServer if ":" not in host else _IPv6Server
+        self._server = server_class((host, port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

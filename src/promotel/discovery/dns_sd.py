@@ -127,6 +127,29 @@ def _go_ip(text: str) -> str:
     return str(addr)
 
 
+def _failure(exc: dns.exception.DNSException, timeout: float) -> str:
+    """Why a lookup failed, in words that stay the same from one refresh to the next: the discovery manager
+    logs a problem again only when its text changes, so dnspython's measured durations ("timed out after
+    2.003 seconds") are left out. Each server's outcome is named once (dnspython's ``errors``: server,
+    TCP or not, port, the exception or the RCODE's text, the response)."""
+    if isinstance(exc, dns.exception.Timeout):        # the lifetime expired (each server's timeout, summed)
+        head = "no server answered in time"
+    elif isinstance(exc, dns.resolver.NoNameservers):  # every server failed or refused
+        head = "no server gave a usable answer"
+    else:
+        return str(exc)
+    outcomes: dict[str, None] = {}
+    for server, _tcp, _port, error, _response in exc.kwargs.get("errors") or ():
+        if isinstance(error, str):
+            outcome = f"answered {error}"                   # an RCODE: REFUSED, SERVFAIL, …
+        elif isinstance(error, dns.exception.Timeout):
+            outcome = f"did not answer within {timeout:g}s"
+        else:
+            outcome = f"failed: {error}"
+        outcomes[f"server {server} {outcome}"] = None
+    return f"{head} ({'; '.join(outcomes)})" if outcomes else head
+
+
 def _count_labels(name: str) -> int:
     return len([label for label in name.split(".") if label])
 
@@ -204,7 +227,7 @@ class DNSDiscoverer:
             except dns.resolver.NXDOMAIN:
                 continue  # "that name does not exist": a valid answer, try the next name
             except dns.exception.DNSException as exc:
-                failures.append(f"{candidate}: {exc}")
+                failures.append(f"{candidate}: {_failure(exc, self.timeout)}")
                 continue
             return [rdata for rrset in answer.response.answer for rdata in rrset]
         if not failures:
