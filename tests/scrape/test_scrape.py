@@ -384,6 +384,15 @@ def test_dns_failure() -> None:
     err = scrape_error(source("http://no-such-host.invalid/metrics"))
     assert err.kind == "dns"
     assert "no-such-host.invalid" in str(err)
+    assert "check the host name in 'url'" in str(err)
+
+
+def test_dns_failure_of_a_discovered_target_points_at_discovery_not_url() -> None:
+    discovered = SourceConfig(name="t", static_configs=[{"targets": ["no-such-host.invalid:9100"]}], timeout="2s")
+    # How promotel.discovery.sourcetargets scrapes one target: the source with that target's url.
+    err = scrape_error(discovered.model_copy(update={"url": "http://no-such-host.invalid:9100/metrics"}))
+    assert err.kind == "dns" and "DNS lookup of no-such-host.invalid failed" in str(err)
+    assert "'url'" not in str(err) and "__address__ after relabel_configs" in str(err)
 
 
 # ─── TLS ──────────────────────────────────────────────────────────────────────────────────────

@@ -465,6 +465,11 @@ class SourceConfig(_ProxyChecks):
         """The source's discovery keys together (empty for a url: source)."""
         return SDConfigs.model_construct(**{key: getattr(self, key) for key in SD_KEYS})
 
+    @property
+    def discovers_targets(self) -> bool:
+        """True when the targets come from discovery keys (also on the per-target copy that carries a url)."""
+        return any(getattr(self, key) for key in SD_KEYS)
+
     @field_validator("metrics_path")
     @classmethod
     def _absolute_path(cls, value: str) -> str:

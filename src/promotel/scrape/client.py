@@ -523,7 +523,10 @@ class Scraper:
             return self._error(f"timed out {phase} {host}:{port} after {self.source.timeout:g}s", "timeout")
         if any(isinstance(c, socket.gaierror) for c in causes) or "name or service not known" in str(exc).lower() \
                 or "nodename nor servname" in str(exc).lower():
-            return self._error(f"DNS lookup of {host} failed; check the host name in 'url'", "dns")
+            where = ("check that name's DNS records, or the address discovery gave this target (its __address__ "
+                     "after relabel_configs: `promotel targets`)") if self.source.discovers_targets \
+                else "check the host name in 'url'"
+            return self._error(f"DNS lookup of {host} failed; {where}", "dns")
         if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
             reason = next((c.verify_message for c in causes if isinstance(c, ssl.SSLCertVerificationError)
                            and c.verify_message), "certificate verify failed")
