@@ -45,9 +45,11 @@ prometheus:
 	    exit $$rc; \
 	  else echo "warning: /usr/bin/prometheus not found; install the 'prometheus' package for the relabeling and real-exporter tests"; fi; }
 
-# The DNS discovery tests (tests/discovery/test_dns_sd.py) run a real DNS server, dnsmasq, on 127.0.0.1 on
-# a free high port. Debian's 'dnsmasq-base' is the binary alone; the 'dnsmasq' package adds a system service
-# that would bind port 53, so it is not used. The policy-rc.d guard (as for prometheus) refuses any service
+# The DNS discovery tests run a real DNS server, dnsmasq: tests/discovery/test_dns_sd.py on 127.0.0.1 on a
+# free high port; tests/discovery/test_dns_prometheus.py on port 53 of an address of its own in 127.0.53.0/24
+# (Prometheus resolves through /etc/resolv.conf, which cannot name a port; it runs in a private mount namespace
+# whose resolv.conf names that address, hence root). Debian's 'dnsmasq-base' is the binary alone; the
+# 'dnsmasq' package adds a system service that would bind port 53 on every address, so it is not used. The policy-rc.d guard (as for prometheus) refuses any service
 # start during the install all the same.
 dnsmasq:
 	@command -v /usr/sbin/dnsmasq >/dev/null 2>&1 || { \
