@@ -25,8 +25,11 @@ steady state costs one dictionary lookup per sample. Without target labels and r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Final
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain, repeat
+from operator import is_, itemgetter
+from typing import Final, NamedTuple, TypeAlias
 
 from promotel.discovery.relabel import RelabelConfig, relabel
 from promotel.model import Labels, MetricFamily, Sample
@@ -36,8 +39,34 @@ __all__ = ["DROP_REASON", "SeriesRelabeler"]
 DROP_REASON: Final = "metric_relabel_drop"
 _IDENTITY = ("job", "instance")
 _MAX_CACHE = 200_000
+# A series' new name and labels, or None when a rule drops it.
+_Result: TypeAlias = tuple[str, Labels] | None
 # Not a result (a cache miss): compared by identity.
 _MISSING: Final[tuple[str, Labels]] = ("", Labels())
+# Labels kept last on a relabeled series, in this order (``le`` ends last when both are there): clients
+# write them last, and the mapping's histogram and summary paths take them from the end without a scan
+# when they are (label order carries no meaning: Labels equality and the mappings ignore it).
+_TRAILING = ("quantile", "le")
+_NAME = itemgetter(0)
+_LABELS = itemgetter(1)
+
+
+class _Kind(enum.Enum):
+    """What a family's results do to it, which decides how its samples are produced."""
+
+    UNCHANGED = "unchanged"     # every series as it was: the family itself
+    RELABELED = "relabeled"     # every series kept under its name, some with new labels
+    DROPPED = "dropped"         # every series dropped (an empty family is UNCHANGED)
+    MIXED = "mixed"             # drops, renames and kept series mixed
+
+
+class _Plan(NamedTuple):
+    """One family of the previous apply: its samples and, at the same positions, what each became (None:
+    dropped; the sample itself when unchanged)."""
+
+    samples: Sequence[Sample]
+    outputs: Sequence[Sample | None]
+    kind: _Kind
 
 
 class SeriesRelabeler:
@@ -50,7 +79,9 @@ class SeriesRelabeler:
         self._honor = honor_labels
         identity = {"job": job or target_labels.get("job", ""), "instance": instance or target_labels.get("instance", "")}
         self._identity = tuple((k, v) for k, v in identity.items() if v)
-        self._cache: dict[tuple[str, tuple[str, ...]], tuple[str, Labels] | None] = {}
+        self._cache: dict[tuple[str, tuple[str, ...]], _Result] = {}
+        # family name → the previous apply's series of that family, by position, and their results.
+        self._last: dict[str, _Plan] = {}
 
     @property
     def active(self) -> bool:
@@ -66,45 +97,121 @@ class SeriesRelabeler:
         moved_meta: dict[str, MetricFamily] = {}
         dropped = 0
         example = ""
-        cache = self._cache
+        last = self._last
+        now: dict[str, _Plan] = {}
         new_sample = tuple.__new__      # Sample(...) without NamedTuple's keyword handling: this is the hot loop
+        sample_type = Sample
         for family in families:
-            kept: list[Sample] = []
-            changed = False
-            for sample in family.samples:
-                name = sample[0]
-                key = (name, sample[1].flat)
-                result = cache.get(key, _MISSING)
-                if result is _MISSING:
-                    if len(cache) >= _MAX_CACHE:
-                        cache.clear()
-                    result = cache[key] = self._series(name, sample[1])
-                if result is None:
-                    dropped += 1
-                    example = example or family.name
-                    changed = True
-                    continue
-                new_name, labels = result
-                if new_name == name:
-                    if labels is not sample[1]:
-                        sample = new_sample(Sample, (name, labels, sample[2], sample[3], sample[4]))
-                        changed = True
-                    kept.append(sample)
-                    continue
-                changed = True
-                target = _family_of(family, name, new_name)
-                moved.setdefault(target.name, []).append(
-                    new_sample(Sample, (new_name, labels, sample[2], sample[3], sample[4])))
-                moved_meta.setdefault(target.name, target)
-            if not changed:
-                out.append(family)
-            elif kept:
-                out.append(family._replace(samples=tuple(kept)))
-        for name, samples in moved.items():
-            out.append(moved_meta[name]._replace(samples=tuple(samples)))
+            samples = family.samples
+            plan = last.get(family.name)
+            if plan is not None and len(plan.samples) == len(samples):
+                kind = plan.kind
+                before = plan.samples
+                if kind is _Kind.RELABELED:
+                    # The steady state: the parser shares an unchanged line's Sample and an unchanged series
+                    # text's name and Labels, so each position is the previous scrape's series and its output
+                    # is the previous one, with this scrape's value (or the very same when the line is).
+                    outputs: list[Sample | None] = []
+                    add = outputs.append
+                    for sample, p, o in zip(samples, before, plan.outputs):
+                        if sample is p:
+                            add(o)
+                        elif sample[1] is p[1] and sample[0] == p[0]:
+                            add(new_sample(sample_type, (o[0], o[1], sample[2], sample[3], sample[4])))  # type: ignore[index]
+                        else:
+                            break
+                    else:
+                        now[family.name] = _Plan(samples, outputs, kind)
+                        out.append(family._replace(samples=tuple(outputs)))     # type: ignore[arg-type]
+                        continue
+                elif (kind is not _Kind.MIXED and all(map(is_, map(_LABELS, samples), map(_LABELS, before)))
+                      and list(map(_NAME, samples)) == list(map(_NAME, before))):
+                    # Every series at its previous position: the family passes as it is, or is dropped whole.
+                    if kind is _Kind.UNCHANGED:
+                        now[family.name] = _Plan(samples, samples, kind)
+                        out.append(family)
+                        continue
+                    if kind is _Kind.DROPPED:
+                        now[family.name] = _Plan(samples, plan.outputs, kind)
+                        dropped += len(samples)
+                        example = example or family.name
+                        continue
+            plan = now[family.name] = self._family(family, plan, out, moved, moved_meta)
+            n = plan.outputs.count(None)
+            if n:
+                dropped += n
+                example = example or family.name
+        # Only this scrape's families are remembered: a family gone from the exposition is forgotten.
+        self._last = now
+        for name, renamed in moved.items():
+            out.append(moved_meta[name]._replace(samples=tuple(renamed)))
         return out, dropped, example
 
-    def _series(self, name: str, labels: Labels) -> tuple[str, Labels] | None:
+    def _family(self, family: MetricFamily, prev: _Plan | None, out: list[MetricFamily],
+                moved: dict[str, list[Sample]], moved_meta: dict[str, MetricFamily]) -> _Plan:
+        """One family sample by sample: kept samples go to ``out`` (the family itself when none changed),
+        renamed ones to ``moved``; returns its plan for the next scrape.
+
+        A position that still holds the previous scrape's series (same name, the very same Labels) reuses
+        its output; the others are looked up by content."""
+        before: Iterable[tuple[Sample | None, Sample | None]]
+        if prev is None:
+            before = repeat((None, None))
+        else:
+            before = chain(zip(prev.samples, prev.outputs), repeat((None, None)))
+        lookup = self._lookup
+        new_sample = tuple.__new__
+        outputs: list[Sample | None] = []
+        kept: list[Sample] = []
+        unchanged = relabeled = all_dropped = True
+        for sample, (p, o) in zip(family.samples, before):
+            name = sample[0]
+            if p is None or (sample is not p and (sample[1] is not p[1] or p[0] != name)):
+                result = lookup(name, sample[1])
+                if result is None:
+                    o = None
+                elif result[0] == name and result[1] is sample[1]:
+                    o = sample
+                else:
+                    o = new_sample(Sample, (result[0], result[1], sample[2], sample[3], sample[4]))
+            elif o is p:
+                o = sample      # the series as it was (a new value, maybe)
+            elif o is not None and sample is not p:
+                o = new_sample(Sample, (o[0], o[1], sample[2], sample[3], sample[4]))
+            outputs.append(o)
+            if o is None:
+                unchanged = relabeled = False
+                continue
+            all_dropped = False
+            if o[0] == name:
+                if o is not sample:
+                    unchanged = False
+                kept.append(o)
+                continue
+            unchanged = relabeled = False
+            target = _family_of(family, name, o[0])
+            moved.setdefault(target.name, []).append(o)
+            moved_meta.setdefault(target.name, target)
+        if unchanged:
+            out.append(family)
+        elif kept:
+            out.append(family._replace(samples=tuple(kept)))
+        kind = (_Kind.UNCHANGED if unchanged else _Kind.RELABELED if relabeled
+                else _Kind.DROPPED if all_dropped else _Kind.MIXED)
+        return _Plan(family.samples, outputs, kind)
+
+    def _lookup(self, name: str, labels: Labels) -> _Result:
+        """The result for a series by content (name and label pairs in order), computed once per series."""
+        key = (name, labels.flat)
+        cache = self._cache
+        result = cache.get(key, _MISSING)
+        if result is _MISSING:
+            if len(cache) >= _MAX_CACHE:
+                cache.clear()
+            result = cache[key] = self._series(name, labels)
+        return result
+
+    def _series(self, name: str, labels: Labels) -> _Result:
         lset: dict[str, str] = {k: v for k, v in labels.items() if v}
         for key, value in self._added:
             if key in lset:
@@ -115,7 +222,7 @@ class SeriesRelabeler:
         if not self._configs:
             if not self._added:
                 return name, labels
-            return name, Labels(lset)
+            return name, _ordered(lset)
         for key, value in self._identity:
             if key in lset and not self._honor:     # the exposed one is exported_<key>, as in Prometheus
                 lset[_exported(key, lset)] = lset.pop(key)
@@ -132,7 +239,15 @@ class SeriesRelabeler:
                 del result[key]     # the target's own identity is its Resource
         if new_name == name and result == {k: v for k, v in labels.items() if v}:
             return name, labels
-        return new_name, Labels(result)
+        return new_name, _ordered(result)
+
+
+def _ordered(lset: dict[str, str]) -> Labels:
+    """``lset`` as Labels with ``le``/``quantile`` moved last (see ``_TRAILING``)."""
+    for key in _TRAILING:
+        if key in lset:
+            lset[key] = lset.pop(key)
+    return Labels(lset)
 
 
 def _exported(key: str, taken: Mapping[str, str]) -> str:
