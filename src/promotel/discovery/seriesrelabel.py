@@ -19,8 +19,14 @@ of each parsed family:
    still ends with that suffix, else a family of type ``unknown`` named as the sample (Prometheus keeps no
    type for a renamed series either).
 
-The result of each distinct (name, label set) is cached: the same series come back every scrape, so the
-steady state costs one dictionary lookup per sample. Without target labels and rules nothing is done.
+What each series became is remembered for the next scrape, per family and by position (a ``_Plan``): the
+parser hands over an unchanged line's very Sample and an unchanged series text's very name and Labels, so
+the steady state is an identity check per sample and, for a new value, one new Sample (no hashing, no rule
+run); a whole family that passes unchanged or is dropped whole costs two C-level comparisons. A series at
+another position (lines added or removed before it, a new order) is found by content among the family's
+previous series; only a series not in the previous scrape runs the rules. The memory is that of one scrape
+(its outputs, which the mapping needed anyway), forgotten with the family. Without target labels and rules
+nothing is done.
 """
 
 from __future__ import annotations
@@ -38,11 +44,8 @@ __all__ = ["DROP_REASON", "SeriesRelabeler"]
 
 DROP_REASON: Final = "metric_relabel_drop"
 _IDENTITY = ("job", "instance")
-_MAX_CACHE = 200_000
 # A series' new name and labels, or None when a rule drops it.
 _Result: TypeAlias = tuple[str, Labels] | None
-# Not a result (a cache miss): compared by identity.
-_MISSING: Final[tuple[str, Labels]] = ("", Labels())
 # Labels kept last on a relabeled series, in this order (``le`` ends last when both are there): clients
 # write them last, and the mapping's histogram and summary paths take them from the end without a scan
 # when they are (label order carries no meaning: Labels equality and the mappings ignore it).
@@ -79,8 +82,7 @@ class SeriesRelabeler:
         self._honor = honor_labels
         identity = {"job": job or target_labels.get("job", ""), "instance": instance or target_labels.get("instance", "")}
         self._identity = tuple((k, v) for k, v in identity.items() if v)
-        self._cache: dict[tuple[str, tuple[str, ...]], _Result] = {}
-        # family name → the previous apply's series of that family, by position, and their results.
+        # family name → the previous apply's samples of that family and what each became, by position.
         self._last: dict[str, _Plan] = {}
 
     @property
@@ -153,13 +155,15 @@ class SeriesRelabeler:
         renamed ones to ``moved``; returns its plan for the next scrape.
 
         A position that still holds the previous scrape's series (same name, the very same Labels) reuses
-        its output; the others are looked up by content."""
+        its output. The others are looked up by content (name and label pairs in order) among the previous
+        scrape's series of the family (series that moved: lines added or removed before them, a new order),
+        and computed only when new."""
         before: Iterable[tuple[Sample | None, Sample | None]]
         if prev is None:
             before = repeat((None, None))
         else:
             before = chain(zip(prev.samples, prev.outputs), repeat((None, None)))
-        lookup = self._lookup
+        index: dict[tuple[str, tuple[str, ...]], tuple[Sample, Sample | None]] | None = None
         new_sample = tuple.__new__
         outputs: list[Sample | None] = []
         kept: list[Sample] = []
@@ -167,14 +171,16 @@ class SeriesRelabeler:
         for sample, (p, o) in zip(family.samples, before):
             name = sample[0]
             if p is None or (sample is not p and (sample[1] is not p[1] or p[0] != name)):
-                result = lookup(name, sample[1])
-                if result is None:
-                    o = None
-                elif result[0] == name and result[1] is sample[1]:
-                    o = sample
+                if index is None:
+                    index = {} if prev is None else {
+                        (q[0], q[1].flat): (q, r) for q, r in zip(prev.samples, prev.outputs)}
+                found = index.get((name, sample[1].flat))
+                if found is None:
+                    p = sample
+                    o = self._output(sample)
                 else:
-                    o = new_sample(Sample, (result[0], result[1], sample[2], sample[3], sample[4]))
-            elif o is p:
+                    p, o = found
+            if o is p:
                 o = sample      # the series as it was (a new value, maybe)
             elif o is not None and sample is not p:
                 o = new_sample(Sample, (o[0], o[1], sample[2], sample[3], sample[4]))
@@ -200,16 +206,16 @@ class SeriesRelabeler:
                 else _Kind.DROPPED if all_dropped else _Kind.MIXED)
         return _Plan(family.samples, outputs, kind)
 
-    def _lookup(self, name: str, labels: Labels) -> _Result:
-        """The result for a series by content (name and label pairs in order), computed once per series."""
-        key = (name, labels.flat)
-        cache = self._cache
-        result = cache.get(key, _MISSING)
-        if result is _MISSING:
-            if len(cache) >= _MAX_CACHE:
-                cache.clear()
-            result = cache[key] = self._series(name, labels)
-        return result
+    def _output(self, sample: Sample) -> Sample | None:
+        """What a series not seen in the previous scrape becomes: None when dropped, ``sample`` itself
+        when unchanged."""
+        name, labels = sample[0], sample[1]
+        result = self._series(name, labels)
+        if result is None:
+            return None
+        if result[0] == name and result[1] is labels:
+            return sample
+        return Sample(result[0], result[1], sample[2], sample[3], sample[4])
 
     def _series(self, name: str, labels: Labels) -> _Result:
         lset: dict[str, str] = {k: v for k, v in labels.items() if v}
