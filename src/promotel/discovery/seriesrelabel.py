@@ -123,8 +123,9 @@ class SeriesRelabeler:
                         else:
                             break
                     else:
-                        now[family.name] = _Plan(samples, outputs, kind)
-                        out.append(family._replace(samples=tuple(outputs)))     # type: ignore[arg-type]
+                        relabeled = tuple(outputs)      # kept as the plan: the family's own samples
+                        now[family.name] = _Plan(samples, relabeled, kind)
+                        out.append(family._replace(samples=relabeled))     # type: ignore[arg-type]
                         continue
                 elif (kind is not _Kind.MIXED and all(map(is_, map(_LABELS, samples), map(_LABELS, before)))
                       and list(map(_NAME, samples)) == list(map(_NAME, before))):
@@ -204,7 +205,7 @@ class SeriesRelabeler:
             out.append(family._replace(samples=tuple(kept)))
         kind = (_Kind.UNCHANGED if unchanged else _Kind.RELABELED if relabeled
                 else _Kind.DROPPED if all_dropped else _Kind.MIXED)
-        return _Plan(family.samples, outputs, kind)
+        return _Plan(family.samples, tuple(outputs), kind)
 
     def _output(self, sample: Sample) -> Sample | None:
         """What a series not seen in the previous scrape becomes: None when dropped, ``sample`` itself
