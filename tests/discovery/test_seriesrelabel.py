@@ -210,3 +210,28 @@ def test_a_family_no_rule_touches_passes_as_it_is() -> None:
         temp = next(f for f in families if f.name == "temp")
         assert any(f is temp for f in got)
         assert (dropped, example) == (2, "go_goroutines")     # go_goroutines and code="500"
+
+
+def test_series_parsed_afresh_are_found_by_content() -> None:
+    # A new parser each scrape: every Labels is a new object, as for lines the parser parses again
+    # (timestamps, a new order). Past a few such series, the family's previous series are indexed by content.
+    relabeler = _relabeler("target-labels-and-rules")
+    body = "# TYPE temp gauge\n" + "".join(f'temp{{room="{i}",code="{500 if i == 7 else 200}"}} {i}\n'
+                                          for i in range(40))
+    first, _, _ = relabeler.apply(_parse(ExpositionParser(), body))
+    runs: list[str] = []
+    series = relabeler._series
+
+    def counting(name: str, labels: object) -> object:
+        runs.append(dict(labels)["room"])  # type: ignore[call-overload]
+        return series(name, labels)  # type: ignore[arg-type]
+
+    relabeler._series = counting  # type: ignore[method-assign,assignment]
+    moved = body.replace('temp{room="39",code="200"} 39\n', "").replace("# TYPE temp gauge\n",
+                                                                        '# TYPE temp gauge\ntemp{room="new"} 1\n')
+    got, dropped, _ = relabeler.apply(_parse(ExpositionParser(), moved))
+    want, want_dropped, _ = _relabeler("target-labels-and-rules").apply(_parse(ExpositionParser(), moved))
+    assert _canon(got) == _canon(want) and dropped == want_dropped == 1
+    # The first 16 series not found by position run their rules; the index finds the others.
+    assert runs == ["new"] + [str(i) for i in range(15)]
+    assert len(first[0].samples) == len(got[0].samples) == 39

@@ -32,8 +32,7 @@ nothing is done.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
-from itertools import chain, repeat
+from collections.abc import Mapping, Sequence
 from operator import is_, itemgetter
 from typing import Final, NamedTuple, TypeAlias
 
@@ -50,6 +49,9 @@ _Result: TypeAlias = tuple[str, Labels] | None
 # write them last, and the mapping's histogram and summary paths take them from the end without a scan
 # when they are (label order carries no meaning: Labels equality and the mappings ignore it).
 _TRAILING = ("quantile", "le")
+# Series of a family not found by position whose rules run before their family's previous series are
+# indexed by content (see SeriesRelabeler._family).
+_RUN_BEFORE_INDEX = 16
 _NAME = itemgetter(0)
 _LABELS = itemgetter(1)
 
@@ -156,31 +158,52 @@ class SeriesRelabeler:
         renamed ones to ``moved``; returns its plan for the next scrape.
 
         A position that still holds the previous scrape's series (same name, the very same Labels) reuses
-        its output. The others are looked up by content (name and label pairs in order) among the previous
-        scrape's series of the family (series that moved: lines added or removed before them, a new order),
-        and computed only when new."""
-        before: Iterable[tuple[Sample | None, Sample | None]]
-        if prev is None:
-            before = repeat((None, None))
-        else:
-            before = chain(zip(prev.samples, prev.outputs), repeat((None, None)))
-        index: dict[tuple[str, tuple[str, ...]], tuple[Sample, Sample | None]] | None = None
+        its output. Lines added or removed before a series shift it: the previous position of its very
+        Labels (the parser shares them for a shifted line too) gives the shift, and the positions after it
+        are tried with that shift first, as the parser does. A series whose Labels are new objects (a line
+        the parser parsed afresh) runs the rules, and past ``_RUN_BEFORE_INDEX`` of them in the family is
+        looked up by content (name and label pairs in order) among the previous scrape's series of the
+        family: only a series not among them runs the rules then."""
+        samples = family.samples
+        prev_samples: Sequence[Sample] = () if prev is None else prev.samples
+        prev_outputs: Sequence[Sample | None] = () if prev is None else prev.outputs
+        n_prev = len(prev_samples)
+        # Built on the first miss only: (id of the Labels, name) → previous position (those Labels are
+        # alive, held by the previous plan, so an id names one of them); content → previous position.
+        at: dict[tuple[int, str], int] | None = None
+        by_content: dict[tuple[str, tuple[str, ...]], int] | None = None
+        shift = misses = 0
         new_sample = tuple.__new__
         outputs: list[Sample | None] = []
         kept: list[Sample] = []
         unchanged = relabeled = all_dropped = True
-        for sample, (p, o) in zip(family.samples, before):
+        for i, sample in enumerate(samples):
             name = sample[0]
+            j = i + shift
+            p = prev_samples[j] if 0 <= j < n_prev else None
             if p is None or (sample is not p and (sample[1] is not p[1] or p[0] != name)):
-                if index is None:
-                    index = {} if prev is None else {
-                        (q[0], q[1].flat): (q, r) for q, r in zip(prev.samples, prev.outputs)}
-                found = index.get((name, sample[1].flat))
-                if found is None:
+                if at is None:
+                    at = {(id(q[1]), q[0]): k for k, q in enumerate(prev_samples)}
+                k = at.get((id(sample[1]), name))
+                if k is not None:
+                    shift = k - i
+                elif by_content is not None:
+                    k = by_content.get((name, sample[1].flat))
+                else:
+                    # A new series most of the time: running its rules costs less than indexing a large
+                    # family, until a few such series make the index worth it.
+                    misses += 1
+                    if misses > _RUN_BEFORE_INDEX:
+                        by_content = {(q[0], q[1].flat): k for k, q in enumerate(prev_samples)}
+                        k = by_content.get((name, sample[1].flat))
+                if k is None:
                     p = sample
                     o = self._output(sample)
                 else:
-                    p, o = found
+                    p = prev_samples[k]
+                    o = prev_outputs[k]
+            else:
+                o = prev_outputs[j]
             if o is p:
                 o = sample      # the series as it was (a new value, maybe)
             elif o is not None and sample is not p:
