@@ -130,6 +130,7 @@ def main() -> None:
     preparer = BatchPreparer(exporter, delta=delta)
     stages: dict[str, list[float]] = {k: [] for k in ("get", "process", "prepare", "round", "persist", "ack")}
     samples = points = 0
+    first_process = 0.0
     with httpx.Client(timeout=30.0) as client:
         for k in range(args.repeat + 1):
             t0 = time.perf_counter()
@@ -161,6 +162,7 @@ def main() -> None:
                     stages["persist"].append(t4 - t3)
                     stages["ack"].append(t5 - t4)
             if k == 0:
+                first_process = t2 - t1
                 samples = result.samples
                 points = sum(n for _, n in prepared.requests)
                 continue        # warm-up round
@@ -199,6 +201,7 @@ def main() -> None:
     for name in ("get", "process", "prepare"):
         print(f"  {name:<9} {med[name] * 1000:8.1f} ms   (min {min(stages[name]) * 1000:.1f})")
     print(f"  {'round':<9} {med['round'] * 1000:8.1f} ms   (median of {args.repeat})")
+    print(f"  first     {first_process * 1000:8.1f} ms   process of the first round (every series new)")
     if args.durable:
         size = sum(len(body) for body, _ in prepared.requests)
         what = "the delta state alone, own file" if own_file else args.temporality

@@ -12,6 +12,7 @@ from typing import Any, cast
 import pydantic
 import pytest
 
+import promotel.discovery.relabel as relabel_module
 from promotel.discovery import goregexp
 from promotel.discovery.relabel import (
     ACTIONS,
@@ -198,6 +199,39 @@ def test_relabel(labels: dict[str, str], configs: list[dict[str, Any]], expected
     before = dict(labels)
     assert relabel(labels, parse_relabel_configs(configs)) == expected
     assert labels == before  # the input is never modified
+
+
+def test_remembered_outcomes_give_the_same_results_as_fresh_ones() -> None:
+    """Every row applied after all the others (the patterns' memos hold what every row computed, the same
+    regexes recur across rows) gives what it gives on its own."""
+    parsed = [(labels, parse_relabel_configs(configs), expected) for labels, configs, expected
+              in (cast(tuple[dict[str, str], list[dict[str, Any]], Any], row.values) for row in RELABEL_ROWS)]
+    for labels, configs, expected in parsed + parsed:
+        assert relabel(labels, configs) == expected
+    # The same pattern and texts under other templates: each (target_label, replacement) has its own memo.
+    rules = parse_relabel_configs([{"source_labels": ["a"], "regex": "(x)(y)?", "target_label": "t1", "replacement": "$1"},
+                                   {"source_labels": ["a"], "regex": "(x)(y)?", "target_label": "t2", "replacement": "<$2>"},
+                                   {"regex": "(x)(y)?", "action": "labelmap", "replacement": "m_$1"},
+                                   {"regex": "(x)(y)?", "action": "labelmap", "replacement": "n_$1$2"}])
+    for _ in range(2):
+        assert relabel({"a": "xy"}, rules) == {"a": "xy", "t1": "x", "t2": "<y>"}
+        assert relabel({"a": "x", "xy": "v"}, rules) == {"a": "x", "t1": "x", "t2": "<>", "xy": "v", "m_x": "v",
+                                                          "n_xy": "v"}
+
+
+def test_memo_is_bounded_and_skips_long_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relabel_module, "_MEMO_ENTRIES", 8)
+    rules = parse_relabel_configs([{"source_labels": ["v"], "regex": "keep-.*-bounded", "action": "keep"}])
+    assert relabel({"v": "keep--bounded"}, rules) is not None
+    memo = goregexp.compile_anchored("keep-.*-bounded").memo[True]
+    assert memo == {"keep--bounded": True}
+    for i in range(20):
+        assert relabel({"v": f"keep-{i}-bounded"}, rules) == {"v": f"keep-{i}-bounded"}
+        assert relabel({"v": f"other-{i}"}, rules) is None
+        assert len(memo) <= 8
+    long = "keep-" + "x" * 300 + "-bounded"
+    memo.clear()
+    assert relabel({"v": long}, rules) == {"v": long} and long not in memo and not memo
 
 
 def test_rows_cover_every_action() -> None:

@@ -9,7 +9,7 @@ refused, group names are ASCII). ``promotel.discovery.relabel`` builds on it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Final, Protocol
@@ -34,6 +34,9 @@ class GoRegex:
     pattern: GoPattern
     groups: int
     names: Mapping[str, tuple[int, ...]]  # every group of a name, in order (Go allows a name twice)
+    # What relabeling computed from this pattern, per use (``promotel.discovery.relabel``): a cache, not part of
+    # the value. One pattern object serves every config with the same regex (``compile_anchored`` is cached).
+    memo: dict[object, dict[str, Any]] = field(default_factory=dict, repr=False)
 
 
 def _re2_options() -> Any:

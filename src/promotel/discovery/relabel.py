@@ -307,32 +307,81 @@ def _set(lset: dict[str, str], name: str, value: str) -> None:
         lset[name] = value
 
 
+# The regex actions remember their outcome per input text (a label name, or the joined source values) in the
+# pattern's memo: the same names and values come back on every series and every scrape, and a call into RE2
+# costs ~1.5 µs where a dictionary lookup costs ~0.05 µs. The outcome depends only on the text, the regex and
+# the templates, which key the memo. Bounded: texts longer than _MEMO_TEXT are not remembered, and a memo that
+# reaches _MEMO_ENTRIES starts again empty.
+_MEMO_ENTRIES: Final = 16_384
+_MEMO_TEXT: Final = 256
+_UNSEEN: Final = object()
+
+
+def _remember(memo: dict[str, Any], text: str, outcome: object) -> None:
+    if len(text) <= _MEMO_TEXT:
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[text] = outcome
+
+
+def _memo_for(rx: GoRegex, key: object) -> dict[str, Any]:
+    memo = rx.memo.get(key)
+    if memo is None:
+        memo = rx.memo.setdefault(key, {})
+    return memo
+
+
 def _apply(cfg: RelabelConfig, lset: dict[str, str]) -> bool:
     """Apply one config to ``lset`` in place; False when the label set is dropped."""
     action = cfg.action
-    rx = cfg._regex
-    if action in ("labelmap", "labeldrop", "labelkeep"):
+    # Read from pydantic's private storage directly: ``cfg._regex`` goes through BaseModel.__getattr__, ~1.8 µs
+    # a call, more than the rest of a remembered step.
+    rx: GoRegex = cfg.__pydantic_private__["_regex"]  # type: ignore[index]
+    if action in ("labeldrop", "labelkeep"):
+        matched = _memo_for(rx, True)       # name -> does the regex match it
+        drop_on = action == "labeldrop"
         # These iterate over the label set as it was before the action, in name order.
-        for name, value in sorted(lset.items()):
-            match = rx.pattern.search(name)
-            if action == "labelmap":
-                if match is not None:
-                    _set(lset, expand(cfg.replacement, name, match, rx), value)
-            elif (match is not None) == (action == "labeldrop"):
+        for name in sorted(lset):
+            hit = matched.get(name)
+            if hit is None:
+                hit = rx.pattern.search(name) is not None
+                _remember(matched, name, hit)
+            if hit == drop_on:
                 del lset[name]
         return True
-    val = cfg.separator.join([lset.get(name, "") for name in cfg.source_labels])
+    if action == "labelmap":
+        renamed = _memo_for(rx, ("labelmap", cfg.replacement))     # name -> new name, or None: no match
+        for name, value in sorted(lset.items()):
+            new = renamed.get(name, _UNSEEN)
+            if new is _UNSEEN:
+                match = rx.pattern.search(name)
+                new = None if match is None else expand(cfg.replacement, name, match, rx)
+                _remember(renamed, name, new)
+            if new is not None:
+                _set(lset, new, value)
+        return True
+    sources = cfg.source_labels
+    val = lset.get(sources[0], "") if len(sources) == 1 else cfg.separator.join([lset.get(n, "") for n in sources])
     if action == "replace":
-        match = rx.pattern.search(val)
-        if match is None:
-            return True
-        target = expand(cfg.target_label, val, match, rx)
-        if is_valid_label_name(target):
-            _set(lset, target, expand(cfg.replacement, val, match, rx))
-    elif action == "keep":
-        return rx.pattern.search(val) is not None
-    elif action == "drop":
-        return rx.pattern.search(val) is None
+        replaced = _memo_for(rx, ("replace", cfg.target_label, cfg.replacement))
+        outcome = replaced.get(val, _UNSEEN)      # (target label, value), or None: nothing to set
+        if outcome is _UNSEEN:
+            outcome = None
+            match = rx.pattern.search(val)
+            if match is not None:
+                target = expand(cfg.target_label, val, match, rx)
+                if is_valid_label_name(target):
+                    outcome = (target, expand(cfg.replacement, val, match, rx))
+            _remember(replaced, val, outcome)
+        if outcome is not None:
+            _set(lset, outcome[0], outcome[1])
+    elif action in ("keep", "drop"):
+        matched = _memo_for(rx, True)
+        hit = matched.get(val)
+        if hit is None:
+            hit = rx.pattern.search(val) is not None
+            _remember(matched, val, hit)
+        return bool(hit) == (action == "keep")
     elif action == "keepequal":
         return lset.get(cfg.target_label, "") == val
     elif action == "dropequal":

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from operator import is_, itemgetter
 from typing import Final, NamedTuple, TypeAlias
 
@@ -242,7 +243,7 @@ class SeriesRelabeler:
         return Sample(result[0], result[1], sample[2], sample[3], sample[4])
 
     def _series(self, name: str, labels: Labels) -> _Result:
-        lset: dict[str, str] = {k: v for k, v in labels.items() if v}
+        lset = _nonempty(labels)
         for key, value in self._added:
             if key in lset:
                 if self._honor:
@@ -267,9 +268,21 @@ class SeriesRelabeler:
         for key, value in self._identity:
             if result.get(key) == value:
                 del result[key]     # the target's own identity is its Resource
-        if new_name == name and result == {k: v for k, v in labels.items() if v}:
+        if new_name == name and result == _nonempty(labels):
             return name, labels
         return new_name, _ordered(result)
+
+
+def _nonempty(labels: Labels) -> dict[str, str]:
+    """The labels with a value, as a dict (an empty value is no label, as in Prometheus). Built from the flat
+    tuple: going through the Mapping protocol (``items()``) costs a linear ``__getitem__`` per label."""
+    flat = labels.flat
+    out = dict(zip(flat[0::2], flat[1::2]))
+    if len(out) * 2 != len(flat):       # a name twice: the Mapping's answer (its first value) is the one
+        return {k: v for k, v in labels.items() if v}
+    if "" in out.values():
+        return {k: v for k, v in out.items() if v}
+    return out
 
 
 def _ordered(lset: dict[str, str]) -> Labels:
@@ -277,7 +290,7 @@ def _ordered(lset: dict[str, str]) -> Labels:
     for key in _TRAILING:
         if key in lset:
             lset[key] = lset.pop(key)
-    return Labels(lset)
+    return Labels.from_flat(tuple(chain.from_iterable(lset.items())))
 
 
 def _exported(key: str, taken: Mapping[str, str]) -> str:
