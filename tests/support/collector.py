@@ -15,6 +15,8 @@ from pathlib import Path
 
 import rotel
 
+from support.processes import terminate
+
 
 def agent_path() -> str:
     path = Path(rotel.__file__).parent / "rotel-agent"
@@ -81,12 +83,7 @@ class Rotel:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+            terminate(self.proc, 5)
         if hasattr(self, "log"):
             self.log.close()
 

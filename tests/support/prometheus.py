@@ -17,6 +17,7 @@ import yaml
 
 from promotel.errors import ConfigError
 from support.collector import free_port
+from support.processes import terminate
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 MISSING = ("is missing: these tests compare promotel with the real Prometheus; `make test` installs it "
@@ -70,12 +71,7 @@ def running_prometheus(workdir: Path, config: Mapping[str, Any], *,
         try:
             yield Prometheus(proc, f"http://127.0.0.1:{port}/api/v1", log_path)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+            terminate(proc, 15)
 
 
 def target_count(data: Mapping[str, Any] | None) -> int:
