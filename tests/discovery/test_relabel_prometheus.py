@@ -34,7 +34,7 @@ import pytest
 
 from promotel.discovery.relabel import RelabelConfig, parse_relabel_configs, relabel, target_labels
 from promotel.errors import ConfigError
-from support.prometheus import promtool_agrees, running_prometheus, target_count
+from support.prometheus import promtool_agrees, running_prometheus
 
 GLOBAL_INTERVAL = "1h"
 GLOBAL_TIMEOUT = "10s"
@@ -296,15 +296,8 @@ def prometheus_targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     active, dropped, _ = _expected()
     want = sum(active.values()) + sum(dropped.values())
     with running_prometheus(tmp, config) as prometheus:
-        data: dict[str, Any] = {}
-
-        def listed_all() -> bool:
-            nonlocal data
-            data = prometheus.get("targets") or {}
-            return target_count(data) >= want
-
-        prometheus.wait_for(listed_all, STARTUP_DEADLINE)   # test_targets_match_prometheus says what is missing
-        yield data, want
+        # test_targets_match_prometheus says what is missing
+        yield prometheus.listed_targets(want, STARTUP_DEADLINE), want
 
 
 def test_targets_match_prometheus(prometheus_targets: tuple[dict[str, Any], int]) -> None:

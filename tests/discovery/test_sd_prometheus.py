@@ -38,7 +38,7 @@ from promotel.discovery.relabel import parse_prometheus_duration, parse_relabel_
 from promotel.discovery.sd import parse_sd_configs
 from promotel.discovery.targets import DiscoveryManager, ScrapeDefaults, TargetGroup, build_targets, discovered_labels
 from promotel.errors import ConfigError
-from support.prometheus import promtool_agrees, running_prometheus, target_count
+from support.prometheus import promtool_agrees, running_prometheus
 from support.sd_servers import SDServer
 
 GLOBAL_INTERVAL = 3600.0
@@ -204,15 +204,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[dict[
         active, _, dropped, _, _ = _ours(jobs)
         want = sum(active.values()) + sum(dropped.values())
         with running_prometheus(tmp, config) as prometheus:
-            data: dict[str, Any] = {}
-
-            def listed_all() -> bool:
-                nonlocal data
-                data = prometheus.get("targets") or {}
-                return target_count(data) >= want
-
-            prometheus.wait_for(listed_all, STARTUP_DEADLINE)
-            yield jobs, data
+            yield jobs, prometheus.listed_targets(want, STARTUP_DEADLINE)
 
 
 def test_targets_match_prometheus(setup: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:

@@ -52,6 +52,19 @@ class Prometheus:
             time.sleep(0.5)
         return False
 
+    def listed_targets(self, want: int, deadline_s: float) -> dict[str, Any]:
+        """``/api/v1/targets`` data once it lists ``want`` targets (active plus dropped), or the last answer
+        when ``deadline_s`` passes first: the caller's comparison then says what is missing."""
+        data: dict[str, Any] = {}
+
+        def listed_all() -> bool:
+            nonlocal data
+            data = self.get("targets") or {}
+            return target_count(data) >= want
+
+        self.wait_for(listed_all, deadline_s)
+        return data
+
 
 @contextmanager
 def running_prometheus(workdir: Path, config: Mapping[str, Any], *,
