@@ -3,9 +3,11 @@ and a request handler that writes no access log and answers without failing when
 
 from __future__ import annotations
 
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 
 class QuietHandler(BaseHTTPRequestHandler):
@@ -32,10 +34,15 @@ class LoopbackHttpServer:
     _server: ThreadingHTTPServer | None = None
 
     def serve(self, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", port: int = 0, *,
-              server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer, name: str | None = None) -> None:
+              server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer, name: str | None = None,
+              tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: HTTPS, the listening socket wrapped server-side with that context."""
         self._server = server_class((host, port), handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name=name, daemon=True).start()
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+        self._thread.start()
 
     @property
     def port(self) -> int:
@@ -46,3 +53,19 @@ class LoopbackHttpServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+class ClosingServer(LoopbackHttpServer):
+    """A server started when built and closed by ``close`` or at the end of a ``with`` block; ``close`` also
+    waits (10 s at most) for the serving thread."""
+
+    def close(self) -> None:
+        self.stop()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
