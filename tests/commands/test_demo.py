@@ -13,17 +13,14 @@ from collections.abc import Iterator
 import pytest
 
 from support.bridge import PROMOTEL
-from support.collector import Rotel
+from support.collector import Rotel, rotel_to_sink
 from support.sink import OTLPSink
 
 
 @pytest.fixture()
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rotel, OTLPSink]]:
-    sink = OTLPSink().start()
-    rotel = Rotel(sink.grpc_port, tmp_path_factory.mktemp("rotel")).start()
-    yield rotel, sink
-    rotel.stop()
-    sink.stop()
+    with rotel_to_sink(tmp_path_factory.mktemp("rotel")) as pair:
+        yield pair
 
 
 def test_demo_shows_mapped_metrics_and_forwards_to_a_collector(collector: tuple[Rotel, OTLPSink]) -> None:

@@ -20,6 +20,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 
 from support.collector import agent_path, free_port, wait_port
 from support.paths import REPO
+from support.processes import terminate
 from support.sink import OTLPSink, attrs
 
 COLLECTOR_DIR = REPO / "otel-collector"
@@ -189,12 +190,7 @@ def test_rotel_sidecar_scenario_forwards_for_real(tmp_path: Path) -> None:
             assert sink.wait_for(lambda s: "baseten.replicas.active" in s.metric_names(), timeout=10), \
                 (tmp_path / "rotel.out").read_text(errors="replace")
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            terminate(proc, 5)
             sink.stop()
     (resource, metric), = list(sink.metrics())
     assert resource == {"service.name": "baseten", "server.address": "app.baseten.co"}

@@ -25,20 +25,16 @@ refuses them, later Go and RE2 accept them).
 from __future__ import annotations
 
 import json
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from promotel.discovery.relabel import RelabelConfig, parse_relabel_configs, relabel, target_labels
 from promotel.errors import ConfigError
-from support.prometheus import MISSING, running_prometheus, target_count
-
-PROMTOOL = Path("/usr/bin/promtool")
+from support.prometheus import promtool_agrees, running_prometheus
 
 GLOBAL_INTERVAL = "1h"
 GLOBAL_TIMEOUT = "10s"
@@ -300,15 +296,8 @@ def prometheus_targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     active, dropped, _ = _expected()
     want = sum(active.values()) + sum(dropped.values())
     with running_prometheus(tmp, config) as prometheus:
-        data: dict[str, Any] = {}
-
-        def listed_all() -> bool:
-            nonlocal data
-            data = prometheus.get("targets") or {}
-            return target_count(data) >= want
-
-        prometheus.wait_for(listed_all, STARTUP_DEADLINE)   # test_targets_match_prometheus says what is missing
-        yield data, want
+        # test_targets_match_prometheus says what is missing
+        yield prometheus.listed_targets(want, STARTUP_DEADLINE), want
 
 
 def test_targets_match_prometheus(prometheus_targets: tuple[dict[str, Any], int]) -> None:
@@ -407,31 +396,10 @@ VALIDATION_CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _promtool(tmp: Path, cfg: dict[str, Any]) -> tuple[bool, str]:
-    config = {"scrape_configs": [{"job_name": "j", "static_configs": [{"targets": ["127.0.0.1:1"]}],
-                                  "relabel_configs": [cfg]}]}
-    path = tmp / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    proc = subprocess.run([str(PROMTOOL), "check", "config", str(path)], capture_output=True, text=True,
-                          timeout=30, check=False)
-    out = proc.stdout + proc.stderr
-    marker = f"parsing YAML file {path}: "
-    message = out.split(marker, 1)[1].strip() if marker in out else out
-    return proc.returncode == 0, message
-
-
 @pytest.mark.parametrize(("name", "cfg"), VALIDATION_CASES, ids=[name for name, _ in VALIDATION_CASES])
 def test_validation_matches_promtool(name: str, cfg: dict[str, Any], tmp_path: Path) -> None:
-    if not PROMTOOL.exists():
-        pytest.fail(f"{PROMTOOL} {MISSING}")
-    prom_ok, prom_message = _promtool(tmp_path, cfg)
-    try:
-        parse_relabel_configs([cfg])
-    except ConfigError as exc:
-        ours: str | None = exc.problems[0][1]
-    else:
-        ours = None
-    assert prom_ok == (ours is None), f"Prometheus: {prom_message or 'valid'}; promotel: {ours or 'valid'}"
+    scrape = {"job_name": "j", "static_configs": [{"targets": ["127.0.0.1:1"]}], "relabel_configs": [cfg]}
+    prom_message, ours = promtool_agrees(tmp_path, scrape, lambda: parse_relabel_configs([cfg]))
     if ours is None:
         return
     if prom_message.startswith("error parsing regexp"):

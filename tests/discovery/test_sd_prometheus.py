@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,16 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from promotel.discovery.relabel import parse_prometheus_duration, parse_relabel_configs, relabel, target_labels
 from promotel.discovery.sd import parse_sd_configs
 from promotel.discovery.targets import DiscoveryManager, ScrapeDefaults, TargetGroup, build_targets, discovered_labels
 from promotel.errors import ConfigError
-from support.prometheus import MISSING, running_prometheus, target_count
+from support.prometheus import promtool_agrees, running_prometheus
 from support.sd_servers import SDServer
 
-PROMTOOL = Path("/usr/bin/promtool")
 GLOBAL_INTERVAL = 3600.0
 GLOBAL_TIMEOUT = 10.0
 STARTUP_DEADLINE = 60.0  # Prometheus applies discovered targets on a 5-second tick
@@ -207,15 +204,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[dict[
         active, _, dropped, _, _ = _ours(jobs)
         want = sum(active.values()) + sum(dropped.values())
         with running_prometheus(tmp, config) as prometheus:
-            data: dict[str, Any] = {}
-
-            def listed_all() -> bool:
-                nonlocal data
-                data = prometheus.get("targets") or {}
-                return target_count(data) >= want
-
-            prometheus.wait_for(listed_all, STARTUP_DEADLINE)
-            yield jobs, data
+            yield jobs, prometheus.listed_targets(want, STARTUP_DEADLINE)
 
 
 def test_targets_match_prometheus(setup: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:
@@ -300,30 +289,10 @@ VALIDATION_CASES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _promtool(tmp: Path, cfg: dict[str, Any]) -> tuple[bool, str]:
-    config = {"scrape_configs": [{"job_name": "j", **cfg}]}
-    path = tmp / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run([str(PROMTOOL), "check", "config", "--syntax-only", str(path)], capture_output=True,
-                          text=True, timeout=30, check=False)
-    out = proc.stdout + proc.stderr
-    marker = f"parsing YAML file {path}: "
-    message = out.split(marker, 1)[1].strip() if marker in out else out
-    return proc.returncode == 0, message
-
-
 @pytest.mark.parametrize(("name", "cfg"), VALIDATION_CASES, ids=[name for name, _ in VALIDATION_CASES])
 def test_validation_matches_promtool(name: str, cfg: dict[str, Any], tmp_path: Path) -> None:
-    if not PROMTOOL.exists():
-        pytest.fail(f"{PROMTOOL} {MISSING}")
-    prom_ok, prom_message = _promtool(tmp_path, cfg)
-    try:
-        parse_sd_configs(cfg)
-    except ConfigError as exc:
-        ours: str | None = exc.problems[0][1]
-    else:
-        ours = None
-    assert prom_ok == (ours is None), f"Prometheus: {prom_message or 'valid'}; promotel: {ours or 'valid'}"
+    prom_message, ours = promtool_agrees(tmp_path, {"job_name": "j", **cfg}, lambda: parse_sd_configs(cfg),
+                                         syntax_only=True)
     if ours is not None and not prom_message.startswith("yaml: unmarshal errors") and "field" not in prom_message:
         # Prometheus's own message, to which promotel may add what to change.
         assert ours.startswith(prom_message.split("\n")[0].removesuffix(".")), (

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from support.bridge import PROMOTEL, start_bridge, stop_bridge
-from support.collector import Rotel, free_port
+from support.collector import Rotel, free_port, rotel_to_sink
 from support.sink import OTLPSink, attrs
 from support.target import ExpositionServer
 
@@ -59,11 +59,8 @@ temperature_celsius{room="lab"} 22
 
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rotel, OTLPSink]]:
-    sink = OTLPSink().start()
-    rotel = Rotel(sink.grpc_port, tmp_path_factory.mktemp("rotel")).start()
-    yield rotel, sink
-    rotel.stop()
-    sink.stop()
+    with rotel_to_sink(tmp_path_factory.mktemp("rotel")) as pair:
+        yield pair
 
 
 @pytest.fixture()

@@ -49,6 +49,7 @@ from promotel.exposition.rules import family_unique_text
 from promotel.model import MetricFamily
 from support.collector import free_port
 from support.paths import conformance_cases
+from support.processes import terminate
 from support.replay import REAL, ReplayServer, Variant, all_variants, load_captures
 
 pytestmark = pytest.mark.e2e
@@ -149,12 +150,7 @@ class PrometheusRun:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+            terminate(self.proc, 10)
             self.proc = None
         self.replay.stop()
 

@@ -38,18 +38,17 @@ import itertools
 import json
 import os
 import subprocess
-import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from support.bridge import start_bridge, stop_bridge
+from support.chaos import SequenceTarget
 from support.collector import Rotel, free_port
 from support.sink import OTLPSink, attrs
 
@@ -59,72 +58,28 @@ INTERVAL_S = 0.5
 RSS_MARGIN_KB = 15 * 1024
 
 
-class SequenceTarget:
-    """Answers every GET with the next sequence number; ``served`` is the last number answered."""
-
-    def __init__(self) -> None:
-        self.served = 0
-        self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/metrics"
-
-    def body(self, n: int) -> bytes:
-        lines = [
-            "# HELP soak_scrapes_total Requests this target answered.",
-            "# TYPE soak_scrapes_total counter",
-            f"soak_scrapes_total {n}",
-            "# HELP soak_sequence The sequence number of this answer.",
-            "# TYPE soak_sequence gauge",
-            f"soak_sequence {n}",
-            "# TYPE soak_requests_total counter",
-        ]
-        # Filler: 200 steady series, and 20 "sessions" of which a quarter is replaced every answer (churn).
-        lines += [f'soak_requests_total{{route="/r{i}",code="200"}} {n * (i + 1)}' for i in range(200)]
-        lines.append("# TYPE soak_session_bytes gauge")
-        lines += [f'soak_session_bytes{{session="s{(n // 4) * 5 + i}"}} {i * n}' for i in range(20)]
-        lines += ["# TYPE soak_latency_seconds histogram",
-                  f'soak_latency_seconds_bucket{{le="0.1"}} {n}',
-                  f'soak_latency_seconds_bucket{{le="1"}} {2 * n}',
-                  f'soak_latency_seconds_bucket{{le="+Inf"}} {3 * n}',
-                  f"soak_latency_seconds_sum {0.5 * n}",
-                  f"soak_latency_seconds_count {3 * n}"]
-        return ("\n".join(lines) + "\n").encode()
-
-    def start(self) -> SequenceTarget:
-        target = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with target.lock:
-                    n = target.served + 1
-                    data = target.body(n)
-                    try:
-                        self.send_response(200)
-                        self.send_header("Content-Type", "text/plain; version=0.0.4")
-                        self.send_header("Content-Length", str(len(data)))
-                        self.end_headers()
-                        self.wfile.write(data)
-                        self.wfile.flush()
-                    except OSError:
-                        return          # the client went away: this number was not answered
-                    target.served = n
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+def soak_exposition(n: int) -> bytes:
+    """The answer carrying sequence number ``n``, for ``SequenceTarget(soak_exposition)``."""
+    lines = [
+        "# HELP soak_scrapes_total Requests this target answered.",
+        "# TYPE soak_scrapes_total counter",
+        f"soak_scrapes_total {n}",
+        "# HELP soak_sequence The sequence number of this answer.",
+        "# TYPE soak_sequence gauge",
+        f"soak_sequence {n}",
+        "# TYPE soak_requests_total counter",
+    ]
+    # Filler: 200 steady series, and 20 "sessions" of which a quarter is replaced every answer (churn).
+    lines += [f'soak_requests_total{{route="/r{i}",code="200"}} {n * (i + 1)}' for i in range(200)]
+    lines.append("# TYPE soak_session_bytes gauge")
+    lines += [f'soak_session_bytes{{session="s{(n // 4) * 5 + i}"}} {i * n}' for i in range(20)]
+    lines += ["# TYPE soak_latency_seconds histogram",
+              f'soak_latency_seconds_bucket{{le="0.1"}} {n}',
+              f'soak_latency_seconds_bucket{{le="1"}} {2 * n}',
+              f'soak_latency_seconds_bucket{{le="+Inf"}} {3 * n}',
+              f"soak_latency_seconds_sum {0.5 * n}",
+              f"soak_latency_seconds_count {3 * n}"]
+    return ("\n".join(lines) + "\n").encode()
 
 
 def rss_kb(pid: int) -> int | None:
@@ -231,7 +186,7 @@ def sambanova_times(sink: OTLPSink, instance: str) -> Counter[int]:
 def world(tmp_path: Path) -> Iterator[tuple[SequenceTarget, Any, OTLPSink]]:
     from promotel.simulate import start_simulator
 
-    target = SequenceTarget().start()
+    target = SequenceTarget(soak_exposition).start()
     sim = start_simulator("sambanova", seed=11, refresh_s=0.5)
     sink = OTLPSink().start()
     yield target, sim, sink
@@ -292,15 +247,15 @@ def test_outages_and_restart_lose_nothing_duplicate_nothing(world: tuple[Sequenc
     def all_served_arrived() -> bool:
         # Through both exporters: the gauge carries each answered number once per exporter.
         got = Counter(int(p.as_double) for p in collect(sink, seq_instance)["gauge"])
-        if not all(got[n] >= 2 for n in range(1, target.served + 1)):
+        if not all(got[n] >= 2 for n in range(1, target.last + 1)):
             return False
         sn = sambanova_times(sink, sn_instance)
         return len(sn) >= sim.requests and all(c >= 2 for c in sn.values())
 
     def outage(rounds: int) -> None:
         collector_down()
-        start = target.served
-        assert bridge.wait(lambda: target.served >= start + rounds, rounds * INTERVAL_S + 10), bridge.log()
+        start = target.last
+        assert bridge.wait(lambda: target.last >= start + rounds, rounds * INTERVAL_S + 10), bridge.log()
         # Both exporters gave up retrying and hold the outage's batches in their spool.
         assert bridge.wait(lambda: all((st := bridge.status()) is not None and st["exporters"][e]["spool_requests"] > 0
                                        for e in ("cumul", "delta")), 10), (bridge.status(), bridge.log())
@@ -309,7 +264,7 @@ def test_outages_and_restart_lose_nothing_duplicate_nothing(world: tuple[Sequenc
         collector_up()
         if not bridge.wait(all_served_arrived, 20):      # 20 s: rotel's reconnect backoff and the replay
             print(bridge.log())
-            pytest.fail(f"served {target.served}; missing {missing(sink, seq_instance, target.served, sn_instance)}; "
+            pytest.fail(f"served {target.last}; missing {missing(sink, seq_instance, target.last, sn_instance)}; "
                         f"{events}")
 
     def nothing_dropped() -> None:
@@ -327,14 +282,14 @@ def test_outages_and_restart_lose_nothing_duplicate_nothing(world: tuple[Sequenc
         bridge.wait(lambda: False, 2.0)   # steady running after the replay (more RSS samples)
         nothing_dropped()
         assert bridge.stop() == 0, bridge.log()
-        served_at_restart = target.served
+        served_at_restart = target.last
         bridge.start()                # same state_dir: spool and delta state are reloaded
-        assert bridge.wait(lambda: target.served >= served_at_restart + 3, 20), bridge.log()
+        assert bridge.wait(lambda: target.last >= served_at_restart + 3, 20), bridge.log()
         outage(rounds=6)
         recover()
         nothing_dropped()
         assert bridge.stop() == 0, bridge.log()
-        assert bridge.wait(all_served_arrived, 20), (target.served, missing(sink, seq_instance, target.served, sn_instance), events)
+        assert bridge.wait(all_served_arrived, 20), (target.last, missing(sink, seq_instance, target.last, sn_instance), events)
     finally:
         if bridge.proc is not None and bridge.proc.poll() is None:
             bridge.proc.kill()
@@ -343,7 +298,7 @@ def test_outages_and_restart_lose_nothing_duplicate_nothing(world: tuple[Sequenc
             if r is not None:
                 r.stop()                  # the last one flushes to the sink before exiting
 
-    served = target.served
+    served = target.last
     pts = collect(sink, seq_instance)
 
     # Cumulative: every answered number exactly once.

@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -26,22 +23,9 @@ from promotel.export.pipeline import ExporterPipeline
 from promotel.export.presets import resolve_exporter
 from promotel.export.spool import PAGE_SIZE, ExporterStore, Spool, spool_path, store_path
 from promotel.model import Kind, Metric, NumberPoint, TargetBatch
+from support.exporting import FakeTime, deliver, read_until_killed
 from support.fake_intakes import HttpReceiver, Retry, encode_one, exporter_config, make_batch
 from support.paths import TESTS as TESTS_DIR
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 class ScriptedSender:
@@ -202,20 +186,7 @@ def test_sigkill_while_sending_loses_nothing_submitted(tmp_path: Path) -> None:
     with HttpReceiver() as slow:
         slow.stall = 0.05
         code = CHILD.format(tests=str(TESTS_DIR), endpoint=slow.url, state=state)
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        submitted = -1
-        deadline = time.monotonic() + 20
-        try:
-            assert proc.stdout is not None
-            while submitted < 60 and time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                submitted = int(line)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+        submitted = read_until_killed(code, 60, start=-1)
         time.sleep(0.2)                       # a request the child had sent may still be answered
         first = [r.message.resource_metrics[0].resource.attributes[0].value.string_value for r in slow.requests]
     assert submitted >= 60, "the child did not submit in time"
@@ -223,17 +194,7 @@ def test_sigkill_while_sending_loses_nothing_submitted(tmp_path: Path) -> None:
     with HttpReceiver() as rx:
         cfg = exporter_config(name="victim", endpoint=rx.url, protocol="http/protobuf", retry=Retry())
         p = ExporterPipeline(resolve_exporter(cfg, env={}), state_dir=state)
-
-        async def replay() -> bool:
-            task = asyncio.create_task(p.run())
-            try:
-                return await p.flush(20)
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                await p.aclose()
-
-        assert asyncio.run(replay())
+        assert asyncio.run(deliver(p, timeout=20))
         second = [r.message.resource_metrics[0].resource.attributes[0].value.string_value for r in rx.requests]
     got = first + second
     missing = {f"b{i}" for i in range(submitted + 1)} - set(got)

@@ -15,6 +15,7 @@ import pytest
 from promotel.export.pipeline import ExporterPipeline
 from promotel.export.presets import resolve_exporter
 from promotel.model import TargetBatch
+from support.exporting import FakeTime, deliver
 from support.fake_intakes import (
     GrpcReceiver,
     HttpReceiver,
@@ -26,22 +27,6 @@ from support.fake_intakes import (
 )
 
 
-class FakeTime:
-    """An injected clock and sleep: retries take no real time, and every delay is recorded."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
-
 def pipeline(endpoint: str, *, ft: FakeTime | None = None, state_dir: Path | None = None, protocol: str = "http/protobuf",
              **kw: Any) -> ExporterPipeline:
     kw.setdefault("retry", Retry(initial_interval=1.0, max_interval=8.0, max_elapsed=60.0))
@@ -49,18 +34,6 @@ def pipeline(endpoint: str, *, ft: FakeTime | None = None, state_dir: Path | Non
     ft = ft or FakeTime()
     return ExporterPipeline(resolved, state_dir=str(state_dir) if state_dir else None,
                             clock=ft.clock, sleep=ft.sleep, rng=lambda: 1.0)
-
-
-async def deliver(p: ExporterPipeline, *batches: TargetBatch, timeout: float = 10.0) -> bool:
-    for b in batches:
-        p.submit(b)
-    task = asyncio.create_task(p.run())
-    try:
-        return await p.flush(timeout)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await p.aclose()
 
 
 def targets(rx: HttpReceiver) -> list[str]:

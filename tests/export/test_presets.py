@@ -15,6 +15,7 @@ from promotel.export import build_pipelines
 from promotel.export.pipeline import ExporterPipeline
 from promotel.export.presets import preset_problems, resolve_exporter
 from promotel.model import TargetBatch, Temporality
+from support.exporting import deliver
 from support.fake_intakes import (
     CUMULATIVE,
     DELTA,
@@ -194,17 +195,7 @@ def two_scrapes(**kw: Any) -> list[TargetBatch]:
 
 
 def run(p: ExporterPipeline, batches: list[TargetBatch]) -> bool:
-    async def go() -> bool:
-        for b in batches:
-            p.submit(b)
-        task = asyncio.create_task(p.run())
-        try:
-            return await p.flush(15)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await p.aclose()
-    return asyncio.run(go())
+    return asyncio.run(deliver(p, *batches, timeout=15))
 
 
 def kinds(rx: HttpReceiver) -> dict[str, set[int]]:

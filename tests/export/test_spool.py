@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +14,7 @@ from promotel.errors import StateError
 from promotel.export.pipeline import ExporterPipeline
 from promotel.export.presets import resolve_exporter
 from promotel.export.spool import Spool, spool_path, store_path
+from support.exporting import deliver, read_until_killed
 from support.fake_intakes import HttpReceiver, Retry, exporter_config
 from support.paths import TESTS as TESTS_DIR
 
@@ -127,20 +123,7 @@ def test_sigkill_while_spooling_loses_nothing_and_replays_exactly_once(tmp_path:
         endpoint = dead.url                       # closed again: connection refused
     state = str(tmp_path / "state")
     code = CHILD.format(tests=str(TESTS_DIR), endpoint=endpoint, state=state)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    acknowledged = 0
-    deadline = time.monotonic() + 20
-    try:
-        assert proc.stdout is not None
-        while acknowledged < 25 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            acknowledged = int(line)
-    finally:
-        proc.send_signal(signal.SIGKILL)         # mid-flight: no chance to flush or close anything
-        proc.wait(timeout=10)
+    acknowledged = read_until_killed(code, 25, start=0)   # mid-flight: no chance to flush or close anything
     assert acknowledged >= 25, "the child did not spool in time"
     db = store_path(state, "victim")
     on_disk = sqlite3.connect(db).execute("SELECT COUNT(*) FROM queue").fetchone()[0]
@@ -149,17 +132,7 @@ def test_sigkill_while_spooling_loses_nothing_and_replays_exactly_once(tmp_path:
     with HttpReceiver() as rx:
         cfg = exporter_config(name="victim", endpoint=rx.url, protocol="http/protobuf", retry=Retry())
         p = ExporterPipeline(resolve_exporter(cfg, env={}), state_dir=state)
-
-        async def replay() -> bool:
-            task = asyncio.create_task(p.run())
-            try:
-                return await p.flush(20)
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                await p.aclose()
-
-        assert asyncio.run(replay())
+        assert asyncio.run(deliver(p, timeout=20))
     names = [{kv.key: kv.value.string_value for kv in r.message.resource_metrics[0].resource.attributes}["service.name"]
              for r in rx.requests]
     assert len(names) == on_disk                  # every spooled request …

@@ -4,7 +4,6 @@ the discovery file (staleness markers for the gone one), and the Target Allocato
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,18 +13,12 @@ from typing import Any
 import pytest
 
 from support.bridge import start_bridge, stop_bridge
+from support.collector import free_port
 from support.sd_servers import FakeTargetAllocator
 from support.sink import OTLPSink, attrs
 from support.target import ExpositionServer
 
 NO_RECORDED_VALUE = 1       # OTLP DataPointFlags: a staleness marker
-
-
-@pytest.fixture()
-def sink() -> Iterator[OTLPSink]:
-    s = OTLPSink().start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture()
@@ -35,12 +28,6 @@ def servers() -> Iterator[tuple[ExpositionServer, ExpositionServer]]:
     yield a, b
     a.stop()
     b.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _address(server: ExpositionServer) -> str:
@@ -60,7 +47,7 @@ def test_file_discovery_during_a_run_adds_and_removes_targets(tmp_path: Path, si
                                                               servers: tuple[ExpositionServer, ExpositionServer]
                                                               ) -> None:
     a, b = servers
-    health_port = _free_port()
+    health_port = free_port()
     sd = tmp_path / "sd.json"
     sd.write_text(json.dumps([{"targets": [_address(a)], "labels": {"env": "prod"}}]))
     cfg = tmp_path / "c.yaml"

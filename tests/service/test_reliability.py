@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from support.bridge import start_bridge, stop_bridge
 from support.collector import free_port
 from support.sink import OTLPSink
 from support.target import ExpositionServer
-
-
-@pytest.fixture()
-def sink() -> Iterator[OTLPSink]:
-    s = OTLPSink().start()
-    yield s
-    s.stop()
 
 
 def wait(cond: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:

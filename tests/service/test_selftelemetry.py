@@ -16,13 +16,6 @@ from support.sink import OTLPSink, attrs
 from support.target import ExpositionServer
 
 
-@pytest.fixture()
-def sink() -> Iterator[OTLPSink]:
-    s = OTLPSink().start()
-    yield s
-    s.stop()
-
-
 def own_metrics(sink: OTLPSink) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for res, m in sink.metrics():

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +26,6 @@ from support.target import ExpositionServer
 SECRET = "sk-live-7f3a9c1e5b2d4f60a8e1"   # looks like a real key; must never be printed anywhere
 
 BODY = "# TYPE jobs_total counter\njobs_total{queue=\"a\"} 5\n"
-
-
-@pytest.fixture()
-def sink() -> Iterator[OTLPSink]:
-    s = OTLPSink().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture()
-def target() -> Iterator[ExpositionServer]:
-    t = ExpositionServer(BODY).start()
-    yield t
-    t.stop()
 
 
 def config_text(target_url: str, sink_port: int, health_port: int, extra_sources: str = "") -> str:

@@ -29,20 +29,6 @@ URL_SECRET = "url-pass-4b1d9e"
 PROM_TEXT = "text/plain; version=0.0.4"
 
 
-@pytest.fixture()
-def sink() -> Iterator[OTLPSink]:
-    s = OTLPSink().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture()
-def target() -> Iterator[ExpositionServer]:
-    t = ExpositionServer(BODY).start()
-    yield t
-    t.stop()
-
-
 def config_text(target_url: str, dead_port: int, sink_port: int, health_port: int | None, *,
                 dead: bool = True) -> str:
     dead_source = f"""

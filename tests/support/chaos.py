@@ -18,7 +18,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
@@ -28,28 +28,31 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as ms_grpc
 
+from support.loopback_http import LoopbackHttpServer, QuietHandler
 
-class SequenceTarget:
+
+class SequenceTarget(LoopbackHttpServer):
     """Answers every GET with the next sequence number; ``served`` holds ``(number, monotonic time the
-    answer was completely written)``. A GET whose answer could not be written does not use a number."""
+    answer was completely written)``. A GET whose answer could not be written does not use a number.
 
-    def __init__(self) -> None:
+    ``exposition`` renders the answer for a number (default: ``body`` with the ``filler`` given to ``start``)."""
+
+    def __init__(self, exposition: Callable[[int], bytes] | None = None) -> None:
         self.served: list[tuple[int, float]] = []
         self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self.exposition = exposition
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/metrics"
+        return f"http://{self.instance}/metrics"
 
     @property
     def instance(self) -> str:
-        assert self._server is not None
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self.port}"
 
     @property
     def last(self) -> int:
+        """The last number answered (0 before the first)."""
         with self.lock:
             return self.served[-1][0] if self.served else 0
 
@@ -64,12 +67,13 @@ class SequenceTarget:
 
     def start(self, filler: int = 0) -> SequenceTarget:
         target = self
+        exposition = self.exposition or (lambda n: self.body(n, filler))
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # http.server's naming
                 with target.lock:
                     n = (target.served[-1][0] if target.served else 0) + 1
-                    data = target.body(n, filler)
+                    data = exposition(n)
                     try:
                         self.send_response(200)
                         self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -81,18 +85,8 @@ class SequenceTarget:
                         return              # the client went away: this number was not answered
                     target.served.append((n, time.monotonic()))
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
 
 class Faults(NamedTuple):

@@ -11,9 +11,14 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import rotel
+
+from support.processes import terminate
+from support.sink import OTLPSink
 
 
 def agent_path() -> str:
@@ -81,14 +86,21 @@ class Rotel:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+            terminate(self.proc, 5)
         if hasattr(self, "log"):
             self.log.close()
 
     def output(self) -> str:
         return (self.workdir / "rotel.out").read_text(errors="replace")
+
+
+@contextmanager
+def rotel_to_sink(workdir: Path) -> Iterator[tuple[Rotel, OTLPSink]]:
+    """A real OTLP sink and a rotel forwarding to it (rotel's files in ``workdir``); stops rotel, then the sink."""
+    sink = OTLPSink().start()
+    rotel = Rotel(sink.grpc_port, workdir).start()
+    try:
+        yield rotel, sink
+    finally:
+        rotel.stop()
+        sink.stop()

@@ -26,6 +26,8 @@ from typing import Self
 
 import pytest
 
+from support.processes import terminate
+
 DNSMASQ = Path("/usr/sbin/dnsmasq")
 MISSING = ("is missing: the DNS discovery tests run a real DNS server; `make test` installs it "
            "(Debian package 'dnsmasq-base')")
@@ -89,12 +91,7 @@ class Dnsmasq:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        terminate(self.proc, 10)
         self.proc = None
 
     def restart(self, records: Sequence[str]) -> None:

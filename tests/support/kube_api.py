@@ -32,10 +32,11 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from support.loopback_http import ClosingServer
 
 TESTDATA = Path(__file__).resolve().parent.parent / "testdata" / "kubernetes"
 
@@ -134,7 +135,7 @@ def _field_matcher(text: str, kind: Kind) -> Callable[[dict[str, Any]], bool]:
     return lambda obj: all(test(obj) for test in tests)
 
 
-class FakeKubeAPI:
+class FakeKubeAPI(ClosingServer):
     """See the module docstring. ``load(name)`` takes a recorded list from the testdata directory."""
 
     def __init__(self, *, token: str = "s3cr3t-sa-token", tls: ssl.SSLContext | None = None) -> None:
@@ -163,19 +164,10 @@ class FakeKubeAPI:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
         self.tls = tls
-        if tls is not None:
-            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-kube-api", daemon=True)
-        self._thread.start()
+        self.serve(Handler, name="fake-kube-api", tls=tls)
 
     # -- the store --
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
@@ -403,13 +395,4 @@ class FakeKubeAPI:
         with self.cond:
             self._closing = True
             self.cond.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+        super().close()

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from promotel.errors import ConfigError
 from support.collector import free_port
+from support.processes import terminate
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 MISSING = ("is missing: these tests compare promotel with the real Prometheus; `make test` installs it "
@@ -50,6 +52,19 @@ class Prometheus:
             time.sleep(0.5)
         return False
 
+    def listed_targets(self, want: int, deadline_s: float) -> dict[str, Any]:
+        """``/api/v1/targets`` data once it lists ``want`` targets (active plus dropped), or the last answer
+        when ``deadline_s`` passes first: the caller's comparison then says what is missing."""
+        data: dict[str, Any] = {}
+
+        def listed_all() -> bool:
+            nonlocal data
+            data = self.get("targets") or {}
+            return target_count(data) >= want
+
+        self.wait_for(listed_all, deadline_s)
+        return data
+
 
 @contextmanager
 def running_prometheus(workdir: Path, config: Mapping[str, Any], *,
@@ -69,15 +84,39 @@ def running_prometheus(workdir: Path, config: Mapping[str, Any], *,
         try:
             yield Prometheus(proc, f"http://127.0.0.1:{port}/api/v1", log_path)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+            terminate(proc, 15)
 
 
 def target_count(data: Mapping[str, Any] | None) -> int:
     """Active plus dropped targets in a ``/api/v1/targets`` answer."""
     data = data or {}
     return len(data.get("activeTargets", [])) + len(data.get("droppedTargets", []))
+
+
+PROMTOOL = Path("/usr/bin/promtool")
+
+
+def promtool_agrees(tmp: Path, scrape_config: dict[str, Any], ours: Callable[[], object], *,
+                    syntax_only: bool = False) -> tuple[str, str | None]:
+    """Checks a prometheus.yml holding ``scrape_config`` with ``promtool check config`` (``--syntax-only``: no
+    file it names must exist) and runs ``ours`` (promotel's parser on the same config); asserts that both find
+    it valid or both refuse it. Returns Prometheus's message (without the file prefix) and promotel's first
+    problem (None when it accepted the config)."""
+    if not PROMTOOL.exists():
+        pytest.fail(f"{PROMTOOL} {MISSING}")
+    path = tmp / "prometheus.yml"
+    path.write_text(yaml.safe_dump({"scrape_configs": [scrape_config]}, allow_unicode=True))
+    argv = [str(PROMTOOL), "check", "config", *(["--syntax-only"] if syntax_only else []), str(path)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    out = proc.stdout + proc.stderr
+    marker = f"parsing YAML file {path}: "
+    prom_message = out.split(marker, 1)[1].strip() if marker in out else out
+    try:
+        ours()
+    except ConfigError as exc:
+        problem: str | None = exc.problems[0][1]
+    else:
+        problem = None
+    assert (proc.returncode == 0) == (problem is None), (
+        f"Prometheus: {prom_message or 'valid'}; promotel: {problem or 'valid'}")
+    return prom_message, problem

@@ -17,9 +17,13 @@ import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+if not __package__:         # run as a script (see above): tests/ must be on the path for support.*
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from support.loopback_http import LoopbackHttpServer, QuietHandler
 
 REAL = Path(__file__).resolve().parents[1] / "testdata" / "real"
 # The Accept variants, in the order the README describes them: Prometheus 3's default, Debian's
@@ -89,7 +93,7 @@ def all_variants(root: Path = REAL) -> tuple[Variant, ...]:
     return tuple(v for c in load_captures(root) for v in c.variants.values())
 
 
-class ReplayServer:
+class ReplayServer(LoopbackHttpServer):
     """``GET /<capture>/<variant>`` → the captured body with its Content-Type; anything else is 404.
 
     Binds 127.0.0.1 on an ephemeral port unless one is given. ``hits`` counts requests per path and
@@ -103,12 +107,6 @@ class ReplayServer:
         self.accepts: dict[str, str] = {}
         self._lock = threading.Lock()
         self._port = port
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "start() the server first"
-        return int(self._server.server_address[1])
 
     @property
     def address(self) -> str:
@@ -121,40 +119,23 @@ class ReplayServer:
     def start(self) -> ReplayServer:
         replay = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 variant = replay.routes.get(self.path.split("?", 1)[0])
                 with replay._lock:
                     replay.hits[self.path] = replay.hits.get(self.path, 0) + 1
                     replay.accepts[self.path] = self.headers.get("Accept", "")
                 if variant is None:
-                    self._reply(404, "text/plain; charset=utf-8", f"no capture at {self.path}\n".encode())
+                    self.reply(404, "text/plain; charset=utf-8", f"no capture at {self.path}\n".encode())
                 else:
-                    self._reply(200, variant.content_type, variant.body)
+                    self.reply(200, variant.content_type, variant.body)
 
-            def _reply(self, code: int, ctype: str, data: bytes) -> None:
-                try:
-                    self.send_response(code)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="replay", daemon=True).start()
+        self.serve(Handler, port=self._port, name="replay")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
+        self._server = None
 
     def __enter__(self) -> ReplayServer:
         return self.start()

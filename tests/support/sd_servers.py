@@ -23,9 +23,11 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Self
+
+from support.loopback_http import ClosingServer
 
 
 @dataclass
@@ -44,7 +46,7 @@ def json_reply(data: object, status: int = 200, content_type: str = "application
 
 
 @dataclass
-class SDServer:
+class SDServer(ClosingServer):
     """An HTTP SD endpoint. ``groups`` is served as JSON unless ``respond`` is set."""
 
     groups: list[dict[str, Any]] = field(default_factory=list)
@@ -80,16 +82,7 @@ class SDServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        if self.tls is not None:
-            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sd-server", daemon=True)
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        self.serve(Handler, name="sd-server", tls=self.tls)
 
     def url(self, path: str = "/sd", host: str = "127.0.0.1") -> str:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
@@ -99,17 +92,6 @@ class SDServer:
             return self.respond(request)
         return json_reply(self.groups)
 
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
 
 def _weight(collector: str, address: str) -> bytes:

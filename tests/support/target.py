@@ -6,15 +6,16 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
+
+from support.loopback_http import LoopbackHttpServer, QuietHandler
 
 
 class _IPv6Server(ThreadingHTTPServer):
     address_family = socket.AF_INET6
 
 
-class ExpositionServer:
+class ExpositionServer(LoopbackHttpServer):
     """Serves ``self.body`` at /metrics; ``mode`` makes it fail: "ok", "500", "garbage", "slow".
 
     With ``bodies``, the target moves through them instead: GET number *n* (1-based) serves
@@ -31,11 +32,9 @@ class ExpositionServer:
         self.slow_s = 5.0
         self.hits = 0
         self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
-        assert self._server is not None
         return f"http://{self.address}/metrics"
 
     @property
@@ -45,16 +44,11 @@ class ExpositionServer:
         host = str(self._server.server_address[0])
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.server_address[1])
-
     def start(self, host: str = "127.0.0.1", port: int = 0) -> ExpositionServer:
         """Listen on ``host`` (any loopback address, IPv6 too) and ``port`` (0: a free one)."""
         target = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 with target.lock:
                     target.hits += 1
@@ -64,35 +58,14 @@ class ExpositionServer:
                         target.served.append(index)
                         body = target.bodies[index]
                 if mode == "500":
-                    self._reply(500, "text/plain", b"internal error\n")
+                    self.reply(500, "text/plain", b"internal error\n")
                 elif mode == "garbage":
-                    self._reply(200, "text/plain; version=0.0.4", b"this is {not an exposition\n\x00\x01")
+                    self.reply(200, "text/plain; version=0.0.4", b"this is {not an exposition\n\x00\x01")
                 elif mode == "slow":
                     time.sleep(target.slow_s)
-                    self._reply(200, ctype, body.encode())
+                    self.reply(200, ctype, body.encode())
                 else:
-                    self._reply(200, ctype, body.encode())
+                    self.reply(200, ctype, body.encode())
 
-            def _reply(self, code: int, ctype: str, data: bytes) -> None:
-                try:
-                    self.send_response(code)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server_class = ThreadingHTTPServer if ":" not in host else _IPv6Server
-        self._server = server_class((host, port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.serve(Handler, host, port, server_class=ThreadingHTTPServer if ":" not in host else _IPv6Server)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
