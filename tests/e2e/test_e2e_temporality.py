@@ -242,6 +242,26 @@ def wait(predicate: Callable[[], bool], timeout: float, what: str, log: Callable
     assert predicate(), f"timed out after {timeout} s waiting for {what}\n{log()[-3000:]}"
 
 
+def settle(delta_sink: OTLPSink, cumulative_sink: OTLPSink, instance: str, metric: str,
+           timeout: float = 10.0) -> None:
+    """Wait until the collectors forwarded what the bridge handed them: a collector acknowledges a request
+    before it exports it onwards, so the last round can reach one sink after the bridge exited. Done when both
+    sinks have the same latest round of ``metric`` and took no request for 0.5 s (bounded; the comparison
+    that follows says what differs if they never agree)."""
+    deadline = time.monotonic() + timeout
+    last_counts: tuple[int, int] | None = None
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        counts = (len(delta_sink.snapshot()), len(cumulative_sink.snapshot()))
+        if counts != last_counts:
+            last_counts, quiet_since = counts, time.monotonic()
+        same = latest_times(delta_sink, DELTA, instance, metric)[-1:] == \
+            latest_times(cumulative_sink, CUMULATIVE, instance, metric)[-1:]
+        if same and time.monotonic() - quiet_since >= 0.5:
+            return
+        time.sleep(0.05)
+
+
 def play(phases: list[Phase], target: ExpositionServer, delta_sink: OTLPSink, cumulative_sink: OTLPSink,
          instance: str, bridge: Bridge, scrapes: int = 1) -> None:
     """Serve each phase until both sinks received ``scrapes`` rounds of it (same scrape times at both)."""
@@ -347,6 +367,7 @@ def run_scenario(tmp_path: Path, target: ExpositionServer, sambanova: Any, delta
         assert bridge.terminate() == 0, bridge.log()[-3000:]
     finally:
         bridge.ensure_stopped()
+    settle(delta_sink, cumulative_sink, sn_instance, sn_metric)
     figures = check_streams(delta_sink, cumulative_sink, {instance, sn_instance})
     figures["killed_at"] = killed_at
     figures["instance"] = instance
