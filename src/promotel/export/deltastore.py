@@ -103,10 +103,6 @@ class PrevPoint(NamedTuple):
     id: int = -1                      # the series' ``delta_keys`` id in its target (given when the series is new)
 
 
-def _pack(values: tuple[float, ...]) -> bytes:
-    return struct.pack(f"<{len(values)}d", *values)
-
-
 def unpack_floats(blob: bytes | None) -> tuple[float, ...]:
     """The ``bounds`` or ``counts`` of a ``delta_series`` row: little-endian float64s (NULL: none)."""
     if not blob:
@@ -127,11 +123,6 @@ def _arr(code: str, values: Sequence[Any]) -> bytes:
 
 
 _CHUNK = 8192                        # series per piece of the bucket counts (each piece well under 1 MiB)
-
-
-def _pack_series(series: Collection[PrevPoint]) -> bytes:
-    """The value row of a target's series (format 1)."""
-    return b"".join(_packed_parts(series))
 
 
 def _packed_parts(series: Collection[PrevPoint]) -> Iterator[bytes]:
