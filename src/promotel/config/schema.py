@@ -1,8 +1,9 @@
 """The configuration's model: frozen pydantic models of every section, with every default in one place.
 
-Why one module over 600 lines: the models reference each other (a source holds its auth, TLS, discovery
-and relabel sections) and pydantic resolves them together; splitting them by section is the next step
-once the discovery keys settle (docs/architecture.md lists it).
+Why one module over 600 lines: it holds every section's model, so that every default is in one place (a
+source's target keys are validated by ``promotel.config.targets``, their sections by the discovery
+package). The HTTP client sections (TLS, auth, proxy keys, scrape protocols) are the next part that
+could move out.
 
 Unknown keys are errors; durations are floats in seconds and sizes ints in bytes once validated. Secrets
 (API keys, tokens, passwords, the pseudonymization key, sensitive header values) become
@@ -35,6 +36,7 @@ from pydantic import (
 )
 
 from promotel.config.secrets import Secret, register_secret
+from promotel.config.targets import MetricsPath, Params, TargetURL, empty_null_lists, targets_problem
 from promotel.config.units import parse_duration, parse_size
 from promotel.discovery.dns_sd import DNSSDConfig
 from promotel.discovery.file_sd import FileSDConfig
@@ -348,8 +350,9 @@ class SourceConfig(_ProxyChecks):
     name: str = Field(min_length=1)
     mapping: str = "passthrough"
     # Targets: ``url`` is the one-target shortcut; or Prometheus's discovery keys (exactly one of the two
-    # ways). See promotel.discovery.sourcetargets for how a source becomes its targets.
-    url: str | None = None
+    # ways), checked by promotel.config.targets. See promotel.discovery.sourcetargets for how a source
+    # becomes its targets.
+    url: TargetURL | None = None
     static_configs: tuple[StaticConfig, ...] = ()
     file_sd_configs: tuple[FileSDConfig, ...] = ()
     dns_sd_configs: tuple[DNSSDConfig, ...] = ()
@@ -358,8 +361,8 @@ class SourceConfig(_ProxyChecks):
     # Prometheus's scrape-config keys for discovered targets (the defaults of __scheme__, __metrics_path__,
     # __param_<name>); a url: source takes them from its URL instead.
     scheme: Literal["http", "https"] = "http"
-    metrics_path: str = "/metrics"
-    params: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    metrics_path: MetricsPath = "/metrics"
+    params: Params = Field(default_factory=dict)
     relabel_configs: tuple[RelabelConfig, ...] = ()
     metric_relabel_configs: tuple[RelabelConfig, ...] = ()
     interval: Duration = DEFAULT_INTERVAL         # else the mapping's default (set before validation)
@@ -402,9 +405,7 @@ class SourceConfig(_ProxyChecks):
                     raise ValueError(f"both {key} and {alias} are set; {alias} is Prometheus's name for {key}: "
                                      "keep one of them")
                 data[key] = data.pop(alias)
-        for key in SD_KEYS + ("relabel_configs", "metric_relabel_configs"):
-            if key in data and data[key] is None:
-                data[key] = ()      # a null list is an empty one, as in Prometheus
+        empty_null_lists(data)      # a null list is an empty one, as in Prometheus
         if data.get("interval") is None:
             data.pop("interval", None)
             default = _policy(data.get("mapping", cls.model_fields["mapping"].default)).default_interval
@@ -438,26 +439,9 @@ class SourceConfig(_ProxyChecks):
 
     @model_validator(mode="after")
     def _one_way_to_targets(self) -> SourceConfig:
-        discovery = [key for key in SD_KEYS if getattr(self, key)]
-        if self.url is None and not discovery:
-            raise ValueError("no targets: set url (one target) or Prometheus's discovery keys (static_configs, "
-                             "file_sd_configs, dns_sd_configs, http_sd_configs, kubernetes_sd_configs)")
-        if self.url is not None and discovery:
-            raise ValueError(f"both url and {', '.join(discovery)} are set; url is the one-target shortcut: put "
-                             f"its host:port into static_configs instead, or remove {discovery[0]}")
-        if self.url is not None:
-            given = [key for key in ("scheme", "metrics_path", "params") if key in self.model_fields_set]
-            if given:
-                raise ValueError(f"{', '.join(given)} apply to discovered targets; a url: source takes them from "
-                                 "its URL (write them there)")
-            if self.relabel_configs:
-                # The url's one target goes through relabel_configs too: a rule must not drop it.
-                from promotel.discovery.sourcetargets import source_targets, url_groups
-
-                (target,) = source_targets(self, url_groups(self))
-                if target.state != "active":
-                    why = target.error or "a relabel config drops it"
-                    raise ValueError(f"relabel_configs leave the url no target to scrape: {why}")
+        problem = targets_problem(self)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property
@@ -469,37 +453,6 @@ class SourceConfig(_ProxyChecks):
     def discovers_targets(self) -> bool:
         """True when the targets come from discovery keys (also on the per-target copy that carries a url)."""
         return any(getattr(self, key) for key in SD_KEYS)
-
-    @field_validator("metrics_path")
-    @classmethod
-    def _absolute_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"expected a path starting with '/', such as '/metrics', got {value!r}")
-        return value
-
-    @field_validator("params", mode="before")
-    @classmethod
-    def _param_lists(cls, value: object) -> object:
-        if isinstance(value, dict):     # Prometheus: each parameter is a list; a single string is one value
-            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            parts = urllib.parse.urlsplit(value)
-            password = parts.password
-        except ValueError as exc:
-            raise ValueError(f"invalid URL: {exc}") from exc
-        if password:
-            register_secret(password)   # credentials in the URL are masked like any other secret
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            shown = value.replace(password, "***") if password else value
-            raise ValueError(f"expected an http:// or https:// URL such as 'https://host/metrics', got {shown!r}")
-        return value
 
     @field_validator("interval")
     @classmethod
