@@ -1,13 +1,13 @@
 """One exporter's queue: temporality, encoding, the write-ahead queue, sending with retries.
 
 Why one module over 600 lines: ``ExporterPipeline`` is one state machine (memory queue, write-ahead
-queue, retries, 413 splitting, readiness) whose invariants span its methods; moving readiness and status
-bookkeeping into a module of their own is the next split (docs/architecture.md lists it).
+queue, retries, 413 splitting) whose invariants span its methods. Its counters, readiness and status
+snapshot are in ``promotel.export.status`` (``ExporterStatus``, its base class).
 
 State (all of it, per exporter): the requests held in memory (at most ``queue_size`` batches), the
 exporter's state database when there is a ``state_dir`` (``promotel.export.spool.ExporterStore``: the
 write-ahead queue and the delta state), the delta state in memory (``promotel.export.delta``), and the
-counters shown by ``status()``.
+counters shown by ``status()`` (``promotel.export.status``).
 
 With a state_dir (and ``spool.enabled``, the default) — the write-ahead queue::
 
@@ -41,8 +41,8 @@ RESOURCE_EXHAUSTED for the message size) gets the request split in two halves by
 (``promotel.export.encode.split_request``), each retried, recursively up to ``MAX_SPLIT_DEPTH`` levels; a
 single point that is still too large is dropped (counted, logged).
 
-Readiness (``ready``): not ready while the exporter dropped data within the last ``unready_after``
-seconds, or when every attempt failed for longer than that.
+Readiness (``ready``, ``promotel.export.status``): not ready while the exporter dropped data within the
+last ``unready_after`` seconds, or when every attempt failed for longer than that.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 
-from promotel.config import HealthConfig
 from promotel.errors import ExportError, PromotelError, StateError
 from promotel.export.prepare import (
     BatchPreparer,
@@ -65,12 +64,11 @@ from promotel.export.prepare import (
 from promotel.export.presets import ResolvedExporter
 from promotel.export.sender import Sender, make_sender
 from promotel.export.spool import ExporterStore, StorageError
+from promotel.export.status import DEFAULT_UNREADY_AFTER, ExporterStatus, QueueFigures
 from promotel.model import TargetBatch, Temporality
 
 log = logging.getLogger("promotel.export")
 
-# Seconds; the config model's default (``health.unready_after``), for callers without a config.
-DEFAULT_UNREADY_AFTER: float = HealthConfig.model_fields["unready_after"].default
 MAX_SPLIT_DEPTH = 16               # a request answered "too large" is halved at most this many times
 STORAGE_RETRY_MIN = 1.0            # seconds before writing is tried again after a storage fault …
 STORAGE_RETRY_MAX = 30.0           # … doubling up to this
@@ -150,8 +148,9 @@ class _Group:
         self.entries: deque[_Entry] = deque(entries)
 
 
-class ExporterPipeline:
-    """The queue and retries of one exporter. ``run()`` is its worker; ``submit()`` feeds it."""
+class ExporterPipeline(ExporterStatus):
+    """The queue and retries of one exporter. ``run()`` is its worker; ``submit()`` feeds it. Its counters,
+    ``status()`` and ``ready()`` come from ``ExporterStatus``."""
 
     def __init__(self, resolved: ResolvedExporter, *, sender: Sender | None = None, state_dir: str | None = None,
                  encode: Encoder | None = None, to_delta: DeltaConverter | None = None,
@@ -161,10 +160,9 @@ class ExporterPipeline:
                  rng: Callable[[], float] = random.random,
                  split: Splitter | None = None,
                  wall: Callable[[], float] = time.time) -> None:
+        super().__init__(resolved.name, resolved.protocol, clock)
         self.resolved = resolved
-        self.name = resolved.name
         self.sender: Sender = sender if sender is not None else make_sender(resolved)
-        self._clock = clock
         self._sleep = sleep
         self._rng = rng
         self._wall = wall
@@ -194,20 +192,6 @@ class ExporterPipeline:
         self._acked: set[int] = set()                   # acknowledged rows whose deletion failed (retried)
         self._work: deque[_Entry] = deque()             # what the worker is sending now
         self._split_parts: list[_Entry] = []
-        # counters (status() and self-telemetry read them)
-        self.sent_requests = 0
-        self.sent_points = 0
-        self.retries = 0
-        self.rejected_points = 0
-        self.dropped_attributes = 0
-        self.failed_requests: dict[str, int] = {}
-        self.dropped: dict[str, int] = {}
-        self.storage_errors: dict[str, int] = {}
-        self.last_success: float | None = None    # unix time
-        self.last_error: str | None = None
-        self._drops: deque[tuple[float, str, int]] = deque(maxlen=4096)   # (clock, reason, points)
-        self._failing_since: float | None = None  # clock time of the first failure since the last success
-        self._logged_kinds: set[str] = set()
         self._down = False            # retries were exhausted: one request probes until the backend answers
         self._probe_attempt = 0
         self._backlog_turn = False    # alternate persisted (backlog) and fresh work
@@ -766,36 +750,6 @@ class ExporterPipeline:
                  self._backlog_rows() + sum(len(g.entries) for g in self._fresh),
                  extra={"fields": {"exporter": self.name}})
 
-    def _count_failure(self, exc: ExportError) -> None:
-        self.failed_requests[exc.kind] = self.failed_requests.get(exc.kind, 0) + 1
-        self.last_error = str(exc)
-        if self._failing_since is None:
-            self._failing_since = self._clock()
-
-    def _permanent(self, exc: ExportError, points: int) -> None:
-        self._drop("permanent_error", points)
-        if exc.kind not in self._logged_kinds:      # once per kind per exporter; the counters keep counting
-            self._logged_kinds.add(exc.kind)
-            log.error("Exporter %s refused a request (not retried, %d points dropped): %s", self.name, points, exc,
-                      extra={"fields": {"exporter": self.name, "error.type": exc.kind}})
-
-    def _accepted(self, points: int, rejected: int, message: str) -> None:
-        self._failing_since = None
-        self.sent_requests += 1
-        self.sent_points += max(0, points - rejected)
-        self.last_success = time.time()
-        if rejected:
-            self.rejected_points += rejected
-            if "partial_success" not in self._logged_kinds:
-                self._logged_kinds.add("partial_success")
-                log.warning("Exporter %s accepted a request but rejected %d of its points: %s", self.name,
-                            rejected, message or "(no message)",
-                            extra={"fields": {"exporter": self.name, "error.type": "partial_success"}})
-
-    def _drop(self, reason: str, points: int) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + points
-        self._drops.append((self._clock(), reason, points))
-
     # ── service hooks ────────────────────────────────────────────────────────────────────────
     def _memory_requests(self) -> int:
         return sum(len(g.entries) if g.batch is None else 1 for g in self._fresh)
@@ -836,73 +790,27 @@ class ExporterPipeline:
                 times.append(oldest)
         return min(times) if times else None
 
-    def status(self, unready_after: float = DEFAULT_UNREADY_AFTER) -> dict[str, object]:
-        """A snapshot for ``/status`` and self-telemetry. Contains no secrets (errors never carry headers)."""
-        state = "ok"
-        backlog = self._backlog_rows()
-        if self._down:
-            state = "down, spooling"
-        elif self._failing_since is not None and not self.durable:
-            state = "failing, dropping"
-        elif backlog:
-            state = "replaying spool"
-        persisted = self.store.count if self.durable and self.store is not None else 0
-        persisted_bytes = self.store.total_bytes if self.durable and self.store is not None else 0
-        oldest = self._oldest_unacknowledged()
-        ready, why = self.ready(unready_after)
-        now = self._clock()
-        return {
-            "state": state,
-            "ready": ready,
-            "not_ready_reason": None if ready else why,
-            "protocol": self.resolved.protocol,
-            "queue_length": len(self._fresh),
-            "queue_size": self.queue_size,
-            "memory_requests": self._memory_requests(),
-            "persisted": self.durable,
-            "persisted_requests": persisted,
-            "persisted_bytes": persisted_bytes,
-            "spool_bytes": persisted_bytes,            # 0.1 names of the persisted figures
-            "spool_requests": persisted,
-            "not_persisted_requests": self._unpersisted,
-            "oldest_unacknowledged_age_s": None if oldest is None else round(max(0.0, time.time() - oldest), 3),
-            "failing_for_s": None if self._failing_since is None else round(now - self._failing_since, 3),
-            "last_success": self.last_success,
-            "last_error": self.last_error,
-            "storage": None if self.store is None else {
+    def _queue_figures(self) -> QueueFigures:
+        """The queue's figures for ``status()`` (``promotel.export.status``)."""
+        store = self.store if self.durable else None
+        return QueueFigures(
+            down=self._down,
+            durable=self.durable,
+            backlog=self._backlog_rows(),
+            queue_length=len(self._fresh),
+            queue_size=self.queue_size,
+            memory_requests=self._memory_requests(),
+            persisted_requests=store.count if store is not None else 0,
+            persisted_bytes=store.total_bytes if store is not None else 0,
+            not_persisted_requests=self._unpersisted,
+            oldest_unacknowledged=self._oldest_unacknowledged(),
+            storage=None if self.store is None else {
                 "path": self.store.path,
                 "state": "ok" if self.storage_error is None and self.store.db is not None else "fault",
                 "error": None if self.storage_error is None else str(self.storage_error),
                 "errors": dict(self.storage_errors),
             },
-            "sent_requests": self.sent_requests,
-            "sent_points": self.sent_points,
-            "failed_requests": dict(self.failed_requests),
-            "retries": self.retries,
-            "rejected_points": self.rejected_points,
-            "dropped": dict(self.dropped),
-            "dropped_attributes": self.dropped_attributes,
-        }
-
-    def ready(self, unready_after: float = DEFAULT_UNREADY_AFTER) -> tuple[bool, str]:
-        """Not ready while data was dropped within the last ``unready_after`` s, or when every attempt
-        failed for longer than that; else ready (a backend that is down while the queue keeps everything
-        is ready until ``unready_after``)."""
-        now = self._clock()
-        while self._drops and now - self._drops[0][0] > unready_after:
-            self._drops.popleft()
-        failing = self._failing_since is not None
-        if self._drops:
-            by_reason: dict[str, int] = {}
-            for _, reason, points in self._drops:
-                by_reason[reason] = by_reason.get(reason, 0) + points
-            detail = ", ".join(f"{reason} {points}" for reason, points in sorted(by_reason.items()))
-            head = f"unreachable ({self.last_error}) and dropping data" if failing else "dropping data"
-            return False, f"{head}: points dropped in the last {unready_after:g} s: {detail}"
-        if failing and self._failing_since is not None and now - self._failing_since > unready_after:
-            return False, (f"unreachable: every attempt failed for {now - self._failing_since:.0f} s "
-                           f"(more than {unready_after:g} s); last error: {self.last_error}")
-        return True, "ok"
+        )
 
     async def aclose(self) -> None:
         """Stop the worker this pipeline started itself; write what waits in memory when possible, count what

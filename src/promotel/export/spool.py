@@ -1,8 +1,8 @@
 """The on-disk state of one exporter: its write-ahead queue and its delta state, in one SQLite database.
 
 Why one module over 600 lines: ``ExporterStore`` keeps the storage-fault handling (full disk reserve,
-damaged files moved aside, adoption of 0.1 files) next to the transactions it protects; the 0.1 adoption
-is the next part to move out (docs/architecture.md lists it).
+damaged files moved aside) next to the transactions it protects. 0.1's files (the ``Spool`` class and
+their adoption) are in ``promotel.export.state01``.
 
 ``ExporterStore`` — ``<state_dir>/exporter-<name>.db``, what ``promotel run`` uses:
 
@@ -37,19 +37,17 @@ and once the queue is empty ``compact`` shrinks the file (``auto_vacuum=INCREMEN
 WAL, so persisting resumes as soon as the backlog is delivered. The same compaction gives the space of a
 long outage's backlog back after it drained (``COMPACT_FREE_PAGES``).
 
-Adopting 0.1 state: on open, ``spool-<name>.db`` rows become queue rows (oldest first) and the rows of
-``delta-<name>.db`` join the delta tables (their 0.1 keys are converted by ``DeltaState.attach``), in one
-transaction that also records the adoption in ``meta``; then the old files are renamed
-``<file>.adopted-<UTC time>`` (logged). A crash between the two renames them on the next start.
+Adopting 0.1 state: on open, the 0.1 files ``spool-<name>.db`` and ``delta-<name>.db`` are copied in and
+moved aside (``promotel.export.state01.adopt_01``).
 
-``Spool`` — the 0.1 spool (``spool-<name>.db``), kept for its Python API: a bounded FIFO of requests.
+``Spool`` — the 0.1 spool (``spool-<name>.db``), kept for its Python API: defined in
+``promotel.export.state01`` and importable from here as in 0.1.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import sqlite3
 import time
@@ -58,139 +56,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from promotel.errors import StateError
 from promotel.export.sqlite import immediate_transaction
+from promotel.export.state01 import Dropped, Spool, SpoolItem, adopt_01, safe_file_name, spool_path
 
 if TYPE_CHECKING:
     from promotel.export.delta import DeltaState
 
 log = logging.getLogger("promotel.export.spool")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    id      INTEGER PRIMARY KEY AUTOINCREMENT,
-    body    BLOB    NOT NULL,
-    points  INTEGER NOT NULL,
-    size    INTEGER NOT NULL
-)
-"""
-
-
-class SpoolItem(NamedTuple):
-    id: int
-    request: bytes
-    points: int
-
-
-class Dropped(NamedTuple):
-    requests: int
-    points: int
-
-
-def spool_path(state_dir: str, exporter: str) -> str:
-    """``<state_dir>/spool-<exporter>.db``, the exporter name reduced to a safe file name."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", exporter) or "exporter"
-    return os.path.join(state_dir, f"spool-{safe}.db")
-
-
-class Spool:
-    """A bounded FIFO of serialized requests in SQLite. Used from one thread (the event loop)."""
-
-    def __init__(self, path: str, max_bytes: int, *, exporter: str = "") -> None:
-        self.path = path
-        self.max_bytes = int(max_bytes)
-        self.exporter = exporter
-        self.dropped_requests = 0
-        self.dropped_points = 0
-        try:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None)   # autocommit; transactions are explicit
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(_SCHEMA)
-            row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM requests").fetchone()
-        except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"cannot open the spool of exporter {exporter!r} at {path}: {exc}; "
-                             "check that state_dir exists and is writable.") from exc
-        self._count = int(row[0])
-        self._bytes = int(row[1])
-        if self._count:
-            log.info("The spool of exporter %s holds %d requests (%d bytes) from before; they will be replayed.",
-                     exporter, self._count, self._bytes, extra={"fields": {"exporter": exporter}})
-
-    def __len__(self) -> int:
-        return self._count
-
-    @property
-    def total_bytes(self) -> int:
-        return self._bytes
-
-    def put(self, request: bytes, points: int = 0) -> Dropped:
-        """Store one request durably (it is on disk when this returns). Returns what was evicted for room."""
-        size = len(request)
-        if size > self.max_bytes:
-            self._count_drop(1, points)
-            log.warning("A request of %d bytes is larger than the whole spool of exporter %s (%d bytes) and was "
-                        "dropped with its %d points; raise spool.max_bytes.", size, self.exporter, self.max_bytes,
-                        points, extra={"fields": {"exporter": self.exporter, "reason": "spool_full"}})
-            return Dropped(1, points)
-        evicted_requests = evicted_points = 0
-        try:
-            with immediate_transaction(self._db):
-                while self._bytes + size > self.max_bytes and self._count:
-                    row = self._db.execute("SELECT id, points, size FROM requests ORDER BY id LIMIT 1").fetchone()
-                    self._db.execute("DELETE FROM requests WHERE id = ?", (row[0],))
-                    evicted_requests += 1
-                    evicted_points += int(row[1])
-                    self._bytes -= int(row[2])
-                    self._count -= 1
-                self._db.execute("INSERT INTO requests (body, points, size) VALUES (?, ?, ?)",
-                                 (sqlite3.Binary(request), int(points), size))
-        except sqlite3.Error as exc:
-            raise StateError(f"writing to the spool of exporter {self.exporter!r} at {self.path} failed: {exc}; "
-                             "check free disk space.") from exc
-        self._count += 1
-        self._bytes += size
-        if evicted_requests:
-            self._count_drop(evicted_requests, evicted_points)
-            log.warning("The spool of exporter %s is full (%d bytes): dropped the %d oldest requests (%d points) "
-                        "to make room; raise spool.max_bytes or fix the backend.", self.exporter, self.max_bytes,
-                        evicted_requests, evicted_points,
-                        extra={"fields": {"exporter": self.exporter, "reason": "spool_full"}})
-        return Dropped(evicted_requests, evicted_points)
-
-    def peek(self) -> SpoolItem | None:
-        """The oldest request, left in place until ``ack``."""
-        if not self._count:
-            return None
-        try:
-            row = self._db.execute("SELECT id, body, points FROM requests ORDER BY id LIMIT 1").fetchone()
-        except sqlite3.Error as exc:
-            raise StateError(f"reading the spool of exporter {self.exporter!r} at {self.path} failed: {exc}.") from exc
-        return None if row is None else SpoolItem(int(row[0]), bytes(row[1]), int(row[2]))
-
-    def ack(self, item_id: int) -> None:
-        """The backend accepted the request: delete it."""
-        try:
-            cur = self._db.execute("DELETE FROM requests WHERE id = ? RETURNING size", (item_id,))
-            row = cur.fetchone()
-        except sqlite3.Error as exc:
-            raise StateError(f"updating the spool of exporter {self.exporter!r} at {self.path} failed: {exc}.") from exc
-        if row is not None:
-            self._count -= 1
-            self._bytes -= int(row[0])
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _count_drop(self, requests: int, points: int) -> None:
-        self.dropped_requests += requests
-        self.dropped_points += points
-
-    def _reload_totals(self) -> None:
-        row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM requests").fetchone()
-        self._count, self._bytes = int(row[0]), int(row[1])
-
-
-
 
 # ─── the exporter's state database ───────────────────────────────────────────────────────────
 
@@ -236,13 +107,9 @@ def _utc_stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
 
-def _safe(exporter: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", exporter) or "exporter"
-
-
 def store_path(state_dir: str, exporter: str) -> str:
     """``<state_dir>/exporter-<exporter>.db``, the exporter name reduced to a safe file name."""
-    return os.path.join(state_dir, f"exporter-{_safe(exporter)}.db")
+    return os.path.join(state_dir, f"exporter-{safe_file_name(exporter)}.db")
 
 
 def _primary(exc: sqlite3.Error) -> int | None:
@@ -330,7 +197,7 @@ class ExporterStore:
             if self._page_size < PAGE_SIZE:
                 self._rebuild_pages(db)
             self._reload_totals()
-            self._adopt_01()
+            adopt_01(self)
         except StorageError:
             self.close()
             raise
@@ -417,9 +284,14 @@ class ExporterStore:
             log.info("Rebuilt the state database %s of exporter %s with %d-byte pages (it had %d).", self.path,
                      self.exporter, self._page_size, old, extra={"fields": self._fields})
 
+    @staticmethod
+    def _damaged(exc: sqlite3.Error) -> bool:
+        """SQLite says the file itself is bad (not a database, or corrupt)."""
+        return _primary(exc) in _DAMAGED
+
     def _open_error(self, exc: sqlite3.Error) -> _Damaged | StorageError:
         primary = _primary(exc)
-        if primary in _DAMAGED:
+        if self._damaged(exc):
             return _Damaged(f"SQLite cannot read it: {exc}")
         if primary == 14 and os.path.lexists(self.path):         # SQLITE_CANTOPEN on a file that is there
             return _Damaged(f"SQLite cannot open it: {exc}")
@@ -474,9 +346,10 @@ class ExporterStore:
         finally:
             os.close(fd)
 
-    def _aside(self, path: str, tag: str, stamp: str) -> str | None:
-        """Rename ``path`` and its ``-wal``/``-shm`` companions to ``<path>.<tag>-<stamp>``; the new name,
+    def _aside(self, path: str, tag: str) -> str | None:
+        """Rename ``path`` and its ``-wal``/``-shm`` companions to ``<path>.<tag>-<UTC time>``; the new name,
         or None when there was nothing to move. Raises ``StorageError`` (``cannot_move``)."""
+        stamp = _utc_stamp()
         moved = None
         for suffix in ("", "-wal", "-shm"):
             src = path + suffix
@@ -494,77 +367,12 @@ class ExporterStore:
 
     def _move_aside(self, reason: str) -> None:
         size = os.path.getsize(self.path) if os.path.isfile(self.path) else 0
-        moved = self._aside(self.path, "corrupt", _utc_stamp())
+        moved = self._aside(self.path, "corrupt")
         log.error("The state database of exporter %s (%s, %d bytes) cannot be used: %s. It was moved to %s and a "
                   "new one was created. Lost with it: the requests it held that the backend had not acknowledged "
                   "(their number cannot be read) and, for a delta exporter, the previous values (each series "
                   "starts again from a baseline, so one interval is missing).", self.exporter, self.path, size,
                   reason, moved, extra={"fields": {**self._fields, "reason": "state_corrupt"}})
-
-    # ── 0.1 files ────────────────────────────────────────────────────────────────────────────
-    def _adopt_01(self) -> None:
-        assert self.db is not None
-        safe = _safe(self.exporter)
-        for table, name in (("requests", f"spool-{safe}.db"), ("delta_series", f"delta-{safe}.db")):
-            old = os.path.join(self.state_dir, name)
-            if not os.path.isfile(old):
-                continue
-            done = self.db.execute("SELECT value FROM meta WHERE key = ?", (f"adopted:{name}",)).fetchone()
-            if done is None:
-                try:
-                    what = self._import_01(old, name, table)
-                except sqlite3.Error as exc:
-                    if _primary(exc) in _DAMAGED or os.path.getsize(old) == 0:
-                        moved = self._aside(old, "corrupt", _utc_stamp())
-                        log.error("The 0.1 state file %s of exporter %s cannot be read (%s); it was moved to %s. "
-                                  "Whatever it held is lost.", old, self.exporter, exc, moved,
-                                  extra={"fields": {**self._fields, "reason": "state_corrupt"}})
-                        continue
-                    raise self._error(exc, f"adopting the 0.1 file {old} into") from exc
-            else:
-                what = "already adopted"
-            moved = self._aside(old, "adopted", _utc_stamp())
-            log.info("Exporter %s adopted its 0.1 state file %s (%s) into %s; the old file was moved to %s.",
-                     self.exporter, old, what, self.path, moved, extra={"fields": self._fields})
-
-    def _import_01(self, old: str, name: str, table: str) -> str:
-        db = self.db
-        assert db is not None
-        db.execute("ATTACH DATABASE ? AS old", (old,))
-        try:
-            tables = {r[0] for r in db.execute("SELECT name FROM old.sqlite_master WHERE type = 'table'")}
-            with immediate_transaction(db):
-                if table == "requests":
-                    n = 0
-                    if "requests" in tables:
-                        n = db.execute("INSERT INTO main.queue (body, points, size, created) "
-                                       "SELECT body, points, size, ? FROM old.requests ORDER BY id",
-                                       (self._wall(),)).rowcount
-                    what = f"{n} requests"
-                else:
-                    n = 0
-                    if "delta_series" in tables:
-                        n = db.execute("INSERT OR IGNORE INTO main.delta_series SELECT * FROM old.delta_series "
-                                       "WHERE exporter = ?", (self.exporter,)).rowcount
-                    # A delta file written by ``DeltaState(exporter, path)`` of this version: the packed format.
-                    if "delta_keys" in tables:
-                        n += db.execute("INSERT OR IGNORE INTO main.delta_keys SELECT * FROM old.delta_keys "
-                                        "WHERE exporter = ?", (self.exporter,)).rowcount
-                    if "delta_values" in tables:
-                        db.execute("INSERT OR IGNORE INTO main.delta_values SELECT * FROM old.delta_values "
-                                   "WHERE exporter = ?", (self.exporter,))
-                    if "delta_targets" in tables:
-                        db.execute("INSERT OR IGNORE INTO main.delta_targets SELECT * FROM old.delta_targets "
-                                   "WHERE exporter = ?", (self.exporter,))
-                    what = f"delta state of {n} series"
-                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"adopted:{name}", self._stamp_now()))
-        finally:
-            db.execute("DETACH DATABASE old")
-        self._reload_totals()
-        return what
-
-    def _stamp_now(self) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._wall()))
 
     # ── the queue ────────────────────────────────────────────────────────────────────────────
     def put(self, requests: Sequence[tuple[bytes, int, float]], *, delta: DeltaState | None = None,
