@@ -4,9 +4,12 @@
     prepare      BatchPreparer: summaries policy → cumulative→delta (delta) → OTLP encoding (encode)
     sender       the Sender protocol and make_sender; http_sender and grpc_sender implement it, sharing outcome
     pipeline     ExporterPipeline: the queue (on disk before the first send with a state_dir), retries with
-                 backoff, replay, storage faults, 413 splitting, readiness and counters
+                 backoff, replay, storage faults, 413 splitting
+    status       ExporterStatus: the pipeline's counters, drops by reason, readiness and /status
     spool        ExporterStore, the per-exporter SQLite state database (the queue and the delta state, one
-                 transaction per batch); Spool, 0.1's spool file
+                 transaction per batch)
+    delta        DeltaState: cumulative→delta per series and target; deltastore, its rows on disk
+    state01      0.1's state files: Spool (its spool file) and their adoption into ExporterStore
     probe        ``promotel check``: one empty request per exporter
 """
 
