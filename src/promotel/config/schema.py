@@ -1,14 +1,14 @@
 """The configuration's model: frozen pydantic models of every section, with every default in one place.
 
-Why one module over 600 lines: it holds every section's model, so that every default is in one place (a
-source's target keys are validated by ``promotel.config.targets``, their sections by the discovery
-package). The HTTP client sections (TLS, auth, proxy keys, scrape protocols) are the next part that
-could move out.
-
 Unknown keys are errors; durations are floats in seconds and sizes ints in bytes once validated. Secrets
 (API keys, tokens, passwords, the pseudonymization key, sensitive header values) become
 ``promotel.config.secrets.Secret`` values that print as ``***``. A source's interval defaults and limits
 come from its mapping plugin's scrape policy (``promotel.mappings.ScrapePolicy``), not from here.
+
+The field types and the base model every section shares are ``promotel.config.fields``; the HTTP client
+sections and keys (TLS, auth, headers, proxies, scrape protocols) are ``promotel.config.httpclient``; a
+source's target keys are validated by ``promotel.config.targets``, their sections by the discovery package.
+Every name that moved there stays importable from here (the private helpers by ``x as x`` imports).
 
 Reading a file (YAML, ``${VAR}`` expansion, problems reported together) is ``promotel.config.loading``;
 the ``OTEL_EXPORTER_OTLP_*`` variables are ``promotel.config.environment``.
@@ -17,27 +17,40 @@ the ``OTEL_EXPORTER_OTLP_*`` variables are ``promotel.config.environment``.
 from __future__ import annotations
 
 import difflib
-import os
-import re
 import urllib.parse
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from promotel.config.secrets import Secret, register_secret
+from promotel.config.fields import Duration, SecretText, Size, Text, _Model
+from promotel.config.fields import _duration as _duration
+from promotel.config.fields import _positive as _positive
+from promotel.config.fields import _scalar_to_str as _scalar_to_str
+from promotel.config.fields import _size as _size
+from promotel.config.fields import _to_secret as _to_secret
+from promotel.config.httpclient import (
+    SENSITIVE_HEADER,
+    AuthConfig,
+    BasicAuthConfig,
+    Headers,
+    ProxyURL,
+    ScrapeProtocol,
+    ScrapeProtocols,
+    TLSConfig,
+    _ProxyChecks,
+)
+from promotel.config.httpclient import _headers as _headers
+from promotel.config.httpclient import _protocol_list as _protocol_list
+from promotel.config.httpclient import _proxy_keys_problem as _proxy_keys_problem
+from promotel.config.httpclient import _proxy_url as _proxy_url
+from promotel.config.httpclient import _read_secret_file as _read_secret_file
+from promotel.config.httpclient import _readable_file as _readable_file
+from promotel.config.httpclient import _resolve_file as _resolve_file
+from promotel.config.httpclient import _scrape_protocol as _scrape_protocol
+from promotel.config.httpclient import _scrape_protocols as _scrape_protocols
 from promotel.config.targets import MetricsPath, Params, TargetURL, empty_null_lists, targets_problem
-from promotel.config.units import parse_duration, parse_size
+from promotel.config.units import parse_duration
 from promotel.discovery.dns_sd import DNSSDConfig
 from promotel.discovery.file_sd import FileSDConfig
 from promotel.discovery.http_sd import HTTPSDConfig
@@ -46,13 +59,7 @@ from promotel.discovery.relabel import RelabelConfig
 from promotel.discovery.sd import SD_KEYS, SDConfigs
 from promotel.discovery.static_sd import StaticConfig
 from promotel.errors import ConfigError, MappingError
-from promotel.httpcommon import (
-    DEFAULT_SCRAPE_PROTOCOLS,
-    SCRAPE_PROTOCOL_MEDIA_TYPES,
-    SUPPORTED_SCRAPE_PROTOCOLS,
-    UNSUPPORTED_SCRAPE_PROTOCOLS,
-    proxy_from_url,
-)
+from promotel.httpcommon import DEFAULT_SCRAPE_PROTOCOLS
 from promotel.mappings import (
     DEFAULT_SCRAPE_POLICY,
     ScrapePolicy,
@@ -63,265 +70,32 @@ from promotel.mappings import (
 
 __all__ = [
     "NO_SOURCES",
+    "SENSITIVE_HEADER",
     "AuthConfig",
     "BasicAuthConfig",
     "Config",
+    "Duration",
     "ExporterConfig",
     "FamilyOverride",
+    "Headers",
     "HealthConfig",
+    "ProxyURL",
     "RetryConfig",
+    "ScrapeProtocol",
+    "ScrapeProtocols",
+    "SecretText",
     "SelfTelemetryConfig",
+    "Size",
     "SourceConfig",
     "SpoolConfig",
     "TLSConfig",
+    "Text",
     "deprecated_settings",
 ]
 
 MIB = 1024 * 1024
 DEFAULT_INTERVAL = 15.0           # a source's interval when neither it nor its mapping's scrape policy says
 MAX_DEFAULT_TIMEOUT = 10.0        # a source's timeout defaults to min(this, 0.8 × interval)
-
-# Header names whose values are credentials: they become Secrets (masked in logs and output).
-SENSITIVE_HEADER = re.compile(r"auth|key|token|secret|passw|cookie|credential|honeycomb-team", re.IGNORECASE)
-
-
-# ─── field types ─────────────────────────────────────────────────────────────────────────────
-# The "before" validators below see raw YAML values (any type): they convert what they understand and
-# hand anything else on unchanged for pydantic's own type error, hence ``object``.
-
-
-def _duration(value: object) -> object:
-    if isinstance(value, (str, int, float)):
-        return parse_duration(value)
-    return value
-
-
-def _size(value: object) -> object:
-    if isinstance(value, (str, int, float)):
-        return parse_size(value)
-    return value
-
-
-def _scalar_to_str(value: object) -> object:
-    """YAML turns ``port: 8080`` or ``enabled: yes`` into numbers and booleans; attribute and header
-    values are strings, so scalars are taken as the text the user meant."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return value
-
-
-def _to_secret(value: str) -> str:
-    return Secret(value)
-
-
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError("must be greater than zero")
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
-Size = Annotated[int, BeforeValidator(_size), AfterValidator(_positive)]
-Text = Annotated[str, BeforeValidator(_scalar_to_str)]
-SecretText = Annotated[str, BeforeValidator(_scalar_to_str), AfterValidator(_to_secret)]
-
-
-def _headers(value: dict[str, str]) -> dict[str, str]:
-    """Header values whose name looks like a credential become Secrets."""
-    return {k: Secret(v) if SENSITIVE_HEADER.search(k) else v for k, v in value.items()}
-
-
-Headers = Annotated[dict[str, Text], AfterValidator(_headers)]
-
-
-def _resolve_file(value: str, info: ValidationInfo) -> str:
-    """A file named in the config: relative paths are relative to the config file's directory."""
-    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
-    path = os.path.expanduser(value)
-    if base and not os.path.isabs(path):
-        path = os.path.join(base, path)
-    return path
-
-
-def _readable_file(value: str, info: ValidationInfo) -> str:
-    path = _resolve_file(value, info)
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}; check the path and its permissions") from exc
-    return path
-
-
-def _read_secret_file(path: str) -> Secret:
-    with open(path, encoding="utf-8") as fh:
-        # Files written by `echo` or editors end with a newline that is not part of the secret.
-        return Secret(fh.read().strip())
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ─── scrape protocols and proxies (Prometheus's keys, same names and meaning) ──────────────────
-
-
-def _scrape_protocol(value: str) -> str:
-    """One of Prometheus's scrape protocol names (case-sensitive, as in Prometheus)."""
-    if value in UNSUPPORTED_SCRAPE_PROTOCOLS:
-        raise ValueError(f"{value} (Prometheus's protobuf format) is not supported: promotel parses the text "
-                         "formats only; remove it (exporters that offer protobuf offer the text formats too)")
-    if value not in SCRAPE_PROTOCOL_MEDIA_TYPES:
-        close = difflib.get_close_matches(value, SUPPORTED_SCRAPE_PROTOCOLS, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown scrape protocol {value!r}{hint}; supported: "
-                         f"{', '.join(SUPPORTED_SCRAPE_PROTOCOLS)} (Prometheus's names, case-sensitive)")
-    return value
-
-
-ScrapeProtocol = Annotated[str, AfterValidator(_scrape_protocol)]
-
-
-def _protocol_list(value: object) -> object:
-    if isinstance(value, str):     # YAML "scrape_protocols: X": pydantic would say "a valid tuple"
-        raise ValueError(f"expected a list, such as [{value}], got a string")
-    return value
-
-
-def _scrape_protocols(value: tuple[str, ...]) -> tuple[str, ...]:
-    # Prometheus's validateAcceptScrapeProtocols: not empty, no protocol twice.
-    if not value:
-        raise ValueError(f"must not be empty; remove the key for the default ({', '.join(DEFAULT_SCRAPE_PROTOCOLS)})")
-    seen: set[str] = set()
-    for protocol in value:
-        if protocol.lower() in seen:
-            raise ValueError(f"{protocol} is listed twice; list each protocol once, most preferred first")
-        seen.add(protocol.lower())
-    return value
-
-
-def _proxy_url(value: str) -> str:
-    try:
-        proxy = proxy_from_url(value, "proxy_url")
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
-    for secret in proxy.secrets():
-        register_secret(secret)     # a password in the proxy URL is masked like any other secret
-    return value
-
-
-ProxyURL = Annotated[str, AfterValidator(_proxy_url)]
-
-
-def _proxy_keys_problem(proxy_url: str | None, no_proxy: str | None, from_environment: bool | None) -> str | None:
-    """prometheus/common's ProxyConfig rules, in its words, for the keys given."""
-    if from_environment and proxy_url:
-        return ("if proxy_from_environment is configured, proxy_url must not be configured; keep one of them "
-                "(without either, promotel reads HTTP_PROXY, HTTPS_PROXY and NO_PROXY)")
-    if from_environment and no_proxy:
-        return ("if proxy_from_environment is configured, no_proxy must not be configured; list the hosts in "
-                "the NO_PROXY variable instead")
-    if no_proxy and not proxy_url:
-        return "if no_proxy is configured, proxy_url must also be configured"
-    return None
-
-
-class _ProxyChecks(_Model):
-    """The proxy keys' rules as field validators, so that each problem names its key (the base of the models
-    that have ``proxy_url``, ``no_proxy`` and ``proxy_from_environment``, declared in that order)."""
-
-    @field_validator("no_proxy", check_fields=False)
-    @classmethod
-    def _no_proxy_needs_url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if "proxy_url" in info.data:      # absent: proxy_url is invalid, and that is the problem to report
-            problem = _proxy_keys_problem(info.data["proxy_url"], value, None)
-            if problem:
-                raise ValueError(problem)
-        return value
-
-    @field_validator("proxy_from_environment", check_fields=False)
-    @classmethod
-    def _environment_alone(cls, value: bool | None, info: ValidationInfo) -> bool | None:
-        problem = _proxy_keys_problem(info.data.get("proxy_url"), info.data.get("no_proxy"), value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-
-# ─── sections ────────────────────────────────────────────────────────────────────────────────
-
-
-class TLSConfig(_Model):
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure_skip_verify: bool = False
-    server_name: str | None = None     # the name to verify (and send as SNI) instead of the URL's host
-
-    @field_validator("ca_file", "cert_file", "key_file")
-    @classmethod
-    def _files(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else _readable_file(value, info)
-
-    @model_validator(mode="after")
-    def _pair(self) -> TLSConfig:
-        if self.key_file and not self.cert_file:
-            raise ValueError("key_file needs cert_file (the client certificate the key belongs to)")
-        return self
-
-
-class BasicAuthConfig(_Model):
-    username: Text
-    password: SecretText | None = None
-    password_file: str | None = None    # read at load time into ``password``
-
-    @field_validator("password_file")
-    @classmethod
-    def _file(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else _readable_file(value, info)
-
-    @model_validator(mode="after")
-    def _one_password(self) -> BasicAuthConfig:
-        if (self.password is None) == (self.password_file is None):
-            raise ValueError("give exactly one of 'password' and 'password_file'")
-        if self.password_file is not None:
-            object.__setattr__(self, "password", _read_secret_file(self.password_file))
-        return self
-
-
-class AuthConfig(_Model):
-    """Exactly one credential. ``api_key`` → ``Authorization: Api-Key <key>`` (Baseten's scheme),
-    ``bearer_token`` → ``Authorization: Bearer <token>``, ``basic`` → HTTP Basic. The ``*_file``
-    variants are read once at load time into the plain field (``api_key_file`` fills ``api_key``)."""
-
-    api_key: SecretText | None = None
-    api_key_file: str | None = None
-    bearer_token: SecretText | None = None
-    bearer_token_file: str | None = None
-    basic: BasicAuthConfig | None = None
-
-    @field_validator("api_key_file", "bearer_token_file")
-    @classmethod
-    def _files(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else _readable_file(value, info)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> AuthConfig:
-        given = [name for name, value in (("api_key", self.api_key), ("api_key_file", self.api_key_file),
-                                          ("bearer_token", self.bearer_token),
-                                          ("bearer_token_file", self.bearer_token_file), ("basic", self.basic))
-                 if value is not None]
-        if len(given) != 1:
-            got = " and ".join(given) if given else "none"
-            raise ValueError("give exactly one of api_key, api_key_file, bearer_token, bearer_token_file, "
-                             f"basic (got {got})")
-        if self.api_key_file is not None:
-            object.__setattr__(self, "api_key", _read_secret_file(self.api_key_file))
-        if self.bearer_token_file is not None:
-            object.__setattr__(self, "bearer_token", _read_secret_file(self.bearer_token_file))
-        return self
 
 
 class FamilyOverride(_Model):
@@ -384,8 +158,7 @@ class SourceConfig(_ProxyChecks):
     # Negotiation, as Prometheus's scrape config: the formats to ask for, most preferred first (the Accept
     # header), and the format of a body whose Content-Type is missing, empty, unparseable or unknown (None:
     # guessed from the body; Prometheus fails such a scrape).
-    scrape_protocols: Annotated[tuple[ScrapeProtocol, ...], BeforeValidator(_protocol_list),
-                                AfterValidator(_scrape_protocols)] = DEFAULT_SCRAPE_PROTOCOLS
+    scrape_protocols: ScrapeProtocols = DEFAULT_SCRAPE_PROTOCOLS
     fallback_scrape_protocol: ScrapeProtocol | None = None
     # Proxy (Prometheus's http_config keys). proxy_from_environment None: the environment unless proxy_url.
     proxy_url: ProxyURL | None = None
