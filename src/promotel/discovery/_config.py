@@ -4,7 +4,7 @@ The SD models keep Prometheus's YAML keys, defaults and checks (a job can be pas
 frozen pydantic models that refuse unknown keys. Durations are Prometheus durations (``30s``,
 ``5m``, ``1h30m``; a bare number is refused, as Prometheus refuses it) and become seconds. Relative
 file paths are relative to the config file's directory, taken from the validation context's
-``base_dir`` as in :mod:`promotel.config.schema`.
+``base_dir`` as in :mod:`promotel.config.httpclient` (TLS and auth files).
 """
 
 from __future__ import annotations
