@@ -1,5 +1,6 @@
-"""The scrape stage: one HTTP GET of one target into bytes and a content type (``client``), and which
-targets this replica owns when the bridge is sharded (``shard``)."""
+"""The scrape stage: one HTTP GET of one target into bytes and a content type (``client``; its gzip and
+deflate decoding under the size cap in ``inflater``), and which targets this replica owns when the bridge is
+sharded (``shard``)."""
 
 from promotel.scrape.client import (
     ACCEPT,

@@ -1,5 +1,5 @@
-"""The running bridge (``promotel run``): ``bridge`` holds the scrape loops, the exporters and reload;
-``runtime`` the process-wide memory policy; ``health`` the HTTP endpoints; ``selftelemetry`` the bridge's
+"""The running bridge (``promotel run``): ``bridge`` holds the sources, the exporters and reload;
+``targetrunner`` one target's scrape loop; ``runtime`` the process-wide memory policy; ``health`` the HTTP endpoints; ``selftelemetry`` the bridge's
 own metrics."""
 
 from promotel.pipeline import scrape_metrics, target_resource
