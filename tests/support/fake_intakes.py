@@ -195,6 +195,11 @@ class HttpReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
+                if len(raw) < length:
+                    # The client went away mid-body (a killed bridge): a real intake never sees a request, and
+                    # a cut body could even decode (an empty one is a valid empty message).
+                    self.close_connection = True
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 body = gzip.decompress(raw) if headers.get("content-encoding") == "gzip" else raw
                 if rec.stall:
