@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from promotel.errors import ConfigError, PromotelError
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import Console, JustifyMethod, RenderableType
+    from rich.table import Table
 
 DEFAULT_URL = "http://127.0.0.1:8888"
 _FETCH_TIMEOUT_S = 3.0
@@ -134,10 +135,20 @@ def _seconds(value: object) -> str:
 
 # ─── the frame ─────────────────────────────────────────────────────────────────────────────────────
 
+def _table(title: str, columns: tuple[tuple[str, int, int, JustifyMethod], ...]) -> Table:
+    """A table of one-line cells; columns are (header, width, minimum width, justify): on a narrow terminal
+    the free-text columns give way first."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", expand=False)
+    for header, width, least, justify in columns:
+        table.add_column(header, width=width, min_width=least, justify=justify, no_wrap=True, overflow="ellipsis")
+    return table
+
+
 def render_frame(base: str, status: Mapping[str, object] | None, error: str | None = None) -> RenderableType:
     """One frame: a title line, the sources table, the exporters table."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     status = status or {}
@@ -148,14 +159,10 @@ def render_frame(base: str, status: Mapping[str, object] | None, error: str | No
     if error:
         title.append(f"\n{error}", style="bold red")
 
-    sources = Table(title="sources", title_justify="left", expand=False)
-    # (header, width, minimum width): on a narrow terminal the free-text columns give way first.
-    for header, width, least, justify in (("source", 16, 8, "left"), ("up", 4, 4, "center"),
-                                          ("last scrape", 11, 8, "right"), ("next", 9, 6, "right"),
-                                          ("duration", 9, 6, "right"), ("samples", 7, 6, "right"),
-                                          ("series", 7, 6, "right"), ("error", 36, 5, "left")):
-        sources.add_column(header, width=width, min_width=least, justify=justify,  # type: ignore[arg-type]
-                           no_wrap=True, overflow="ellipsis")
+    sources = _table("sources", (("source", 16, 8, "left"), ("up", 4, 4, "center"),
+                                 ("last scrape", 11, 8, "right"), ("next", 9, 6, "right"),
+                                 ("duration", 9, 6, "right"), ("samples", 7, 6, "right"),
+                                 ("series", 7, 6, "right"), ("error", 36, 5, "left")))
     targets = status.get("targets")
     for name, t in sorted(targets.items()) if isinstance(targets, Mapping) else ():
         if not isinstance(t, Mapping):
@@ -167,14 +174,11 @@ def render_frame(base: str, status: Mapping[str, object] | None, error: str | No
                         _seconds(t.get("duration_s")), _count(t.get("samples")), _count(t.get("series")),
                         str(t.get("error") or ""))
 
-    exporters = Table(title="exporters", title_justify="left", expand=False)
-    for header, width, least, justify in (("exporter", 16, 8, "left"), ("state", 17, 8, "left"),
-                                          ("ready", 5, 5, "center"), ("queue", 5, 5, "right"),
-                                          ("persisted", 14, 9, "right"), ("sent req", 8, 6, "right"),
-                                          ("sent points", 11, 7, "right"), ("failed", 14, 6, "left"),
-                                          ("dropped", 14, 7, "left"), ("last success", 12, 8, "right")):
-        exporters.add_column(header, width=width, min_width=least, justify=justify,  # type: ignore[arg-type]
-                             no_wrap=True, overflow="ellipsis")
+    exporters = _table("exporters", (("exporter", 16, 8, "left"), ("state", 17, 8, "left"),
+                                     ("ready", 5, 5, "center"), ("queue", 5, 5, "right"),
+                                     ("persisted", 14, 9, "right"), ("sent req", 8, 6, "right"),
+                                     ("sent points", 11, 7, "right"), ("failed", 14, 6, "left"),
+                                     ("dropped", 14, 7, "left"), ("last success", 12, 8, "right")))
     exps = status.get("exporters")
     for name, e in sorted(exps.items()) if isinstance(exps, Mapping) else ():
         if not isinstance(e, Mapping):
